@@ -1,0 +1,1 @@
+"""convscope service package."""

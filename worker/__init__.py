@@ -1,0 +1,1 @@
+"""convscope worker package."""
