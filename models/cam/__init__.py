@@ -1,0 +1,23 @@
+"""The Grad-CAM family: one small module per method over :mod:`models.cam.base`."""
+
+from __future__ import annotations
+
+from models.cam.base import BaseCAM, CamResult
+from models.cam.grad_cam import GradCAM
+from models.cam.grad_cam_plus_plus import GradCAMPlusPlus
+from models.cam.layer_cam import LayerCAM
+from models.cam.score_cam import ScoreCAM
+
+METHODS: dict[str, type[BaseCAM]] = {
+    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM)
+}
+
+__all__ = ["METHODS", "BaseCAM", "CamResult", "make_cam"]
+
+
+def make_cam(method: str, model, layer: str | None = None, preprocess: str = "raw") -> BaseCAM:
+    """The CAM object for ``method`` (one of :data:`METHODS`)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
+    cls = METHODS[method]
+    return cls(model, layer, preprocess, jit_compile=getattr(cls, "jit", True))

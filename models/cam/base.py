@@ -1,0 +1,111 @@
+"""Shared plumbing of the Grad-CAM family.
+
+A CAM method is its weighting rule: given the target layer's activations ``A`` of shape
+``(B, h, w, C)`` and the gradients ``dy/dA`` of each image's target score (the
+pre-softmax logit), :meth:`BaseCAM.weights` returns weights broadcastable to ``A``. The base
+computes the map ``relu(sum_c weights * A)``, upsamples it bilinearly to the input size
+``(H, W)`` and scales each map to [0, 1]. Every image has its own target class: the top
+prediction by default or the one given for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.graph import Probe, last_spatial_layer
+
+
+@dataclass
+class CamInputs:
+    """What a weighting rule may use; batch ``B``, target layer ``(h, w, C)``."""
+
+    acts: tf.Tensor  # (B, h, w, C) the layer's activations A
+    grads: tf.Tensor  # (B, h, w, C) d logit[target] / dA (zeros if the method needs none)
+    logits: tf.Tensor  # (B, K) pre-softmax scores
+    images: tf.Tensor  # (B, H, W, C_in) raw input pixels 0..255
+    targets: tf.Tensor  # (B,) int32, the class explained for each image
+
+
+@dataclass
+class CamResult:
+    """Heatmaps and the forward pass they came from (arrays with batch ``B``)."""
+
+    heatmaps: np.ndarray  # float32 (B, H, W), values in [0, 1]
+    class_index: np.ndarray  # int64 (B,), the explained class per image
+    score: np.ndarray  # float32 (B,), the model's output for that class
+    probs: np.ndarray  # float32 (B, K), the model's output
+    layer: str
+
+
+def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
+    """Scale each map ``(..., H, W)`` to [0, 1] by its own min and max (constant maps give 0)."""
+    low = tf.reduce_min(cams, axis=(-2, -1), keepdims=True)
+    high = tf.reduce_max(cams, axis=(-2, -1), keepdims=True)
+    return tf.math.divide_no_nan(cams - low, high - low)
+
+
+def _resolve_targets(class_index: int | list[int] | np.ndarray | None, batch: int) -> tf.Tensor:
+    """-1 means "the top prediction" for that image."""
+    if class_index is None:
+        return tf.fill((batch,), -1)
+    targets = np.atleast_1d(np.asarray(class_index, dtype=np.int64))
+    if targets.size == 1:
+        targets = np.repeat(targets, batch)
+    if targets.shape != (batch,):
+        raise ValueError(f"class_index has {targets.size} entries for a batch of {batch} images")
+    return tf.constant(targets, tf.int32)
+
+
+class BaseCAM:
+    """Grad-CAM-style explanation of one layer of one model.
+
+    ``images`` are raw pixels ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied
+    inside. Subclasses override :meth:`weights` (and set ``uses_gradients``).
+    """
+
+    name = "base"
+    uses_gradients = True
+
+    def __init__(
+        self, model: keras.Model, layer: str | None = None, preprocess: str = "raw",
+        jit_compile: bool = True,
+    ) -> None:
+        self.layer = layer or last_spatial_layer(model)
+        self.probe = Probe(model, self.layer, preprocess)
+        if self.probe.layer is not None and len(self.probe.layer.output.shape) != 4:
+            raise ValueError(f"layer {self.layer!r} has no spatial (4-D) output")
+        self._compiled = tf.function(self._forward, jit_compile=jit_compile)
+
+    def weights(self, ctx: CamInputs) -> tf.Tensor:
+        """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""
+        raise NotImplementedError
+
+    def _forward(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            out = self.probe(images)
+            acts = out.activation
+            tape.watch(acts)
+            chosen = tf.where(targets < 0, tf.argmax(out.logits, axis=-1, output_type=tf.int32),
+                              targets)
+            score = tf.gather(out.logits, chosen, axis=1, batch_dims=1)
+        grads = tape.gradient(score, acts) if self.uses_gradients else tf.zeros_like(acts)
+        ctx = CamInputs(acts, grads, out.logits, images, chosen)
+        cams = tf.nn.relu(tf.reduce_sum(self.weights(ctx) * acts, axis=-1))
+        cams = tf.image.resize(cams[..., None], tf.shape(images)[1:3], method="bilinear")[..., 0]
+        probs = tf.gather(out.probs, chosen, axis=1, batch_dims=1)
+        return normalize_maps(cams), chosen, probs, out.probs
+
+    def __call__(
+        self, images: np.ndarray, class_index: int | list[int] | np.ndarray | None = None
+    ) -> CamResult:
+        images = np.asarray(images, dtype=np.float32)
+        targets = _resolve_targets(class_index, images.shape[0])
+        heat, chosen, score, probs = self._compiled(tf.constant(images), targets)
+        return CamResult(
+            heatmaps=heat.numpy().astype(np.float32), class_index=chosen.numpy().astype(np.int64),
+            score=score.numpy(), probs=probs.numpy(), layer=self.layer,
+        )

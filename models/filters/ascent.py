@@ -1,0 +1,142 @@
+"""Filter patterns by gradient ascent on the input.
+
+All requested channels of one layer are optimised together as one batch: image ``i``
+maximises the mean activation of channel ``filters[i]``. Images are Fourier-parametrised
+(:mod:`models.filters.parametrization`) and pass random jitter / scale / rotation
+(:mod:`models.filters.transforms`) before the model, so the patterns are robust rather than
+adversarial noise. One compiled step does forward, backward and an Adam update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.filters.parametrization import FourierImage
+from models.filters.transforms import standard_transforms
+from models.graph import Probe
+
+
+class AscentCanceled(Exception):
+    """Raised inside the loop when the cancel check says stop."""
+
+
+@dataclass
+class FilterPatterns:
+    """``images`` uint8 ``(n, H, W, C)``; ``activation`` float32 ``(n,)`` reached per filter."""
+
+    images: np.ndarray
+    activation: np.ndarray
+    filters: list[int]
+    steps: int
+
+
+@dataclass(frozen=True)
+class AscentOptions:
+    steps: int = 64
+    size: int | None = None  # image side; default: the model's input size (or 128 if free)
+    seed: int = 0
+    learning_rate: float = 0.05
+    check_every: int = 4  # steps between progress reports and cancel checks
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.steps > 10_000:
+            raise ValueError(f"steps must be in 1..10000, got {self.steps}")
+        if self.size is not None and not 8 <= self.size <= 1024:
+            raise ValueError(f"size must be in 8..1024, got {self.size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+class _Adam:
+    """Adam (Kingma and Ba, 2015) on one variable, in TensorFlow ops."""
+
+    def __init__(self, var: tf.Variable, lr: float, b1: float = 0.9, b2: float = 0.999) -> None:
+        self.var, self.lr, self.b1, self.b2 = var, lr, b1, b2
+        self.m = tf.Variable(tf.zeros_like(var))
+        self.v = tf.Variable(tf.zeros_like(var))
+        self.t = tf.Variable(0.0)
+
+    def apply(self, grad: tf.Tensor) -> None:
+        self.t.assign_add(1.0)
+        self.m.assign(self.b1 * self.m + (1 - self.b1) * grad)
+        self.v.assign(self.b2 * self.v + (1 - self.b2) * tf.square(grad))
+        m_hat = self.m / (1 - self.b1**self.t)
+        v_hat = self.v / (1 - self.b2**self.t)
+        self.var.assign_sub(self.lr * m_hat / (tf.sqrt(v_hat) + 1e-8))
+
+
+def _model_hw(model: keras.Model) -> tuple[int | None, int | None, int]:
+    shape = model.inputs[0].shape
+    return shape[1], shape[2], shape[3]
+
+
+def _channel_means(acts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """Mean activation of channel ``index[i]`` in image ``i``: ``(n, ..., C) -> (n,)``."""
+    if acts.shape.rank > 2:
+        acts = tf.reduce_mean(acts, axis=list(range(1, acts.shape.rank - 1)))
+    return tf.gather(acts, index, axis=1, batch_dims=1)
+
+
+class FilterVisualizer:
+    """Gradient ascent for channels of ``layer`` in ``model`` (raw-pixel images 0..255)."""
+
+    def __init__(self, model: keras.Model, layer: str, preprocess: str = "raw") -> None:
+        self.probe = Probe(model, layer, preprocess)
+        self.height, self.width, self.channels = _model_hw(model)
+        self.num_channels = self.probe.layer.output.shape[-1]
+
+    def _check(self, filters: Sequence[int]) -> list[int]:
+        filters = [int(f) for f in filters]
+        bad = [f for f in filters if not 0 <= f < self.num_channels]
+        if not filters or bad:
+            raise ValueError(
+                f"filters {bad or filters} out of range: layer has {self.num_channels} channels"
+            )
+        return filters
+
+    def _model_view(self, pixels: tf.Tensor) -> tf.Tensor:
+        if self.height is None or self.width is None:
+            return pixels
+        return tf.image.resize(pixels, (self.height, self.width), method="bilinear")
+
+    def run(
+        self, filters: Sequence[int], options: AscentOptions = AscentOptions(),
+        progress: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> FilterPatterns:
+        filters = self._check(filters)
+        size = options.size or self.height or 128
+        image = FourierImage(len(filters), size, size, self.channels, seed=options.seed)
+        adam = _Adam(image.variable, options.learning_rate)
+        transforms = standard_transforms(size)
+        index = tf.constant(filters, tf.int32)
+
+        @tf.function
+        def step(step_no: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                pixels = image()
+                for k, transform in enumerate(transforms):
+                    pixels = transform(pixels, tf.stack([options.seed, step_no * 16 + k]))
+                out = self.probe(self._model_view(pixels) * 255.0)
+                # The pre-activation keeps a gradient where a ReLU would have cut it off.
+                objective = _channel_means(out.pre_activation, index)
+                loss = -tf.reduce_sum(objective)
+            adam.apply(tape.gradient(loss, image.variable))
+            return objective
+
+        for done in range(1, options.steps + 1):
+            step(tf.constant(done, tf.int32))
+            if done % options.check_every == 0 or done == options.steps:
+                if should_cancel is not None and should_cancel():
+                    raise AscentCanceled(f"canceled after {done} of {options.steps} steps")
+                if progress is not None:
+                    progress(done, options.steps)
+        pixels = image()
+        reached = _channel_means(self.probe(self._model_view(pixels) * 255.0).activation, index)
+        images = np.clip(np.round(pixels.numpy() * 255.0), 0, 255).astype(np.uint8)
+        return FilterPatterns(images, reached.numpy().astype(np.float32), filters, options.steps)

@@ -1,0 +1,79 @@
+"""Robustness transforms for feature visualisation, done in TensorFlow on the batch.
+
+Each is a small object with one ``__call__(images, seed) -> images`` over ``(n, H, W, C)``;
+``seed`` is a stateless-random seed ``(2,)`` int32 tensor, so a run is reproducible.
+Parameters are checked in ``__init__``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+class Jitter:
+    """Shift by up to ``pixels`` in each direction (reflect-padded, then randomly cropped)."""
+
+    def __init__(self, pixels: int) -> None:
+        if pixels < 0:
+            raise ValueError(f"jitter pixels must be >= 0, got {pixels}")
+        self.pixels = pixels
+
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if self.pixels == 0:
+            return images
+        p = self.pixels
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        dy, dx = tf.unstack(tf.random.stateless_uniform((2,), seed, 0, 2 * p + 1, tf.int32))
+        size = tf.shape(images)
+        return tf.slice(padded, [0, dy, dx, 0], size)
+
+
+class RandomScale:
+    """Zoom by a factor drawn uniformly from ``[low, high]`` about the centre."""
+
+    def __init__(self, low: float = 0.9, high: float = 1.1) -> None:
+        if not 0 < low <= high:
+            raise ValueError(f"scale range must satisfy 0 < low <= high, got ({low}, {high})")
+        self.low, self.high = low, high
+
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        factor = tf.random.stateless_uniform((), seed, self.low, self.high)
+        return _affine(images, factor, 0.0)
+
+
+class RandomRotate:
+    """Rotate by an angle drawn uniformly from ``[-degrees, degrees]`` about the centre."""
+
+    def __init__(self, degrees: float = 5.0) -> None:
+        if degrees < 0:
+            raise ValueError(f"rotation degrees must be >= 0, got {degrees}")
+        self.degrees = degrees
+
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        angle = tf.random.stateless_uniform((), seed, -self.degrees, self.degrees)
+        return _affine(images, tf.constant(1.0), angle * (math.pi / 180.0))
+
+
+def _affine(images: tf.Tensor, scale: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+    """Zoom by ``scale`` and rotate by ``angle`` radians about the centre (bilinear, reflect)."""
+    shape = tf.shape(images)
+    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cy, cx = (h - 1.0) / 2.0, (w - 1.0) / 2.0
+    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    a2 = cx - cos * cx + sin * cy
+    b2 = cy - sin * cx - cos * cy
+    row = tf.stack([cos, -sin, a2, sin, cos, b2, 0.0, 0.0])
+    transforms = tf.tile(row[None], [shape[0], 1])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT",
+    )
+
+
+def standard_transforms(size: int) -> list:
+    """The default chain, scaled to the image size (Lucid's ``standard_transforms`` spirit)."""
+    jitter = max(1, size // 16)
+    return [Jitter(jitter), RandomScale(0.92, 1.08), RandomRotate(8.0), Jitter(max(1, jitter // 2))]

@@ -1,0 +1,186 @@
+"""Walk and probe Keras models: Sequential, functional and nested alike.
+
+A layer is named by its path: outer and inner names joined by ``/``
+(``resnet50/conv5_block3_out``). :class:`Probe` re-runs a model's graph on a batch and
+captures, in the same forward pass, the input and output of one layer (at any nesting
+depth), the pre-activation scores of the output layer (logits: the softmax or sigmoid
+of the last layer is split off, as the Grad-CAM papers ask) and the probabilities.
+
+This avoids ``keras.Model(model.inputs, [layer.output, model.output])``, which fails for
+Sequential models on Keras 3 and cannot reach layers inside a nested model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from models.preprocess import preprocess_images
+
+_SQUASHING = {"softmax", "sigmoid"}
+
+
+class LayerNotFoundError(KeyError):
+    """No layer with that path exists in the model."""
+
+    def __init__(self, path: str, available: list[str]) -> None:
+        hint = ", ".join(available[-8:])
+        super().__init__(f"no layer {path!r} in the model (last layers: {hint})")
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def walk_layers(model: keras.Model, prefix: str = "") -> Iterator[tuple[str, keras.Layer]]:
+    """Yield ``(path, layer)`` for every layer, descending into nested models in order."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        path = prefix + layer.name
+        yield path, layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer, path + "/")
+
+
+def get_layer(model: keras.Model, path: str) -> keras.Layer:
+    """Return the layer at ``path`` (``outer/inner`` for a layer inside a nested model)."""
+    for candidate, layer in walk_layers(model):
+        if candidate == path:
+            return layer
+    raise LayerNotFoundError(path, [p for p, _ in walk_layers(model)])
+
+
+def output_rank(layer: keras.Layer) -> int | None:
+    """Rank of the layer's (first) output, batch included; None if unknown."""
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return len(out.shape)
+
+
+def last_spatial_layer(model: keras.Model) -> str:
+    """Path of the last layer whose output is 4-D ``(batch, H, W, C)``."""
+    found = [path for path, layer in walk_layers(model) if output_rank(layer) == 4]
+    if not found:
+        raise LayerNotFoundError("<last 4-D layer>", [p for p, _ in walk_layers(model)])
+    return found[-1]
+
+
+def _output_operation(model: keras.Model) -> Any:
+    if isinstance(model, keras.Sequential):
+        return model.layers[-1]
+    return model.outputs[0]._keras_history.operation
+
+
+def _squashing_name(op: Any) -> str | None:
+    """'softmax'/'sigmoid' if ``op`` ends with one, else None."""
+    if isinstance(op, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(op, "activation", None)
+    name = getattr(activation, "__name__", None)
+    return name if name in _SQUASHING else None
+
+
+@dataclass
+class ProbeOutput:
+    """Tensors of one forward pass; shapes with batch ``B``."""
+
+    activation: tf.Tensor  # the layer's output, e.g. (B, H, W, C)
+    layer_input: tf.Tensor  # the layer's (first) input
+    pre_activation: tf.Tensor  # the layer's output before its activation function
+    logits: tf.Tensor  # (B, K) pre-softmax/sigmoid scores of the model's first output
+    probs: tf.Tensor  # (B, K) the model's own output
+
+
+class Probe:
+    """Forward pass of ``model`` that also captures one layer's input and output.
+
+    ``probe(images)`` takes raw RGB pixels, float32 ``(B, H, W, C)`` in 0..255, applies the
+    model's ``preprocess`` mode, and returns a :class:`ProbeOutput`. It is traceable inside
+    ``tf.function`` and ``tf.GradientTape``. ``layer=None`` captures nothing but the scores.
+    """
+
+    def __init__(self, model: keras.Model, layer: str | None, preprocess: str = "raw") -> None:
+        self.model = model
+        self.layer_path = layer
+        self.preprocess = preprocess
+        if layer is not None:
+            self.layer = get_layer(model, layer)
+        self._output_op = _output_operation(model)
+        self._squash = _squashing_name(self._output_op)
+
+    def __call__(self, images: tf.Tensor) -> ProbeOutput:
+        captured: dict[str, Any] = {}
+        x = preprocess_images(images, self.preprocess)
+        out = self._run(self.model, x, "", captured, outermost=True)
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        logits = captured.get("logits", out)
+        return ProbeOutput(
+            activation=captured.get("activation"),
+            layer_input=captured.get("layer_input"),
+            pre_activation=captured.get("pre_activation"),
+            logits=logits,
+            probs=out,
+        )
+
+    def _run(self, model: keras.Model, x: Any, prefix: str, cap: dict, outermost: bool) -> Any:
+        def wrap(op: Any) -> Callable[..., Any]:
+            return lambda *args, **kwargs: self._call_op(op, prefix, cap, outermost, args, kwargs)
+
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                if not isinstance(layer, keras.layers.InputLayer):
+                    x = wrap(layer)(x)
+            return x
+        return model._run_through_graph(x, operation_fn=wrap)
+
+    def _call_op(
+        self, op: Any, prefix: str, cap: dict, outermost: bool, args: tuple, kwargs: dict
+    ) -> Any:
+        path = prefix + getattr(op, "name", "")
+        if "training" in getattr(op, "_call_context_args", {}):
+            kwargs["training"] = False
+        target = self.layer_path
+        if target is not None and isinstance(op, keras.Model) and target.startswith(path + "/"):
+            result = self._run(op, args[0], path + "/", cap, outermost=False)
+        elif outermost and op is self._output_op and self._squash is not None:
+            logits = _call_without_activation(op, args, kwargs)
+            cap["logits"] = logits
+            result = tf.nn.softmax(logits) if self._squash == "softmax" else tf.sigmoid(logits)
+        elif target is not None and path == target and _has_activation(op):
+            pre = _call_without_activation(op, args, kwargs)
+            cap["pre_activation"] = pre
+            result = op.activation(pre)
+        else:
+            result = op(*args, **kwargs)
+        if target is not None and path == target:
+            cap["layer_input"] = args[0]
+            cap["activation"] = result
+            cap.setdefault("pre_activation", result)
+        return result
+
+
+def _has_activation(op: Any) -> bool:
+    activation = getattr(op, "activation", None)
+    return callable(activation) and activation is not keras.activations.linear
+
+
+def _call_without_activation(op: Any, args: tuple, kwargs: dict) -> Any:
+    """``op``'s output before its activation function (its input, for an activation layer)."""
+    if isinstance(op, (keras.layers.Softmax, keras.layers.Activation, keras.layers.ReLU)):
+        return args[0]
+    saved = op.activation
+    op.activation = keras.activations.linear
+    try:
+        return op(*args, **kwargs)
+    finally:
+        op.activation = saved

@@ -1,0 +1,101 @@
+"""Pictures for people: feature-map grids, heatmaps and overlays as PNG bytes.
+
+Colormaps come from matplotlib; drawing and encoding from Pillow. Arrays follow the
+``(H, W, C)`` / ``(H, W)`` layout; pixel images are uint8 or float 0..255.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+GAP = 2  # pixels between tiles
+LABEL_HEIGHT = 12
+
+
+def to_png(pixels: np.ndarray) -> bytes:
+    """Encode ``(H, W, 3)`` / ``(H, W)`` uint8 (floats are clipped to 0..255) as PNG bytes."""
+    arr = np.clip(np.asarray(pixels), 0, 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """Map ``(H, W)`` values in [0, 1] through a matplotlib colormap to uint8 ``(H, W, 3)``."""
+    rgba = colormaps[cmap](np.clip(values, 0.0, 1.0))
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def normalize_channels(acts: np.ndarray) -> np.ndarray:
+    """Scale each channel of ``(H, W, C)`` to [0, 1] by its own min/max (constant → 0)."""
+    low = acts.min(axis=(0, 1), keepdims=True)
+    span = acts.max(axis=(0, 1), keepdims=True) - low
+    return np.where(span > 0, (acts - low) / np.where(span > 0, span, 1.0), 0.0)
+
+
+def _tile_size(h: int, w: int, minimum: int = 48) -> tuple[int, int]:
+    factor = max(1, math.ceil(minimum / max(h, w)))
+    return h * factor, w * factor
+
+
+def tile_grid(tiles: list[np.ndarray], labels: list[str] | None = None,
+              columns: int | None = None) -> np.ndarray:
+    """Tile equal-sized uint8 ``(h, w, 3)`` images in a grid with gaps and optional labels."""
+    n = len(tiles)
+    cols = columns or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    h, w = tiles[0].shape[:2]
+    label_h = LABEL_HEIGHT if labels else 0
+    canvas = Image.new("RGB", (cols * (w + GAP) + GAP, rows * (h + label_h + GAP) + GAP), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        x, y = GAP + c * (w + GAP), GAP + r * (h + label_h + GAP)
+        if labels:
+            draw.text((x + 1, y), labels[i], fill="black", font=font)
+        canvas.paste(Image.fromarray(tile), (x, y + label_h))
+    return np.asarray(canvas)
+
+
+def activation_grid(acts: np.ndarray, channels: list[int] | None = None,
+                    cmap: str = "viridis") -> np.ndarray:
+    """All (or the listed) channels of ``(H, W, C)`` as one labelled uint8 grid image."""
+    channels = list(range(acts.shape[-1])) if channels is None else channels
+    norm = normalize_channels(acts[..., channels])
+    th, tw = _tile_size(*acts.shape[:2])
+    tiles = [
+        np.asarray(Image.fromarray(colorize(norm[..., i], cmap)).resize((tw, th), Image.NEAREST))
+        for i in range(len(channels))
+    ]
+    return tile_grid(tiles, [str(c) for c in channels])
+
+
+def heatmap_image(heatmap: np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """A ``(H, W)`` heatmap in [0, 1] as uint8 RGB."""
+    return colorize(heatmap, cmap)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
+            cmap: str = "jet") -> np.ndarray:
+    """Blend the coloured heatmap over ``image`` ``(H, W, 3|1)``; both at the same H×W."""
+    base = np.asarray(image, dtype=np.float32)
+    if base.ndim == 2:
+        base = base[..., None]
+    if base.shape[-1] == 1:
+        base = np.repeat(base, 3, axis=-1)
+    heat = colorize(heatmap, cmap).astype(np.float32)
+    return np.clip((1.0 - alpha) * base + alpha * heat, 0, 255).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, labels: list[str] | None = None) -> np.ndarray:
+    """Tile ``(n, H, W, C)`` uint8 images (e.g. filter patterns) into one grid."""
+    tiles = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
+    return tile_grid(tiles, labels)
