@@ -1,0 +1,72 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from service.api import backend
+from worker.celery_app import QUEUE
+
+bp = APIBlueprint("health", __name__, tag="health")
+
+
+@bp.get("/healthz")
+def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[dict, int]:
+    """Redis answers and at least one worker is alive."""
+    store = backend().store
+    try:
+        store.r.ping()
+        workers = store.live_workers()
+    except Exception as exc:  # noqa: BLE001 - any Redis failure means "not ready"
+        return {"status": "unavailable", "redis": f"error: {exc}", "workers": 0}, 503
+    ready = bool(workers)
+    body = {"status": "ok" if ready else "unavailable", "redis": "ok", "workers": len(workers)}
+    return body, 200 if ready else 503
+
+
+class StoreCollector:
+    """Reads job counters, durations and queue depth from Redis at scrape time."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001
+        self.store = store
+
+    def collect(self):  # noqa: ANN201
+        stats = self.store.stats()
+        jobs = CounterMetricFamily("convscope_jobs", "Job status transitions by kind and status",
+                                   labels=["kind", "status"])
+        for key, value in sorted(stats["jobs"].items()):
+            kind, _, status = key.partition("|")
+            jobs.add_metric([kind, status], value)
+        yield jobs
+        total = CounterMetricFamily("convscope_job_duration_seconds",
+                                    "Time workers spent on jobs, by kind", labels=["kind"])
+        for kind, seconds in sorted(stats["duration_sum"].items()):
+            total.add_metric([kind], seconds)
+        yield total
+        count = CounterMetricFamily("convscope_job_runs", "Jobs run by workers, by kind",
+                                    labels=["kind"])
+        for kind, n in sorted(stats["duration_count"].items()):
+            count.add_metric([kind], n)
+        yield count
+        yield GaugeMetricFamily("convscope_queue_depth", "Tasks waiting in the queue",
+                                value=self.store.r.llen(QUEUE))
+        yield GaugeMetricFamily("convscope_workers_alive", "Workers with a fresh heartbeat",
+                                value=len(self.store.live_workers()))
+
+
+@bp.get("/metrics")
+@bp.doc(responses={200: {"description": "Prometheus text format"}})
+def metrics() -> Response:
+    """Prometheus metrics: jobs by kind and status, durations, queue depth."""
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(backend().store))
+    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,164 @@
+"""``/v1/jobs``: submit, poll (or long-poll), fetch artifacts, cancel, list."""
+
+from __future__ import annotations
+
+import time
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import File, Float, Integer, List, String
+from apiflask.validators import OneOf
+from flask import Response, g, request
+
+from service.api import backend
+from service.api.models_api import wait_for_model
+from service.auth import require_tenant
+from service.errors import fail
+from service.images import ImageError, decode_image, npy_bytes
+from service.options import KINDS, OptionError, check_options, find_layer, parse_options
+
+bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
+bp.before_request(require_tenant)
+TERMINAL = ("succeeded", "failed", "canceled")
+PUBLIC_FIELDS = ("id", "kind", "model", "layer", "status", "progress", "error", "result",
+                 "created", "started", "finished", "inputs")
+
+
+class JobForm(Schema):
+    image = List(File(), load_default=list)
+    model = String(required=True)
+    kind = String(required=True, validate=OneOf(KINDS))
+    layer = String(load_default=None)
+    options = String(load_default=None)
+
+
+class WaitQuery(Schema):
+    wait = Float(load_default=0.0)
+
+
+class ListQuery(Schema):
+    limit = Integer(load_default=50)
+
+
+def public(job: dict) -> dict:
+    body = {key: job.get(key) for key in PUBLIC_FIELDS}
+    body["artifacts"] = sorted(job.get("artifacts") or {})
+    return body
+
+
+def _own_job(job_id: str) -> dict:
+    job = backend().store.get_job(job_id) if job_id.isalnum() else None
+    if job is None or job.get("tenant") != g.tenant:
+        fail(404, "not_found", f"no job {job_id!r}")
+    return job
+
+
+def _decode_images(files: list, model: dict) -> tuple[list[bytes], list[dict]]:
+    settings = backend().settings
+    if len(files) > settings.max_images_per_job:
+        fail(400, "too_many_images",
+             f"{len(files)} images; at most {settings.max_images_per_job} per job")
+    arrays, infos = [], []
+    for i, storage in enumerate(files):
+        try:
+            array, info = decode_image(storage.read(), model["input_shape"],
+                                       settings.max_image_pixels)
+        except ImageError as exc:
+            fail(413 if exc.code == "image_too_large" else 400, exc.code,
+                 f"image {i} ({storage.filename}): {exc}")
+        arrays.append(npy_bytes(array))
+        infos.append({"filename": storage.filename, **info})
+    return arrays, infos
+
+
+def _validated(form: dict) -> tuple[dict, dict, dict, list[bytes], list[dict]]:
+    model = wait_for_model(form["model"], backend().settings.max_wait)
+    if model.get("status") in ("pending", "validating"):
+        fail(503, "model_not_ready", f"model {form['model']!r} is still being prepared; retry",
+             headers={"Retry-After": "5"})
+    if model.get("status") == "refused":
+        fail(409, "model_refused", f"model {form['model']!r} was refused")
+    kind, files = form["kind"], [f for f in form["image"] if f is not None]
+    if kind == "filters" and files:
+        fail(400, "invalid_request", "filters jobs take no image")
+    if kind != "filters" and not files:
+        fail(400, "missing_image", f"{kind} jobs need at least one 'image' file")
+    if kind == "explain" and len(files) != 1:
+        fail(400, "invalid_request", "explain jobs take exactly one image")
+    try:
+        options = parse_options(form["options"])
+        row = find_layer(model, form["layer"], kind)
+        options = check_options(kind, options, row, model,
+                                backend().settings.max_filter_steps, len(files))
+    except OptionError as exc:
+        fail(400, exc.code, str(exc))
+    arrays, infos = _decode_images(files, model)
+    return model, row, options, arrays, infos
+
+
+@bp.post("")
+@bp.input(JobForm, location="form_and_files", arg_name="form")
+@bp.input(WaitQuery, location="query", arg_name="query")
+def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
+    """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
+    be = backend()
+    model, row, options, arrays, infos = _validated(form)
+    job_id, created = be.store.create_job(
+        g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
+        idempotency_key=request.headers.get("Idempotency-Key"))
+    if created:
+        be.enqueue("convscope.run_job", job_id)
+    location = {"Location": f"/v1/jobs/{job_id}"}
+    if query["wait"] > 0:
+        job = _wait(job_id, query["wait"])
+        return public(job), (200 if job["status"] in TERMINAL else 202), location
+    return {"id": job_id, "status": "queued" if created else _own_job(job_id)["status"]}, 202, \
+        location
+
+
+def _wait(job_id: str, seconds: float) -> dict:
+    deadline = time.monotonic() + max(0.0, min(seconds, backend().settings.max_wait))
+    job = _own_job(job_id)
+    while job["status"] not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = _own_job(job_id)
+    return job
+
+
+@bp.get("/<job_id>")
+@bp.input(WaitQuery, location="query", arg_name="query")
+def get_job(job_id: str, query: dict) -> dict:
+    """A job's status, progress, error and result; ``?wait=S`` long-polls."""
+    return public(_wait(job_id, query["wait"]))
+
+
+@bp.get("/<job_id>/artifacts/<name>")
+@bp.doc(responses={200: {"description": "image/png or application/x-npy bytes"}})
+def get_artifact(job_id: str, name: str) -> Response:
+    """The bytes of one artifact."""
+    job = _own_job(job_id)
+    content_type = (job.get("artifacts") or {}).get(name)
+    data = backend().store.get_artifact(job_id, name) if content_type else None
+    if data is None:
+        fail(404, "not_found", f"job {job_id} has no artifact {name!r}")
+    return Response(data, mimetype=content_type,
+                    headers={"Cache-Control": "private, max-age=86400"})
+
+
+@bp.delete("/<job_id>")
+def cancel(job_id: str) -> tuple[dict, int]:
+    """Cancel a queued or running job (a running gradient ascent stops within seconds)."""
+    job = _own_job(job_id)
+    if job["status"] in TERMINAL:
+        return public(job), 200
+    backend().store.cancel(job_id)
+    return public(_own_job(job_id)), 202
+
+
+@bp.get("")
+@bp.input(ListQuery, location="query", arg_name="query")
+def list_jobs(query: dict) -> dict:
+    """The caller's recent jobs, newest first."""
+    limit = max(1, min(query["limit"], 500))
+    return {"jobs": [public(j) for j in backend().store.tenant_jobs(g.tenant, limit)]}
+
+

@@ -1,0 +1,85 @@
+"""Decode uploaded images with Pillow, safely, into what a model expects.
+
+Any mode Pillow reads (greyscale, RGBA, palette, CMYK, 16-bit, EXIF-rotated JPEG) becomes RGB
+(or greyscale for one-channel models), resized bilinearly to the model's input size (a model
+with free spatial dimensions takes the image at its own size). Decompression bombs, truncated
+or corrupt files and empty files are refused with a :class:`ImageError` carrying a code.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _to_mode(img: Image.Image, channels: int) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        span = arr.max() - arr.min()
+        arr = (arr - arr.min()) / span * 255.0 if span > 0 else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def decode_image(data: bytes, input_shape: list[int | None],
+                 max_pixels: int) -> tuple[np.ndarray, dict]:
+    """Bytes → uint8 ``(H, W, C)`` for a model with ``input_shape`` ``[H, W, C]``.
+
+    Returns the array and ``{"original_size": [h, w], "resized_size": [h, w], "mode"}``.
+    """
+    if not data:
+        raise ImageError("invalid_image", "the file is empty")
+    height, width, channels = input_shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+            original_mode = img.mode
+            if img.width * img.height > max_pixels:
+                raise ImageError("image_too_large", f"{img.width}×{img.height} pixels is over "
+                                 f"the limit of {max_pixels}")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError("image_too_large", f"decompression bomb refused: {exc}") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError("invalid_image", "not an image Pillow can read") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError("invalid_image", f"corrupt or truncated image: {exc}") from exc
+    if img.width == 0 or img.height == 0:
+        raise ImageError("invalid_image", "the image has no pixels")
+    original = [img.height, img.width]
+    img = _to_mode(img, channels or 3)
+    if height and width and (img.height, img.width) != (height, width):
+        img = img.resize((width, height), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    info = {"original_size": original, "resized_size": [arr.shape[0], arr.shape[1]],
+            "mode": original_mode, "resample": "bilinear"}
+    return arr, info
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

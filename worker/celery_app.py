@@ -1,0 +1,72 @@
+"""The one Celery app, configured from the shared settings.
+
+JSON only, late acknowledgement with re-delivery when a worker dies, prefetch 1, soft and hard
+time limits. Importing this module never imports TensorFlow: tasks load the engine inside the
+worker's child processes, so nothing TensorFlow-related is ever forked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from worker.settings import Settings, get_settings
+
+log = logging.getLogger("convscope.worker")
+QUEUE = "convscope"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("convscope", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.soft_time_limit,
+        task_time_limit=settings.time_limit,
+        task_default_queue=QUEUE,
+        broker_transport_options={"visibility_timeout": max(3600, settings.time_limit * 2)},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+    )
+    return app
+
+
+app = make_celery()
+
+_stop = threading.Event()
+
+
+def _beat(hostname: str) -> None:
+    from worker.store import JobStore
+
+    settings = get_settings()
+    store = JobStore.from_url(settings.broker_url, settings.result_ttl, settings.model_ttl)
+    while not _stop.is_set():
+        try:
+            store.heartbeat(hostname)
+        except Exception:  # noqa: BLE001 - Redis may blink; keep beating
+            log.warning("heartbeat to Redis failed", exc_info=True)
+        _stop.wait(5.0)
+
+
+@worker_ready.connect
+def _on_ready(sender: object = None, **_: object) -> None:
+    hostname = getattr(sender, "hostname", "worker")
+    threading.Thread(target=_beat, args=(hostname,), daemon=True, name="heartbeat").start()
+    for model_id in get_settings().describe_on_start:
+        app.send_task("convscope.describe_model", args=[model_id])
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: object) -> None:
+    _stop.set()

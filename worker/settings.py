@@ -1,0 +1,79 @@
+"""One typed settings object, read once from ``CONVSCOPE_*`` environment variables.
+
+Shared by the API and the worker; imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+PREFIX = "CONVSCOPE_"
+
+
+def _parse(kind: type, raw: str) -> object:
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is int:
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    if kind is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind is Path:
+        return Path(raw).expanduser()
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every field ``foo`` is read from ``CONVSCOPE_FOO``."""
+
+    redis_url: str = ""  # empty: `convscope up` starts an embedded Redis
+    data_dir: Path = field(default_factory=lambda: Path.cwd() / "data")
+    result_ttl: int = 24 * 3600  # seconds every job, artifact and index entry lives
+    model_ttl: int = 30 * 24 * 3600  # seconds model metadata lives (re-described on demand)
+    api_keys: tuple = ()  # comma-separated; each key is its own tenant
+    max_content_length: int = 64 * 2**20  # bytes in one request body (413 beyond)
+    max_model_bytes: int = 200 * 2**20
+    max_image_pixels: int = 16_777_216  # per decoded image (Pillow bombs beyond)
+    max_images_per_job: int = 32
+    soft_time_limit: int = 600  # seconds; the task is told to stop
+    time_limit: int = 660  # seconds; the worker process is killed
+    max_wait: float = 60.0  # longest ?wait= the API honours
+    allow_download: bool = False  # let keras.applications download ImageNet weights
+    model_cache_size: int = 3  # models kept loaded per worker process
+    max_filter_steps: int = 512
+    describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None:
+                kind = {"str": str, "int": int, "float": float, "bool": bool,
+                        "tuple": tuple, "Path": Path}[str(f.type)]
+                try:
+                    values[f.name] = _parse(kind, raw)
+                except ValueError as exc:
+                    raise ValueError(f"{PREFIX}{f.name.upper()}={raw!r}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def open_access(self) -> bool:
+        return not self.api_keys
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings.from_env()

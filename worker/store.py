@@ -1,0 +1,194 @@
+"""The Redis job store: job records, artifacts, per-tenant indexes, idempotency keys and
+model metadata. Every key is versioned (``convscope:v1:...``) and expires after a TTL.
+
+A job record is a Redis hash whose values are JSON. Status moves
+``queued → running → succeeded | failed | canceled``; transitions are checked atomically
+(a Lua script), so a cancel racing a finishing worker leaves one consistent answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+
+NS = "convscope:v1"
+TERMINAL = ("succeeded", "failed", "canceled")
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return -1 end
+current = cjson.decode(current)
+for i = 2, #ARGV do if ARGV[i] == current then
+  redis.call('HSET', KEYS[1], 'status', cjson.encode(ARGV[1]))
+  return 1
+end end
+return 0
+"""
+
+
+class JobStore:
+    """Jobs, artifacts and model metadata in Redis (``client`` decodes nothing: bytes in/out)."""
+
+    def __init__(self, client: redis.Redis, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400):
+        self.r = client
+        self.ttl = ttl
+        self.model_ttl = model_ttl
+        self._transition = self.r.register_script(_TRANSITION)
+
+    @classmethod
+    def from_url(cls, url: str, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400) -> JobStore:
+        return cls(redis.Redis.from_url(url), ttl, model_ttl)
+
+    # -- keys ---------------------------------------------------------------------------
+    @staticmethod
+    def job_key(job_id: str) -> str:
+        return f"{NS}:job:{job_id}"
+
+    @staticmethod
+    def artifact_key(job_id: str, name: str) -> str:
+        return f"{NS}:job:{job_id}:artifact:{name}"
+
+    @staticmethod
+    def input_key(job_id: str, index: int) -> str:
+        return f"{NS}:job:{job_id}:input:{index}"
+
+    # -- jobs ---------------------------------------------------------------------------
+    def create_job(self, tenant: str, kind: str, model: str, layer: str | None, options: dict,
+                   inputs: list[bytes], input_info: list[dict],
+                   idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Store a queued job and its input arrays; returns ``(id, created)``.
+
+        With an idempotency key already used by this tenant, returns the earlier job's id
+        and ``created=False`` (nothing new is stored).
+        """
+        job_id = uuid.uuid4().hex
+        if idempotency_key:
+            idem = f"{NS}:idem:{tenant}:{idempotency_key}"
+            if not self.r.set(idem, job_id, nx=True, ex=self.ttl):
+                earlier = self.r.get(idem)
+                if earlier and self.r.exists(self.job_key(earlier.decode())):
+                    return earlier.decode(), False
+                self.r.set(idem, job_id, ex=self.ttl)
+        now = time.time()
+        record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
+                  "options": options, "status": "queued", "progress": 0.0, "created": now,
+                  "started": None, "finished": None, "error": None, "result": None,
+                  "artifacts": {}, "inputs": input_info}
+        pipe = self.r.pipeline()
+        for i, data in enumerate(inputs):
+            pipe.set(self.input_key(job_id, i), data, ex=self.ttl)
+        pipe.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in record.items()})
+        pipe.expire(self.job_key(job_id), self.ttl)
+        index = f"{NS}:tenant:{tenant}:jobs"
+        pipe.zadd(index, {job_id: now})
+        pipe.zremrangebyscore(index, "-inf", now - self.ttl)
+        pipe.expire(index, self.ttl)
+        pipe.hincrby(f"{NS}:stats:jobs", f"{kind}|queued", 1)
+        pipe.execute()
+        return job_id, True
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(self.job_key(job_id))
+        if not raw:
+            return None
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if fields:
+            self.r.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    def transition(self, job_id: str, status: str, allowed_from: tuple[str, ...]) -> bool:
+        """Set ``status`` only if the job's current status is one of ``allowed_from``."""
+        done = self._transition(keys=[self.job_key(job_id)], args=[status, *allowed_from]) == 1
+        if done:
+            job = self.get_job(job_id) or {}
+            self.r.hincrby(f"{NS}:stats:jobs", f"{job.get('kind')}|{status}", 1)
+            stamp = "started" if status == "running" else "finished"
+            self.update(job_id, **{stamp: time.time()})
+        return done
+
+    def record_duration(self, kind: str, seconds: float) -> None:
+        pipe = self.r.pipeline()
+        pipe.hincrbyfloat(f"{NS}:stats:duration_sum", kind, seconds)
+        pipe.hincrby(f"{NS}:stats:duration_count", kind, 1)
+        pipe.execute()
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        self.update(job_id, progress=round(min(max(progress, 0.0), 1.0), 4))
+
+    def is_canceled(self, job_id: str) -> bool:
+        raw = self.r.hget(self.job_key(job_id), "status")
+        return raw is None or json.loads(raw) == "canceled"
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False if it had already ended."""
+        return self.transition(job_id, "canceled", ("queued", "running"))
+
+    def tenant_jobs(self, tenant: str, limit: int = 50) -> list[dict]:
+        ids = self.r.zrevrange(f"{NS}:tenant:{tenant}:jobs", 0, limit - 1)
+        jobs = [self.get_job(i.decode()) for i in ids]
+        return [j for j in jobs if j is not None]
+
+    # -- inputs and artifacts -------------------------------------------------------------
+    def get_input(self, job_id: str, index: int) -> bytes | None:
+        return self.r.get(self.input_key(job_id, index))
+
+    def put_artifact(self, job_id: str, name: str, data: bytes, content_type: str) -> None:
+        self.r.set(self.artifact_key(job_id, name), data, ex=self.ttl)
+        job = self.get_job(job_id) or {}
+        artifacts = dict(job.get("artifacts") or {})
+        artifacts[name] = content_type
+        self.update(job_id, artifacts=artifacts)
+
+    def put_artifacts(self, job_id: str, items: dict[str, tuple[bytes, str]]) -> None:
+        """Store many artifacts in one round trip: ``{name: (bytes, content_type)}``."""
+        pipe = self.r.pipeline()
+        for name, (data, _) in items.items():
+            pipe.set(self.artifact_key(job_id, name), data, ex=self.ttl)
+        pipe.execute()
+        job = self.get_job(job_id) or {}
+        artifacts = dict(job.get("artifacts") or {})
+        artifacts.update({name: ctype for name, (_, ctype) in items.items()})
+        self.update(job_id, artifacts=artifacts)
+
+    def get_artifact(self, job_id: str, name: str) -> bytes | None:
+        return self.r.get(self.artifact_key(job_id, name))
+
+    # -- models ---------------------------------------------------------------------------
+    def put_model(self, model_id: str, record: dict) -> None:
+        self.r.set(f"{NS}:model:{model_id}", json.dumps(record), ex=self.model_ttl)
+        tenant = record.get("tenant")
+        if tenant is not None:
+            self.r.sadd(f"{NS}:tenant:{tenant}:models", model_id)
+
+    def get_model(self, model_id: str) -> dict | None:
+        raw = self.r.get(f"{NS}:model:{model_id}")
+        return json.loads(raw) if raw else None
+
+    def delete_model(self, model_id: str, tenant: str) -> None:
+        self.r.delete(f"{NS}:model:{model_id}")
+        self.r.srem(f"{NS}:tenant:{tenant}:models", model_id)
+
+    def tenant_models(self, tenant: str) -> list[str]:
+        return sorted(m.decode() for m in self.r.smembers(f"{NS}:tenant:{tenant}:models"))
+
+    def claim(self, name: str, seconds: int) -> bool:
+        """A short-lived lock (e.g. "someone is describing model X")."""
+        return bool(self.r.set(f"{NS}:lock:{name}", b"1", nx=True, ex=seconds))
+
+    # -- workers and stats ----------------------------------------------------------------
+    def heartbeat(self, worker: str, ttl: int = 15) -> None:
+        self.r.set(f"{NS}:worker:{worker}", str(time.time()), ex=ttl)
+
+    def live_workers(self) -> list[str]:
+        prefix = f"{NS}:worker:"
+        return [k.decode()[len(prefix):] for k in self.r.scan_iter(prefix + "*")]
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        def read(key: str) -> dict[str, float]:
+            return {k.decode(): float(v) for k, v in self.r.hgetall(f"{NS}:stats:{key}").items()}
+        return {"jobs": read("jobs"), "duration_sum": read("duration_sum"),
+                "duration_count": read("duration_count")}
