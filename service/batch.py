@@ -1,0 +1,89 @@
+"""``convscope batch``: a job per image, a few at a time, resumable.
+
+Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
+it is done): a second run skips every image already listed there, so an interrupted batch
+resumes without doing any image twice. Transient failures (connection errors, 429/503) are
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import click
+
+from service.client import ApiError, Client
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def find_images(source: str) -> list[Path]:
+    path = Path(source)
+    found = sorted(path.iterdir()) if path.is_dir() else sorted(map(Path, glob.glob(source)))
+    return [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def load_done(results: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["image"]] = row
+    return done
+
+
+def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: object) -> dict:
+    for attempt in range(attempts):
+        try:
+            job = client.wait(client.submit([image], **job_args))  # type: ignore[arg-type]
+            row = {"image": str(image), "job": job["id"], "status": job["status"]}
+            if job["status"] == "succeeded":
+                client.artifacts(job, out_dir=out / image.stem)
+                item = job["result"]["items"][0]
+                top = (item.get("predictions") or [{}])[0]
+                row.update(top_index=top.get("index"), top_label=top.get("label"),
+                           top_score=top.get("score"))
+            else:
+                row["error"] = json.dumps(job.get("error"))
+            return row
+        except ApiError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                return {"image": str(image), "status": "failed", "error": str(exc)}
+            time.sleep(min(2**attempt, 10))
+    raise AssertionError("unreachable")
+
+
+def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
+              **job_args: object) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = load_done(results)
+    images = find_images(source)
+    todo = [p for p in images if str(p) not in done]
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, \
+            click.progressbar(length=len(todo), label="images", file=None) as bar:
+        futures = [pool.submit(_one, client, p, out, **job_args) for p in todo]
+        for future in as_completed(futures):
+            row = future.result()
+            with lock, results.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            done[row["image"]] = row
+            bar.update(1)
+    rows = [done[str(p)] for p in images if str(p) in done]
+    fields = ["image", "job", "status", "top_index", "top_label", "top_score", "error"]
+    with (out / "summary.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    failed = sum(1 for r in rows if r["status"] != "succeeded")
+    return {"done": len(rows) - failed, "failed": failed,
+            "skipped": len(images) - len(todo)}

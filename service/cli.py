@@ -1,0 +1,235 @@
+"""The ``convscope`` command: run the service, and talk to it (one code path: the Client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from service import launcher
+from service.batch import run_batch
+from service.client import ApiError, Client
+from worker.settings import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+client_options = [
+    click.option("--url", envvar="CONVSCOPE_URL", default=DEFAULT_URL, show_default=True,
+                 help="The convscope API (env CONVSCOPE_URL)."),
+    click.option("--api-key", envvar="CONVSCOPE_API_KEY", default=None,
+                 help="Bearer key when the server requires one (env CONVSCOPE_API_KEY)."),
+]
+
+
+def with_client(func):  # noqa: ANN001, ANN201
+    for option in reversed(client_options):
+        func = option(func)
+    return func
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    """``k=v`` pairs; values are JSON when they parse (numbers, lists), else strings."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--option")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@click.group()
+def main() -> None:
+    """convscope: what a convolutional network sees."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Celery worker processes.")
+def up(host: str, port: int, workers: int) -> None:
+    """Everything in one: (embedded) Redis, workers, the API. Ctrl-C stops it all."""
+    settings = Settings.from_env()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    stopping = False
+
+    def shutdown(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        click.echo("stopping convscope...", err=True)
+        for proc in reversed(procs):
+            launcher.stop(proc)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    url = settings.redis_url
+    if not url:
+        proc, url = launcher.start_embedded_redis(Path(settings.data_dir))
+        procs.append(proc)
+        click.echo(f"embedded Redis at {url} (data in {settings.data_dir}/redis)", err=True)
+    env = launcher.child_env(settings, url)
+    if subprocess.run(launcher.train_command("shapes"), env=env).returncode != 0:
+        shutdown()
+    logs = Path(settings.data_dir) / "logs"
+    logs.mkdir(exist_ok=True)
+    for i in range(workers):
+        procs.append(launcher.spawn(launcher.worker_command(1, f"worker{i}"), env,
+                                    logs / f"worker{i}.log"))
+    procs.append(launcher.spawn(launcher.api_command(host, port), env, logs / "api.log"))
+    base = f"http://{host}:{port}"
+    client = Client(base)
+    while not client.ready():
+        if any(p.poll() is not None for p in procs):
+            click.echo(f"a process exited early; see {logs}", err=True)
+            shutdown()
+        time.sleep(0.5)
+    click.echo(f"convscope is ready at {base}  (API docs: {base}/docs)")
+    while True:
+        time.sleep(1.0)
+        if any(p.poll() is not None for p in procs):
+            click.echo(f"a process exited; stopping (logs in {logs})", err=True)
+            shutdown()
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
+def api(host: str, port: int, workers: int) -> None:
+    """The API alone (gunicorn), against CONVSCOPE_REDIS_URL."""
+    os.execv(sys.executable, launcher.api_command(host, port, workers))
+
+
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, type=int)
+@click.option("--name", default="worker", show_default=True)
+def worker(concurrency: int, name: str) -> None:
+    """A Celery worker alone, against CONVSCOPE_REDIS_URL."""
+    os.execv(sys.executable, launcher.worker_command(concurrency, name))
+
+
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "-m", required=True)
+@click.option("--kind", "-k", required=True,
+              type=click.Choice(["activations", "filters", "gradcam", "explain"]))
+@click.option("--layer", "-l", default=None)
+@click.option("--option", "-o", "pairs", multiple=True, help="key=value (repeatable).")
+@click.option("--out", "-O", default="convscope-out", show_default=True, type=click.Path())
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@with_client
+def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
+           pairs: tuple[str, ...], out: str, wait: bool, url: str, api_key: str | None) -> None:
+    """Queue one job, wait for it, save every artifact to OUT."""
+    client = Client(url, api_key)
+    try:
+        job = client.submit(images, model=model, kind=kind, layer=layer,
+                            options=parse_options(pairs))
+        click.echo(f"job {job['id']} {job['status']}")
+        if not wait:
+            return
+        job = client.wait(job)
+        if job["status"] != "succeeded":
+            raise click.ClickException(f"job {job['status']}: {job.get('error')}")
+        saved = client.artifacts(job, out_dir=Path(out) / job["id"])
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    (Path(out) / job["id"] / "result.json").write_text(json.dumps(job, indent=2))
+    for i, item in enumerate((job.get("result") or {}).get("items", [])):
+        preds = ", ".join(f"{p['label'] or p['index']} {p['score']:.3f}"
+                          for p in item.get("predictions", [])[:3])
+        if preds:
+            click.echo(f"image {i}: {preds}")
+    for name, path in saved.items():
+        click.echo(f"{name}: {path}")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--model", "-m", required=True)
+@click.option("--kind", "-k", required=True, type=click.Choice(["activations", "gradcam"]))
+@click.option("--layer", "-l", default=None)
+@click.option("--option", "-o", "pairs", multiple=True)
+@click.option("--out", "-O", required=True, type=click.Path())
+@click.option("--concurrency", "-j", default=4, show_default=True, type=int)
+@with_client
+def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[str, ...],
+          out: str, concurrency: int, url: str, api_key: str | None) -> None:
+    """A job per image of SOURCE (folder or glob); resumable; writes summary.csv/json."""
+    summary = run_batch(Client(url, api_key), source, Path(out), model=model, kind=kind,
+                        layer=layer, options=parse_options(pairs), concurrency=concurrency)
+    click.echo(f"{summary['done']} done, {summary['failed']} failed, "
+               f"{summary['skipped']} already done; summary in {out}/summary.csv")
+
+
+@main.group()
+def models() -> None:
+    """List, show, upload and train models."""
+
+
+@models.command("list")
+@with_client
+def models_list(url: str, api_key: str | None) -> None:
+    for m in Client(url, api_key).models():
+        shape = "×".join(str(d) for d in m["input_shape"] or []) or "?"
+        click.echo(f"{m['id']:<18} {m['status']:<10} {shape:<12} {m['name']}")
+
+
+@models.command("show")
+@click.argument("model_id")
+@with_client
+def models_show(model_id: str, url: str, api_key: str | None) -> None:
+    click.echo(json.dumps(Client(url, api_key).model(model_id, wait=30), indent=2))
+
+
+@models.command("upload")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None)
+@click.option("--preprocess", default="raw", show_default=True,
+              type=click.Choice(["raw", "unit", "tf", "caffe", "torch"]))
+@with_client
+def models_upload(path: str, name: str | None, preprocess: str, url: str,
+                  api_key: str | None) -> None:
+    try:
+        click.echo(json.dumps(Client(url, api_key).upload_model(path, name, preprocess), indent=2))
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@models.command("train")
+@click.argument("model_id", type=click.Choice(["shapes", "cifar10"]))
+def models_train(model_id: str) -> None:
+    """Train a built-in model into the data directory (runs TensorFlow in a child process)."""
+    raise SystemExit(subprocess.run(launcher.train_command(model_id)).returncode)
+
+
+@main.command()
+@click.argument("model_id")
+@with_client
+def layers(model_id: str, url: str, api_key: str | None) -> None:
+    """The layer arithmetic of MODEL_ID as a table."""
+    rows = Client(url, api_key).layers(model_id)
+    head = f"{'layer':<28} {'type':<20} {'output':<16} {'params':>9} {'kernel':<7} " \
+           f"{'stride':<7} {'pad':<6} {'RF':<8}"
+    click.echo(head)
+    click.echo("-" * len(head))
+
+    def fmt(value: object) -> str:
+        return "×".join(str(v) for v in value) if isinstance(value, list) else str(value or "")
+
+    for r in rows:
+        click.echo(f"{r['name'][:28]:<28} {r['type'][:20]:<20} {fmt(r['output_shape']):<16} "
+                   f"{r['params']:>9} {fmt(r['kernel_size']):<7} {fmt(r['strides']):<7} "
+                   f"{fmt(r['padding']):<6} {fmt(r['receptive_field']):<8}")

@@ -1,0 +1,136 @@
+"""Python client for the convscope HTTP API (used by the CLI: one code path).
+
+    client = Client("http://127.0.0.1:8000", api_key=None)
+    job = client.submit(["cat.png"], model="shapes", kind="gradcam")
+    job = client.wait(job)
+    files = client.artifacts(job, out_dir="out/")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TERMINAL = ("succeeded", "failed", "canceled")
+TRANSIENT = {429, 502, 503, 504}
+
+
+class ApiError(RuntimeError):
+    """A problem+json answer: ``status``, ``code`` and the server's ``detail``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None,
+                 timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ApiError(503, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {}
+            raise ApiError(resp.status_code, body.get("code", "error"),
+                           body.get("detail", resp.text[:300]))
+        return resp
+
+    # -- models ---------------------------------------------------------------------------
+    def models(self) -> list[dict]:
+        return self._request("GET", "/v1/models").json()["models"]
+
+    def model(self, model_id: str, wait: float = 0) -> dict:
+        return self._request("GET", f"/v1/models/{model_id}", params={"wait": wait}).json()
+
+    def layers(self, model_id: str, wait: float = 60) -> list[dict]:
+        return self._request("GET", f"/v1/models/{model_id}/layers",
+                             params={"wait": wait}).json()["layers"]
+
+    def upload_model(self, path: str | Path, name: str | None = None, preprocess: str = "raw",
+                     wait: float = 60) -> dict:
+        data = {"preprocess": preprocess, **({"name": name} if name else {})}
+        with open(path, "rb") as fh:
+            return self._request("POST", "/v1/models", params={"wait": wait}, data=data,
+                                 files={"file": (Path(path).name, fh)}).json()
+
+    # -- jobs -----------------------------------------------------------------------------
+    def submit(self, images: Sequence[str | Path] = (), *, model: str, kind: str,
+               layer: str | None = None, options: dict | None = None,
+               idempotency_key: str | None = None) -> dict:
+        """Queue a job; returns ``{"id", "status"}``."""
+        data = {"model": model, "kind": kind, "options": json.dumps(options or {})}
+        if layer:
+            data["layer"] = layer
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        handles = [open(p, "rb") for p in images]  # noqa: SIM115 - closed below
+        try:
+            files = [("image", (Path(p).name, fh)) for p, fh in zip(images, handles, strict=True)]
+            return self._request("POST", "/v1/jobs", data=data, files=files,
+                                 headers=headers).json()
+        finally:
+            for fh in handles:
+                fh.close()
+
+    def job(self, job_id: str, wait: float = 0) -> dict:
+        return self._request("GET", f"/v1/jobs/{job_id}", params={"wait": wait}).json()
+
+    def wait(self, job: dict | str, timeout: float = 600.0, poll: float = 20.0) -> dict:
+        """Long-poll until the job ends (or ``timeout`` passes); returns the job."""
+        job_id = job if isinstance(job, str) else job["id"]
+        deadline = time.monotonic() + timeout
+        body = self.job(job_id)
+        while body["status"] not in TERMINAL and time.monotonic() < deadline:
+            body = self.job(job_id, wait=min(poll, max(0.1, deadline - time.monotonic())))
+        return body
+
+    def cancel(self, job_id: str) -> dict:
+        return self._request("DELETE", f"/v1/jobs/{job_id}").json()
+
+    def jobs(self, limit: int = 50) -> list[dict]:
+        return self._request("GET", "/v1/jobs", params={"limit": limit}).json()["jobs"]
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        return self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content
+
+    def artifacts(self, job: dict, out_dir: str | Path | None = None,
+                  prefix: str = "") -> dict[str, bytes | Path]:
+        """Every artifact of a finished job: bytes, or saved files when ``out_dir`` is given."""
+        found: dict[str, bytes | Path] = {}
+        for name in job.get("artifacts") or []:
+            resp = self._request("GET", f"/v1/jobs/{job['id']}/artifacts/{name}")
+            if out_dir is None:
+                found[name] = resp.content
+                continue
+            ext = ".png" if resp.headers.get("Content-Type", "").startswith("image/png") else ".npy"
+            data = resp.content
+            path = Path(out_dir) / f"{prefix}{name}{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            found[name] = path
+        return found
+
+    def ready(self) -> bool:
+        try:
+            return self.session.get(self.url + "/readyz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False

