@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:  make run   |   make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test browser lint bench clean
+
+$(BIN)/convscope: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(BIN)/convscope
+
+install: $(BIN)/convscope
+
+## Install and start convscope with the embedded default (Redis, worker, API on :8000).
+run: install
+	$(BIN)/convscope up
+
+## Install test dependencies (Python packages, Debian's Chromium) and run the whole suite.
+test: install browser
+	$(BIN)/python -m pytest -q
+
+browser:
+	@scripts/install-browser.sh
+
+lint: install
+	$(BIN)/ruff check models worker service tests benchmarks
+	$(BIN)/mypy models worker service
+
+bench: install
+	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
