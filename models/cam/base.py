@@ -48,7 +48,9 @@ def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(cams - low, high - low)
 
 
-def _resolve_targets(class_index: int | list[int] | np.ndarray | None, batch: int) -> tf.Tensor:
+def _resolve_targets(
+    class_index: int | list[int] | np.ndarray | None, batch: int, num_classes: int
+) -> tf.Tensor:
     """-1 means "the top prediction" for that image."""
     if class_index is None:
         return tf.fill((batch,), -1)
@@ -57,6 +59,11 @@ def _resolve_targets(class_index: int | list[int] | np.ndarray | None, batch: in
         targets = np.repeat(targets, batch)
     if targets.shape != (batch,):
         raise ValueError(f"class_index has {targets.size} entries for a batch of {batch} images")
+    # Checked here: an XLA gather clamps a bad index silently instead of failing.
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if bad.size:
+        raise ValueError(f"class_index {bad.tolist()} out of range: the model has {num_classes} "
+                         "classes")
     return tf.constant(targets, tf.int32)
 
 
@@ -103,7 +110,8 @@ class BaseCAM:
         self, images: np.ndarray, class_index: int | list[int] | np.ndarray | None = None
     ) -> CamResult:
         images = np.asarray(images, dtype=np.float32)
-        targets = _resolve_targets(class_index, images.shape[0])
+        num_classes = int(self.probe.model.outputs[0].shape[-1])
+        targets = _resolve_targets(class_index, images.shape[0], num_classes)
         heat, chosen, score, probs = self._compiled(tf.constant(images), targets)
         return CamResult(
             heatmaps=heat.numpy().astype(np.float32), class_index=chosen.numpy().astype(np.int64),

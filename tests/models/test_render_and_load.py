@@ -1,0 +1,280 @@
+"""Rendering to PNG, safe loading of uploaded ``.keras`` files, and the built-in model zoo."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+
+from models import render
+from models.safe_load import HDF5_MAGIC, InvalidModelError, UnsafeModelError, load_keras_file
+from models.zoo import UnknownModelError, load_builtin
+from tests.models import tiny_models as tm
+
+L = keras.layers
+# Keras's own saving code converts variables with np.array(copy=False): not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def decode(png: bytes) -> np.ndarray:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+# Rendering ----------------------------------------------------------------------------------
+
+
+def test_to_png_round_trips_through_pillow() -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode(render.to_png(rgb)), rgb)
+    grey = rng.integers(0, 256, (4, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(decode(render.to_png(grey)), grey)
+    np.testing.assert_array_equal(decode(render.to_png(grey[..., None])), grey)
+    floats = np.array([[-20.0, 0.0, 100.0, 300.0]])
+    np.testing.assert_array_equal(decode(render.to_png(floats)), [[0, 0, 100, 255]])
+
+
+def test_colorize_uses_the_matplotlib_colormap() -> None:
+    values = np.array([[0.0, 0.5], [1.0, 2.0]])
+    got = render.colorize(values, "viridis")
+    assert got.shape == (2, 2, 3) and got.dtype == np.uint8
+    expected = np.round(colormaps["viridis"](np.clip(values, 0, 1))[..., :3] * 255)
+    np.testing.assert_array_equal(got, expected)
+    assert render.heatmap_image(np.zeros((3, 4))).shape == (3, 4, 3)
+
+
+def _tile_spans(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a 1-D mask as (start, end)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+def test_activation_grid_shows_every_channel_in_its_own_tile() -> None:
+    channels = 5
+    acts = np.zeros((6, 6, channels), np.float32)
+    for c in range(channels):
+        acts[0, c, c] = 1.0  # channel c lights up one pixel, in column c
+    grid = render.activation_grid(acts)
+    low = render.colorize(np.zeros((1, 1)))[0, 0]
+    high = render.colorize(np.ones((1, 1)))[0, 0]
+    is_low, is_high = (grid == low).all(-1), (grid == high).all(-1)
+    content = is_low | is_high
+    rows, cols = _tile_spans(content.any(axis=1)), _tile_spans(content.any(axis=0))
+    tiles = [(r, c) for r in rows for c in cols if content[r[0]:r[1], c[0]:c[1]].any()]
+    assert len(tiles) == channels
+    assert grid.shape[0] >= len(rows) * 6 and grid.shape[1] >= len(cols) * 6
+    bright = []
+    for (r0, r1), (c0, c1) in tiles:
+        tile = is_high[r0:r1, c0:c1]
+        assert r1 - r0 >= 6 and c1 - c0 >= 6  # tiles are at least the map's own size
+        ys, xs = np.nonzero(tile)
+        scale = (c1 - c0) // 6
+        assert len(ys) == scale * scale  # one map pixel, blown up
+        bright.append((ys.min() // scale, xs.min() // scale))
+    assert bright == [(0, c) for c in range(channels)]  # channel c in tile c, all different
+
+    subset = render.activation_grid(acts, channels=[1, 3])
+    assert (subset == high).all(-1).sum() == 2 * scale * scale
+    assert subset.size < grid.size
+
+
+def test_overlay() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
+    heat = rng.uniform(0, 1, (5, 4))
+    np.testing.assert_array_equal(render.overlay(image, heat, alpha=0.0), image)
+    np.testing.assert_array_equal(render.overlay(image, heat, alpha=1.0),
+                                  render.colorize(heat, "jet"))
+    grey = image[..., 0]
+    out = render.overlay(grey, heat, alpha=0.0)
+    assert out.shape == (5, 4, 3)
+    np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, axis=-1))
+
+
+def test_image_grid_tiles_grey_and_colour_images() -> None:
+    images = np.zeros((3, 8, 8, 1), np.uint8)
+    grid = render.image_grid(images, ["a", "b", "c"])
+    assert grid.ndim == 3 and grid.shape[-1] == 3
+    assert grid.shape[0] >= 2 * 8 and grid.shape[1] >= 2 * 8
+
+
+# Safe loading -------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="convscope_test")
+class Doubler(keras.layers.Layer):
+    """A custom layer: plain Keras would load it (it is registered), convscope must not."""
+
+    def call(self, x):
+        return 2.0 * x
+
+
+def _save(model: keras.Model, path: Path) -> Path:
+    model.save(path)
+    return path
+
+
+def _image_model(middle: keras.Layer | None = None) -> keras.Model:
+    inputs = keras.Input((8, 8, 3))
+    x = middle(inputs) if middle is not None else inputs
+    x = L.Conv2D(2, 3, name="conv")(x)
+    return keras.Model(inputs, L.Dense(2, activation="softmax")(L.Flatten()(x)))
+
+
+class Spy:
+    """Stands in for ``keras.saving.load_model`` to show it was never reached."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        raise AssertionError("Keras was asked to load a model that should have been refused")
+
+
+def test_clean_model_loads_with_equal_predictions(tmp_path: Path) -> None:
+    model = tm.functional()
+    loaded = load_keras_file(_save(model, tmp_path / "clean.keras"))
+    x = tm.images(2)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+    nested = load_keras_file(_save(tm.nested(), tmp_path / "nested.keras"))
+    assert [layer.name for layer in nested.layers][1:] == ["base", "flatten", "predictions"]
+
+
+def _writes_marker(marker: str):
+    """A lambda with a side effect; ``marker`` is a str so the closure can be saved."""
+    return lambda t: (open(marker, "w").write("the lambda ran"), t)[1]
+
+
+def test_lambda_layer_is_refused_before_any_code_runs(tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "side_effect.txt"
+    lam = L.Lambda(_writes_marker(str(marker)), output_shape=(8, 8, 3), name="evil")
+    path = _save(_image_model(lam), tmp_path / "lambda.keras")
+    assert not marker.exists()
+
+    # Control: the archive really carries code that runs once loaded unsafely and called.
+    unsafe = keras.saving.load_model(path, safe_mode=False)
+    unsafe(np.zeros((1, 8, 8, 3), np.float32))
+    assert marker.read_text() == "the lambda ran"
+    marker.unlink()
+
+    spy = Spy()
+    monkeypatch.setattr(keras.saving, "load_model", spy)
+    with pytest.raises(UnsafeModelError, match="Lambda"):
+        load_keras_file(path)
+    assert spy.calls == 0  # refused from config.json alone
+    assert not marker.exists()
+
+
+def test_lambda_inside_a_nested_model_is_refused(tmp_path: Path, monkeypatch) -> None:
+    inner_in = keras.Input((8, 8, 3))
+    inner = keras.Model(inner_in, L.Lambda(lambda t: t * 2.0, output_shape=(8, 8, 3))(inner_in),
+                        name="inner")
+    path = _save(_image_model(inner), tmp_path / "nested_lambda.keras")
+    monkeypatch.setattr(keras.saving, "load_model", Spy())
+    with pytest.raises(UnsafeModelError, match="Lambda"):
+        load_keras_file(path)
+
+
+def test_custom_registered_layer_is_refused(tmp_path: Path, monkeypatch) -> None:
+    path = _save(_image_model(Doubler(name="doubler")), tmp_path / "custom.keras")
+    # Control: Keras itself would load it in safe mode, because the class is registered here.
+    assert isinstance(keras.saving.load_model(path, safe_mode=True).get_layer("doubler"), Doubler)
+    spy = Spy()
+    monkeypatch.setattr(keras.saving, "load_model", spy)
+    with pytest.raises(UnsafeModelError, match="Doubler"):
+        load_keras_file(path)
+    assert spy.calls == 0
+
+
+def test_hdf5_files_are_refused(tmp_path: Path) -> None:
+    real = tmp_path / "model.h5"
+    _image_model().save(real)  # legacy HDF5 format
+    assert real.read_bytes().startswith(HDF5_MAGIC)
+    with pytest.raises(UnsafeModelError, match="HDF5"):
+        load_keras_file(real)
+    fake = tmp_path / "upload.keras"
+    fake.write_bytes(HDF5_MAGIC + b"\x00" * 64)
+    with pytest.raises(UnsafeModelError, match="HDF5"):
+        load_keras_file(fake)
+
+
+def test_not_a_keras_archive_is_invalid(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.keras"
+    noise.write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(InvalidModelError, match="zip"):
+        load_keras_file(noise)
+    empty_zip = tmp_path / "empty.keras"
+    with zipfile.ZipFile(empty_zip, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    with pytest.raises(InvalidModelError, match="config.json"):
+        load_keras_file(empty_zip)
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    with pytest.raises(InvalidModelError):
+        load_keras_file(broken)
+
+
+def test_non_image_models_are_invalid(tmp_path: Path) -> None:
+    flat_in = keras.Input((10,))
+    flat = keras.Model(flat_in, L.Dense(2)(flat_in))
+    with pytest.raises(InvalidModelError, match="image input"):
+        load_keras_file(_save(flat, tmp_path / "flat.keras"))
+    two_in = keras.Input((8, 8, 2))
+    two = keras.Model(two_in, L.Conv2D(1, 3)(two_in))
+    with pytest.raises(InvalidModelError, match="2 channels"):
+        load_keras_file(_save(two, tmp_path / "two_channels.keras"))
+
+
+def test_size_limit(tmp_path: Path) -> None:
+    path = _save(_image_model(), tmp_path / "small.keras")
+    with pytest.raises(InvalidModelError, match="limit is 100"):
+        load_keras_file(path, max_bytes=100)
+
+
+# Zoo ----------------------------------------------------------------------------------------
+
+
+def test_cifar10_is_the_course_architecture(tmp_path: Path) -> None:
+    loaded = load_builtin("cifar10", tmp_path)
+    model, info = loaded.model, loaded.info
+    types = [type(layer).__name__ for layer in model.layers[1:]]
+    assert types == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D",
+                     "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    # 32 same → 32, valid 3×3 → 30, pool → 15, same → 15, valid → 13, pool → 6: 6·6·64 values
+    flat = 6 * 6 * 64
+    expected = {
+        "conv1": 3 * 3 * 3 * 32 + 32,  # 896
+        "conv2": 3 * 3 * 32 * 32 + 32,  # 9248
+        "conv3": 3 * 3 * 32 * 64 + 64,  # 18496
+        "conv4": 3 * 3 * 64 * 64 + 64,  # 36928
+        "fc1": flat * 512 + 512,  # 1180160
+        "predictions": 512 * 10 + 10,  # 5130
+    }
+    assert expected["conv1"] == 896 and expected["predictions"] == 5130
+    assert {name: model.get_layer(name).count_params() for name in expected} == expected
+    assert model.get_layer("flatten").output.shape[-1] == flat
+    assert info.status == "untrained" and info.id == "cifar10"
+    assert info.input_shape == [32, 32, 3] and info.preprocess == "raw"
+    assert info.classes is not None and len(info.classes) == 10 and info.classes[0] == "airplane"
+
+
+def test_mobilenetv2_architecture_without_weights(tmp_path: Path) -> None:
+    info = load_builtin("mobilenetv2", tmp_path).info
+    assert info.input_shape == [224, 224, 3]
+    assert info.preprocess == "tf" and info.status == "untrained"
+    assert info.classes is None and "weights=None" in info.source
+
+
+def test_unknown_model_id(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModelError, match="alexnet"):
+        load_builtin("alexnet", tmp_path)
