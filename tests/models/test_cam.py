@@ -156,6 +156,12 @@ def test_scorecam_equals_a_loop_reference(cnns, form: str) -> None:
     result = make_cam("scorecam", model, tm.PATHS[form]["pool"])(x, class_index=targets)
     assert result.class_index.tolist() == targets
     np.testing.assert_allclose(result.heatmaps, expected, atol=ATOL)
+    # 4 channels per forward pass (8 masked images / 2): 6 channels take 2 passes, the last
+    # one padded with 2 empty channels.
+    chunked = make_cam("scorecam", model, tm.PATHS[form]["pool"])
+    chunked.masked_batch = 8
+    result = chunked(x, class_index=targets)
+    np.testing.assert_allclose(result.heatmaps, expected, atol=ATOL)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
