@@ -38,6 +38,10 @@ def _configs(node: Any) -> Iterator[dict]:
             yield from _configs(value)
 
 
+def _is_keras_module(module: str) -> bool:
+    return module == "keras" or module.startswith("keras.")
+
+
 def check_config(config: dict) -> None:
     """Raise UnsafeModelError if any object in a Keras config is not plain Keras."""
     for obj in _configs(config):
@@ -45,7 +49,7 @@ def check_config(config: dict) -> None:
         if name in CODE_CARRYING:
             raise UnsafeModelError(f"the model contains a {name!r} object, which carries code")
         module = obj.get("module")
-        if name is not None and isinstance(module, str) and not module.startswith("keras"):
+        if name is not None and isinstance(module, str) and not _is_keras_module(module):
             raise UnsafeModelError(f"the model needs custom code: {module}.{name}")
         if obj.get("registered_name") and "class_name" in obj and module is None:
             if "." in str(obj["registered_name"]) or ">" in str(obj["registered_name"]):
