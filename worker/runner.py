@@ -42,7 +42,7 @@ def _cache() -> ModelCache:
 def _error_code(exc: BaseException) -> str:
     for cls, code in ((UnknownModelError, "unknown_model"), (LayerNotFoundError, "unknown_layer"),
                       (LayerNotConvError, "layer_not_conv"), (IndexError, "out_of_range"),
-                      (SoftTimeLimitExceeded, "time_limit"), (ValueError, "invalid_options")):
+                      (SoftTimeLimitExceeded, "time_limit"), (ValueError, "invalid_input")):
         if isinstance(exc, cls):
             return code
     return "internal_error"
@@ -92,6 +92,8 @@ def run_job(job_id: str) -> None:
     started = time.monotonic()
     try:
         result, artifacts = _compute(store, job)
+        if store.is_canceled(job_id):
+            return  # canceled while computing: keep nothing
         if artifacts:
             store.put_artifacts(job_id, artifacts)
         store.update(job_id, result=result, progress=1.0)
@@ -122,6 +124,7 @@ def describe_model(model_id: str) -> None:
         code = "unsafe_model" if isinstance(exc, UnsafeModelError) else "invalid_model"
         record.update(status="refused", error={"code": code, "message": str(exc)[:500]})
         store.put_model(model_id, record)
+        _cache().upload_path(model_id).unlink(missing_ok=True)
         return
     except Exception as exc:  # noqa: BLE001 - any loader failure refuses the model
         log.exception("describing %s failed", model_id)

@@ -69,7 +69,8 @@ def list_models() -> dict:
     """Built-in models and this tenant's uploads."""
     store = backend().store
     ids = list(BUILTIN_MODELS) + store.tenant_models(g.tenant)
-    return {"models": [public(model_record(i)) for i in ids]}
+    # Listing does not load anything: a model is described when it is first asked for.
+    return {"models": [public(model_record(i, describe=False)) for i in ids]}
 
 
 @bp.get("/<model_id>")
