@@ -1,0 +1,83 @@
+// Filter patterns card: a range of channels, a live progress bar, a cancel button.
+
+import { UrlPool } from "./api.js";
+import { $, el, fill, num } from "./dom.js";
+import { JobPanel } from "./panel.js";
+import { on, state } from "./state.js";
+
+const panel = new JobPanel("filters");
+const urls = new UrlPool();
+const MAX_FILTERS = 64;
+
+function setProgress(fraction) {
+  const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+  $("filters-progress").value = percent;
+  $("filters-percent").textContent = `${percent}%`;
+}
+
+function channelRange() {
+  const from = Number($("filters-from").value);
+  const to = Number($("filters-to").value);
+  const channels = state.layer && state.layer.output_shape ? state.layer.output_shape[2] : null;
+  if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to < from) {
+    throw new Error("Channels: “from” and “to” must be whole numbers with from ≤ to.");
+  }
+  if (channels != null && to >= channels) {
+    throw new Error(`Channels: this layer has channels 0…${channels - 1}.`);
+  }
+  if (to - from + 1 > MAX_FILTERS) throw new Error(`At most ${MAX_FILTERS} channels per run.`);
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+async function run() {
+  if (!panel.ready("filters")) return;
+  let filters;
+  try {
+    filters = channelRange();
+  } catch (err) {
+    panel.error.textContent = err.message;
+    return;
+  }
+  const steps = Number($("filters-steps").value) || 64;
+  const layer = state.layer;
+  setProgress(0);
+  $("filters-result").hidden = true;
+  $("filters-cancel").disabled = false;
+  const job = await panel.run({ model: state.model.id, kind: "filters", layer: layer ? layer.name : null,
+    options: { filters, steps } }, (j) => setProgress(j.progress || 0));
+  $("filters-cancel").disabled = true;
+  if (!job) return;
+  setProgress(1);
+  urls.release();
+  const figures = [];
+  for (const f of job.result.filters) {
+    const img = el("img", { className: "pixelated", alt: `pattern for channel ${f.index}` });
+    figures.push(el("figure", { className: "pattern" }, img,
+      el("figcaption", { text: `#${f.index} · act ${num(f.activation, 3)}` })));
+    urls.artifact(job.id, f.artifact).then((url) => {
+      img.src = url;
+    }).catch((err) => {
+      panel.error.textContent = `Could not load pattern ${f.index}: ${err.plain || err.message}`;
+    });
+  }
+  fill($("filters-list"), ...figures);
+  panel.setStatus(`done: ${job.layer}, ${job.result.steps} steps`);
+  $("filters-result").hidden = false;
+}
+
+function syncRange(layer) {
+  if (!layer || !layer.output_shape || layer.output_shape.length !== 3) return;
+  const channels = layer.output_shape[2];
+  for (const id of ["filters-from", "filters-to"]) $(id).max = String(channels - 1);
+  if (Number($("filters-to").value) > channels - 1) $("filters-to").value = String(Math.min(7, channels - 1));
+}
+
+export function initFilters() {
+  panel.button.addEventListener("click", run);
+  $("filters-cancel").addEventListener("click", () => panel.cancel());
+  on("layer", syncRange);
+  on("model", () => {
+    $("filters-result").hidden = true;
+    setProgress(0);
+  });
+}

@@ -1,0 +1,71 @@
+// Grad-CAM card: method selector, top predictions (click one to re-run for that class), and the
+// heatmap PNG over the original image with an opacity slider.
+
+import { UrlPool } from "./api.js";
+import { $, fill, num } from "./dom.js";
+import { JobPanel } from "./panel.js";
+import { renderPredictions } from "./predictions.js";
+import { isSpatial, on, state } from "./state.js";
+
+const panel = new JobPanel("cam");
+const urls = new UrlPool();
+
+function options(classIndex) {
+  const opts = { method: $("cam-method").value };
+  const classes = state.model.classes;
+  if (classes && classes.length) opts.top_k = Math.min(5, classes.length);
+  if (classIndex != null) opts.class_index = classIndex;
+  return opts;
+}
+
+async function run(classIndex) {
+  if (!panel.ready("gradcam")) return;
+  const useSelected = $("cam-use-layer").checked && isSpatial(state.layer);
+  const imageUrl = state.imageUrl;
+  const job = await panel.run({ model: state.model.id, kind: "gradcam",
+    layer: useSelected ? state.layer.name : null, options: options(classIndex),
+    images: [state.image] });
+  if (!job) return;
+  const item = job.result.items[0];
+  try {
+    urls.release();
+    $("cam-heatmap").src = await urls.artifact(job.id, item.artifacts.heatmap_png);
+    $("cam-original").src = imageUrl;
+    const [h, w] = state.model.input_shape || [1, 1];
+    $("cam-stack").style.aspectRatio = `${w || 1} / ${h || 1}`;
+    const labels = state.model.classes || [];
+    const label = labels[item.class_index] != null ? labels[item.class_index] : `class ${item.class_index}`;
+    fill($("cam-summary"), `${methodName()} for “${label}” (class ${item.class_index}), score `,
+      num(item.score), ` — layer ${job.result.layer || job.layer}`);
+    $("cam-summary").dataset.classIndex = String(item.class_index);
+    renderPredictions($("cam-predictions"), item.predictions,
+      { onPick: (index) => run(index), selected: item.class_index });
+    $("cam-result").hidden = false;
+  } catch (err) {
+    panel.error.textContent = `Could not show the result: ${err.message}`;
+  }
+}
+
+function methodName() {
+  const select = $("cam-method");
+  return select.options[select.selectedIndex].text;
+}
+
+function setOpacity() {
+  const value = $("cam-opacity").value;
+  $("cam-heatmap").style.opacity = String(value / 100);
+  $("cam-opacity-value").textContent = `${value}%`;
+}
+
+function reset() {
+  $("cam-result").hidden = true;
+  panel.setStatus("");
+}
+
+export function initGradcam() {
+  panel.button.addEventListener("click", () => run(null));
+  $("cam-opacity").addEventListener("input", setOpacity);
+  setOpacity();
+  on("model", reset);
+  on("image", reset);
+}

@@ -1,0 +1,138 @@
+// Model card: pick a model (GET /v1/models), load its layer table, upload a .keras model.
+
+import { getLayers, getModel, listModels, uploadModel } from "./api.js";
+import { $, clearError, el, showError, shape } from "./dom.js";
+import { emit, state } from "./state.js";
+
+const GROUPS = [["builtin", "Built-in"], ["application", "keras.applications"], ["upload", "Uploaded"]];
+const BUILTIN = new Set(["shapes", "cifar10"]);
+const WAITING = new Set(["pending", "validating"]);
+let models = [];
+let selection = 0; // guards against a slow answer for a model no longer selected
+
+function groupOf(model) {
+  if (model.source === "upload") return "upload";
+  if (BUILTIN.has(model.id) || String(model.source || "").startsWith("convscope")) return "builtin";
+  return "application";
+}
+
+function optionText(model) {
+  const status = model.status && model.status !== "ready" ? ` (${model.status})` : "";
+  return `${model.name || model.id}${status}`;
+}
+
+function describe(model, layers) {
+  const parts = [`input ${shape(model.input_shape)}`];
+  if (model.classes) {
+    const head = model.classes.slice(0, 6).join(", ");
+    parts.push(`${model.classes.length} classes (${head}${model.classes.length > 6 ? ", …" : ""})`);
+  }
+  parts.push(`${layers.length} layers`, `pixels fed as ${model.preprocess || "raw"}`);
+  if (model.source) parts.push(model.source);
+  return parts.join(" · ");
+}
+
+export async function loadModels(preferred) {
+  const select = $("model-select");
+  clearError($("model-error"));
+  try {
+    models = await listModels();
+  } catch (err) {
+    showError($("model-error"), err);
+    if (err.code === "unauthorized") {
+      $("settings").open = true;
+      $("api-key").focus();
+    }
+    return;
+  }
+  const previous = preferred || (select.disabled ? "shapes" : select.value);
+  select.replaceChildren();
+  for (const [key, label] of GROUPS) {
+    const group = el("optgroup", { label });
+    for (const m of models.filter((x) => groupOf(x) === key)) {
+      group.append(el("option", { value: m.id, text: optionText(m) }));
+    }
+    if (group.children.length) select.append(group);
+  }
+  select.disabled = models.length === 0;
+  select.value = models.some((m) => m.id === previous) ? previous : (models[0] || {}).id;
+  if (select.value) await selectModel(select.value);
+}
+
+async function layersWhenReady(id, token) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      return await getLayers(id);
+    } catch (err) {
+      if (err.code !== "model_not_ready" || token !== selection) throw err;
+      $("model-info").textContent = "The worker is still preparing this model…";
+    }
+  }
+  return getLayers(id);
+}
+
+export async function selectModel(id) {
+  const token = ++selection;
+  clearError($("model-error"));
+  $("model-info").textContent = "Loading the layer table…";
+  try {
+    const layers = await layersWhenReady(id, token);
+    const model = await getModel(id);
+    if (token !== selection) return;
+    state.model = model;
+    state.layers = layers;
+    $("model-info").textContent = describe(model, layers);
+    emit("model", model);
+  } catch (err) {
+    if (token !== selection) return;
+    $("model-info").textContent = "";
+    showError($("model-error"), err);
+  }
+}
+
+async function waitValidated(model) {
+  let record = model;
+  while (WAITING.has(record.status)) record = await getModel(record.id, 10);
+  return record;
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const error = $("model-upload-error");
+  const status = $("model-upload-status");
+  const button = $("model-upload");
+  clearError(error);
+  const file = $("model-file").files[0];
+  if (!file) {
+    error.textContent = "Choose a .keras file first.";
+    return;
+  }
+  button.disabled = true;
+  status.textContent = "Uploading; a worker validates it…";
+  try {
+    const { model } = await uploadModel(file, {
+      name: $("model-name").value.trim(), preprocess: $("model-preprocess").value,
+    });
+    const record = await waitValidated(model);
+    if (record.status === "refused") {
+      const reason = record.error || {};
+      status.textContent = "";
+      error.textContent = `Refused: ${reason.message || "the model was refused"}` +
+        (reason.code ? ` (${reason.code})` : "");
+      return;
+    }
+    status.textContent = `Validated: “${record.name}”, input ${shape(record.input_shape)}.`;
+    await loadModels(record.id);
+  } catch (err) {
+    status.textContent = "";
+    showError(error, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+export function initModels() {
+  $("model-select").addEventListener("change", (e) => selectModel(e.target.value));
+  $("model-refresh").addEventListener("click", () => loadModels());
+  $("model-upload-form").addEventListener("submit", upload);
+}

@@ -1,0 +1,364 @@
+"""The browser UI, driven in Debian's Chromium against a live API and a real worker.
+
+What the page shows is read back from the DOM and checked against the API's own answers:
+layer table and conv arithmetic, feature maps (grid PNG, per-channel canvases from the NPY),
+Grad-CAM (predictions, class re-run, overlay), filter patterns (progress to 100 %, cancel),
+a unit explanation whose total equals the activation shown, errors next to their controls,
+and no horizontal overflow at phone width.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.cli.conftest import write_shape_images
+from tests.ui.conftest import open_page, screenshot
+
+JOB_TIMEOUT = 180_000  # ms: the first job may queue behind the worker describing models
+
+
+def layers_of(api_url: str, model: str = "shapes") -> list[dict]:
+    response = requests.get(f"{api_url}/v1/models/{model}/layers?wait=30", timeout=60)
+    response.raise_for_status()
+    return response.json()["layers"]
+
+
+def latest_job(api_url: str, kind: str) -> dict:
+    jobs = requests.get(f"{api_url}/v1/jobs?limit=20", timeout=10).json()["jobs"]
+    return next(j for j in jobs if j["kind"] == kind and j["status"] == "succeeded")
+
+
+def number(page, selector: str) -> float:  # noqa: ANN001
+    return float(page.locator(selector).inner_text().strip())
+
+
+def wait_image(page, selector: str) -> int:  # noqa: ANN001
+    """Wait until the <img> has loaded; return its naturalWidth."""
+    loaded = "s => (e => e?.complete && e.naturalWidth > 0)(document.querySelector(s))"
+    page.wait_for_function(loaded, arg=selector, timeout=JOB_TIMEOUT)
+    return page.eval_on_selector(selector, "e => e.naturalWidth")
+
+
+def wait_ready(page) -> None:  # noqa: ANN001
+    page.wait_for_selector("#layer-table tbody tr", timeout=90_000)
+    assert page.input_value("#model-select") == "shapes"
+
+
+def expected_arithmetic(row: dict, n: int, c_in: int) -> tuple[str, str]:
+    """The filled formulas for a square Conv2D, computed here from the row's fields."""
+    f, s = row["kernel_size"][0], row["strides"][0]
+    before = after = 0
+    if row["padding"] == "same":
+        total = max((math.ceil(n / s) - 1) * s + f - n, 0)
+        before, after = total // 2, total - total // 2
+    exact = (n + before + after - f) / s + 1
+    pad = f"2·{before}" if before == after else f"{before} + {after}"
+    value = str(int(exact)) if exact.is_integer() else f"{exact:.4f}".rstrip("0")
+    size = f"({n} + {pad} − {f})/{s} + 1 = {value}"
+    params = f"({f}·{f}·{c_in} + 1)·{row['filters']} = {(f * f * c_in + 1) * row['filters']}"
+    return size, params
+
+
+def overflow(page) -> tuple[int, int]:  # noqa: ANN001
+    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    return write_shape_images(tmp_path / "images", 1, seed=11)[0]
+
+
+def check_layers(page, api_url: str) -> tuple[list[dict], dict]:  # noqa: ANN001
+    rows = layers_of(api_url)
+    assert page.locator("#layer-table tbody tr").count() == len(rows)
+    convs = [r for r in rows if r["type"] == "Conv2D"]
+    first = convs[0]
+    page.select_option("#layer-select", first["name"])
+    model = requests.get(f"{api_url}/v1/models/shapes", timeout=10).json()
+    size, params = expected_arithmetic(first, model["input_shape"][0], model["input_shape"][2])
+    box = page.locator("#arithmetic")
+    assert size in box.inner_text()
+    assert params in box.inner_text()
+    assert (first["arithmetic"] or {}).get("output_size", "") in box.inner_text()
+    row = page.locator("#layer-table tbody tr.selected")
+    assert first["name"] in row.inner_text()
+    assert f"{first['params']:,}" in row.inner_text()
+    assert "×".join(map(str, first["output_shape"])) in row.inner_text()
+    return rows, convs[1] if len(convs) > 1 else first
+
+
+def run_activations(page, api_url: str, layer: dict) -> int:  # noqa: ANN001
+    """Feature maps of ``layer``; returns the channel with the strongest response."""
+    page.select_option("#layer-select", layer["name"])
+    page.click("#act-run")
+    page.wait_for_selector("#act-result:not([hidden])", timeout=JOB_TIMEOUT)
+    assert wait_image(page, "#act-grid") > 0
+    h, w, c = layer["output_shape"]
+    assert page.locator("#act-channels canvas").count() == c
+    assert page.eval_on_selector("#act-channels canvas", "e => [e.width, e.height]") == [w, h]
+    assert page.locator("#act-predictions li").count() >= 1
+    stats = latest_job(api_url, "activations")["result"]["items"][0]["channels"]
+    best = max(stats, key=lambda s: s["max"])
+    page.click(f"#act-channels .channel[data-channel='{best['index']}']")
+    page.wait_for_selector("#act-detail:not([hidden])")
+    assert number(page, "#act-mean") == pytest.approx(best["mean"], rel=1e-3, abs=1e-6)
+    assert number(page, "#act-max") == pytest.approx(best["max"], rel=1e-3, abs=1e-6)
+    return best["index"]
+
+
+def explanation(page) -> dict[str, float]:  # noqa: ANN001
+    page.wait_for_selector("#explain-result:not([hidden])", timeout=JOB_TIMEOUT)
+    names = ("sum", "bias", "total", "activation", "model", "map-value")
+    return {n: number(page, f"#explain-{n}") for n in names}
+
+
+ACTIVATIONS = {"relu": lambda v: max(v, 0.0), "linear": lambda v: v, None: lambda v: v}
+
+
+def run_explain(page, layer: dict, layer_in_channels: int) -> None:  # noqa: ANN001
+    activation = ACTIVATIONS[layer["activation"]]
+    # A mouse click on the enlarged map explains the unit under the pointer.
+    box = page.locator("#act-zoom").bounding_box()
+    size = page.eval_on_selector("#act-zoom", "e => [e.height, e.width]")
+    page.click("#act-zoom", position={"x": box["width"] * 0.3, "y": box["height"] * 0.6})
+    shown = explanation(page)
+    assert page.input_value("#explain-y") == str(math.floor(0.6 * size[0]))
+    assert page.input_value("#explain-x") == str(math.floor(0.3 * size[1]))
+    assert shown["total"] == pytest.approx(shown["sum"] + shown["bias"], rel=1e-4, abs=1e-6)
+    assert shown["activation"] == pytest.approx(activation(shown["total"]), rel=1e-4, abs=1e-6)
+    assert shown["map-value"] == pytest.approx(shown["activation"], rel=1e-3, abs=1e-5)
+    # The strongest unit of the strongest channel: positive, so even a ReLU passes the total.
+    page.evaluate("document.getElementById('explain-result').hidden = true")
+    page.click("#act-explain-max")
+    shown = explanation(page)
+    assert shown["activation"] > 0
+    assert shown["total"] == pytest.approx(shown["activation"], rel=1e-4, abs=1e-6)
+    assert shown["total"] == pytest.approx(shown["sum"] + shown["bias"], rel=1e-4, abs=1e-6)
+    assert shown["model"] == pytest.approx(shown["activation"], rel=1e-3, abs=1e-5)
+    assert shown["map-value"] == pytest.approx(shown["activation"], rel=1e-3, abs=1e-5)
+    tables = page.locator("#explain-channels table.unit")
+    assert tables.count() == layer_in_channels
+    sums = [float(s) for s in page.locator("#explain-channels .channel-sum").all_text_contents()]
+    assert sum(sums) == pytest.approx(shown["sum"], rel=1e-3, abs=1e-4)
+
+
+def run_gradcam(page) -> None:  # noqa: ANN001
+    page.select_option("#cam-method", "gradcam")
+    page.click("#cam-run")
+    page.wait_for_selector("#cam-result:not([hidden])", timeout=JOB_TIMEOUT)
+    buttons = page.locator("#cam-predictions button")
+    assert buttons.count() >= 2
+    top = buttons.nth(0).get_attribute("data-index")
+    assert page.get_attribute("#cam-summary", "data-class-index") == top
+    assert wait_image(page, "#cam-heatmap") > 0
+    assert wait_image(page, "#cam-original") > 0
+    # Another class: the page re-runs Grad-CAM for it.
+    other = buttons.nth(1).get_attribute("data-index")
+    buttons.nth(1).click()
+    page.wait_for_function(
+        "i => document.getElementById('cam-summary').dataset.classIndex === i", arg=other,
+        timeout=JOB_TIMEOUT)
+    assert wait_image(page, "#cam-heatmap") > 0
+    # The opacity slider is keyboard-operable and drives the heatmap's opacity.
+    page.focus("#cam-opacity")
+    before = float(page.eval_on_selector("#cam-heatmap", "e => e.style.opacity"))
+    page.keyboard.press("ArrowRight")
+    after = float(page.eval_on_selector("#cam-heatmap", "e => e.style.opacity"))
+    assert after == pytest.approx(before + 0.01)
+    # Another method.
+    page.select_option("#cam-method", "layercam")
+    page.click("#cam-run")
+    page.wait_for_function(
+        "() => document.getElementById('cam-summary').textContent.includes('LayerCAM')",
+        timeout=JOB_TIMEOUT)
+    assert wait_image(page, "#cam-heatmap") > 0
+
+
+def run_filters(page, api_url: str) -> None:  # noqa: ANN001
+    page.fill("#filters-from", "0")
+    page.fill("#filters-to", "3")
+    page.fill("#filters-steps", "16")
+    page.click("#filters-run")
+    page.wait_for_function(
+        "() => document.getElementById('filters-progress').value === 100", timeout=JOB_TIMEOUT)
+    assert page.inner_text("#filters-percent") == "100%"
+    page.wait_for_selector("#filters-result:not([hidden])", timeout=JOB_TIMEOUT)
+    assert page.locator("#filters-list figure").count() == 4
+    assert latest_job(api_url, "filters")["progress"] == pytest.approx(1.0)
+    for i in range(4):
+        assert wait_image(page, f"#filters-list figure:nth-child({i + 1}) img") > 0
+
+
+def cancel_filters(page, api_url: str) -> None:  # noqa: ANN001
+    page.fill("#filters-from", "0")
+    page.fill("#filters-to", "15")
+    page.fill("#filters-steps", "200")
+    page.click("#filters-run")
+    page.wait_for_function(
+        "() => /running|queued/.test(document.getElementById('filters-status').textContent)",
+        timeout=JOB_TIMEOUT)
+    assert page.is_enabled("#filters-cancel")
+    page.click("#filters-cancel")
+    page.wait_for_function(
+        "() => document.getElementById('filters-status').textContent === 'canceled'",
+        timeout=60_000)
+    assert page.is_disabled("#filters-cancel")
+    assert page.is_enabled("#filters-run")
+    jobs = requests.get(f"{api_url}/v1/jobs?limit=5", timeout=10).json()["jobs"]
+    assert jobs[0]["kind"] == "filters" and jobs[0]["status"] == "canceled"
+
+
+def test_layers_and_the_four_analyses(page, api_url: str, image: Path,  # noqa: ANN001
+                                      page_errors: list[str]) -> None:
+    started = time.monotonic()
+    wait_ready(page)
+    rows, layer = check_layers(page, api_url)
+    screenshot(page.locator("#layers-card"), "layers", doc=True)
+
+    page.set_input_files("#image-file", str(image))
+    assert wait_image(page, "#image-preview") > 0
+
+    run_activations(page, api_url, layer)
+    screenshot(page.locator("#activations-card"), "activations", doc=True)
+
+    index = rows.index(layer)
+    c_in = rows[index - 1]["output_shape"][-1]
+    run_explain(page, layer, c_in)
+    screenshot(page.locator("#explain-card"), "explain", doc=True)
+
+    run_gradcam(page)
+    screenshot(page.locator("#gradcam-card"), "gradcam", doc=True)
+
+    run_filters(page, api_url)
+    screenshot(page.locator("#filters-card"), "filters", doc=True)
+    cancel_filters(page, api_url)
+
+    screenshot(page, "desktop-full", full_page=True)
+    assert page_errors == [], page_errors
+    assert time.monotonic() - started < 600
+
+
+def test_bad_uploads_show_their_error_next_to_the_control(page, tmp_path: Path,  # noqa: ANN001
+                                                          image: Path) -> None:
+    wait_ready(page)
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not an image\n")
+    page.set_input_files("#image-file", str(text))
+    page.click("#act-run")
+    error = page.locator("#image-card #image-error")
+    page.wait_for_function(
+        "() => /invalid image/i.test(document.getElementById('image-error').textContent)",
+        timeout=JOB_TIMEOUT)
+    assert "invalid_image" in error.inner_text()
+    assert "image picker" in page.inner_text("#act-error")
+
+    # A good image afterwards clears the message.
+    page.set_input_files("#image-file", str(image))
+    assert page.inner_text("#image-error") == ""
+
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"PK\x03\x04 definitely not a keras archive" * 10)
+    page.click("#model-upload-box summary")
+    page.set_input_files("#model-file", str(garbage))
+    page.click("#model-upload")
+    page.wait_for_function(
+        "() => document.getElementById('model-upload-error').textContent.length > 0",
+        timeout=90_000)
+    message = page.locator("#model-upload-form #model-upload-error").inner_text()
+    assert re.search(r"invalid|refused|unsafe", message, re.I), message
+    assert page.inner_text("#model-upload-status") == ""
+    screenshot(page, "errors")
+
+
+def test_an_image_by_drag_and_drop_or_by_sample(page) -> None:  # noqa: ANN001
+    wait_ready(page)
+    page.evaluate("""async () => {
+        const blob = await (await fetch("/ui/samples/square.png")).blob();
+        const data = new DataTransfer();
+        data.items.add(new File([blob], "dropped.png", {type: "image/png"}));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+    }""")
+    assert wait_image(page, "#image-preview") > 0
+    assert "dropped.png" in page.inner_text("#image-name")
+    samples = page.locator("#samples button.sample")
+    assert samples.count() == 4
+    page.click("#samples button.sample[title='star']")
+    page.wait_for_function(
+        "() => document.getElementById('image-name').textContent.startsWith('star.png')")
+    assert wait_image(page, "#image-preview") > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
+def test_a_valid_keras_upload_is_validated_and_listed(page, tmp_path: Path) -> None:  # noqa: ANN001
+    import keras
+
+    path = tmp_path / "tiny_upload.keras"
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.GlobalAveragePooling2D(name="gap"),
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+    model.save(path)
+    wait_ready(page)
+    page.click("#model-upload-box summary")
+    page.set_input_files("#model-file", str(path))
+    page.fill("#model-name", "tiny upload")
+    page.click("#model-upload")
+    page.wait_for_function(
+        "() => /Validated/.test(document.getElementById('model-upload-status').textContent)",
+        timeout=120_000)
+    assert page.inner_text("#model-upload-error") == ""
+    page.wait_for_function(
+        "() => document.getElementById('model-select').value.startsWith('m')", timeout=30_000)
+    assert "tiny upload" in page.locator("#model-select optgroup[label='Uploaded']").inner_text()
+    page.wait_for_function(
+        "() => document.querySelector('#layer-table tbody tr button[data-layer=\"conv\"]')",
+        timeout=60_000)
+    assert "(16 + 2·0 − 3)/1 + 1 = 14" in page.inner_text("#arithmetic")
+    assert "(3·3·3 + 1)·4 = 112" in page.inner_text("#arithmetic")
+
+
+def test_api_key_is_stored_and_sent(page) -> None:  # noqa: ANN001
+    wait_ready(page)
+    page.click("#settings summary")
+    page.fill("#api-key", "secret-key")
+    with page.expect_request(lambda r: r.url.endswith("/v1/models")) as request:
+        page.click("#key-form button")
+    assert request.value.headers.get("authorization") == "Bearer secret-key"
+    assert page.evaluate("localStorage.getItem('convscope.apiKey')") == "secret-key"
+
+
+def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,  # noqa: ANN001
+                                       page_errors: list[str]) -> None:
+    page = open_page(browser, api_url, page_errors, width=390, height=844)
+    try:
+        wait_ready(page)
+        assert overflow(page)[0] <= overflow(page)[1] + 1, overflow(page)
+        rows = layers_of(api_url)
+        layer = [r for r in rows if r["type"] == "Conv2D"][-1]
+        page.set_input_files("#image-file", str(image))
+        page.select_option("#layer-select", layer["name"])
+        page.click("#act-run")
+        page.wait_for_selector("#act-result:not([hidden])", timeout=JOB_TIMEOUT)
+        wait_image(page, "#act-grid")
+        page.click("#act-channels .channel >> nth=0")
+        page.click("#act-explain-max")
+        page.wait_for_selector("#explain-result:not([hidden])", timeout=JOB_TIMEOUT)
+        page.click("#cam-run")
+        page.wait_for_selector("#cam-result:not([hidden])", timeout=JOB_TIMEOUT)
+        wait_image(page, "#cam-heatmap")
+        scroll, width = overflow(page)
+        assert scroll <= width + 1, f"page is {scroll}px wide in a {width}px window"
+        screenshot(page, "phone-full", full_page=True)
+        assert page_errors == [], page_errors
+    finally:
+        page.context.close()
