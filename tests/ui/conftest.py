@@ -6,6 +6,7 @@ Screenshots go to ``test-artifacts/ui/`` (gitignored); one per view is copied to
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -92,11 +93,12 @@ def page(browser, api_url: str, page_errors: list[str]) -> Iterator[object]:  # 
 
 def screenshot(target, name: str, doc: bool = False, **options) -> Path:  # noqa: ANN001, ANN003
     """Save ``test-artifacts/ui/<name>.png`` of a page or locator (``options`` go to Playwright's
-    ``screenshot``); with ``doc``, copy it to ``docs/ui-<name>.png``."""
+    ``screenshot``); with ``doc`` and ``CONVSCOPE_UPDATE_DOCS=1``, copy it to
+    ``docs/ui-<name>.png`` (the README's pictures)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     target.screenshot(path=str(path), **options)
-    if doc:
+    if doc and os.environ.get("CONVSCOPE_UPDATE_DOCS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copy(path, DOCS / f"ui-{name}.png")
     return path
