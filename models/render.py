@@ -71,8 +71,9 @@ def activation_grid(acts: np.ndarray, channels: list[int] | None = None,
     channels = list(range(acts.shape[-1])) if channels is None else channels
     norm = normalize_channels(acts[..., channels])
     th, tw = _tile_size(*acts.shape[:2])
+    nearest = Image.Resampling.NEAREST
     tiles = [
-        np.asarray(Image.fromarray(colorize(norm[..., i], cmap)).resize((tw, th), Image.NEAREST))
+        np.asarray(Image.fromarray(colorize(norm[..., i], cmap)).resize((tw, th), nearest))
         for i in range(len(channels))
     ]
     return tile_grid(tiles, [str(c) for c in channels])

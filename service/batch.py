@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,10 +40,10 @@ def load_done(results: Path) -> dict[str, dict]:
     return done
 
 
-def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: object) -> dict:
+def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: Any) -> dict:
     for attempt in range(attempts):
         try:
-            job = client.wait(client.submit([image], **job_args))  # type: ignore[arg-type]
+            job = client.wait(client.submit([image], **job_args))
             row = {"image": str(image), "job": job["id"], "status": job["status"]}
             if job["status"] == "succeeded":
                 client.artifacts(job, out_dir=out / image.stem)
@@ -61,7 +62,7 @@ def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: 
 
 
 def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
-              **job_args: object) -> dict:
+              **job_args: Any) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = load_done(results)

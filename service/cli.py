@@ -153,7 +153,7 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
         if preds:
             click.echo(f"image {i}: {preds}")
     for name, path in saved.items():
-        click.echo(f"{name}: {path}")
+        click.echo(f"{name}: {path!s}")
 
 
 @main.command()

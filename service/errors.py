@@ -39,5 +39,5 @@ def init_app(app: APIFlask) -> None:
                 "detail": _summary(error.detail) or error.message, "code": code, **extra}
         if isinstance(error.detail, dict) and error.detail:
             body["errors"] = error.detail
-        headers = {**(error.headers or {}), "Content-Type": "application/problem+json"}
+        headers = {**dict(error.headers or {}), "Content-Type": "application/problem+json"}
         return body, error.status_code, headers

@@ -50,7 +50,7 @@ def decode_image(data: bytes, input_shape: list[int | None],
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             original_mode = img.mode
             if img.width * img.height > max_pixels:
                 raise ImageError("image_too_large", f"{img.width}×{img.height} pixels is over "
@@ -70,7 +70,7 @@ def decode_image(data: bytes, input_shape: list[int | None],
     original = [img.height, img.width]
     img = _to_mode(img, channels or 3)
     if height and width and (img.height, img.width) != (height, width):
-        img = img.resize((width, height), Image.BILINEAR)
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[..., None]

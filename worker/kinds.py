@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from models.zoo import LoadedModel
 
 PNG, NPY = "image/png", "application/x-npy"
 Artifacts = dict[str, tuple[bytes, str]]
-ToolGetter = Callable[[tuple, Callable[[LoadedModel], object]], object]
+ToolGetter = Callable[[tuple, Callable[[LoadedModel], Any]], Any]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -29,6 +29,10 @@ return 0
 """
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class JobStore:
     """Jobs, artifacts and model metadata in Redis (``client`` decodes nothing: bytes in/out)."""
 
@@ -69,8 +73,8 @@ class JobStore:
             idem = f"{NS}:idem:{tenant}:{idempotency_key}"
             if not self.r.set(idem, job_id, nx=True, ex=self.ttl):
                 earlier = self.r.get(idem)
-                if earlier and self.r.exists(self.job_key(earlier.decode())):
-                    return earlier.decode(), False
+                if earlier and self.r.exists(self.job_key(_text(earlier))):
+                    return _text(earlier), False
                 self.r.set(idem, job_id, ex=self.ttl)
         now = time.time()
         record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
@@ -94,7 +98,7 @@ class JobStore:
         raw = self.r.hgetall(self.job_key(job_id))
         if not raw:
             return None
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        return {_text(k): json.loads(v) for k, v in raw.items()}
 
     def update(self, job_id: str, **fields: Any) -> None:
         if fields:
@@ -129,12 +133,12 @@ class JobStore:
 
     def tenant_jobs(self, tenant: str, limit: int = 50) -> list[dict]:
         ids = self.r.zrevrange(f"{NS}:tenant:{tenant}:jobs", 0, limit - 1)
-        jobs = [self.get_job(i.decode()) for i in ids]
+        jobs = [self.get_job(_text(i)) for i in ids]
         return [j for j in jobs if j is not None]
 
     # -- inputs and artifacts -------------------------------------------------------------
     def get_input(self, job_id: str, index: int) -> bytes | None:
-        return self.r.get(self.input_key(job_id, index))
+        return self.r.get(self.input_key(job_id, index))  # type: ignore[return-value]
 
     def put_artifact(self, job_id: str, name: str, data: bytes, content_type: str) -> None:
         self.r.set(self.artifact_key(job_id, name), data, ex=self.ttl)
@@ -155,7 +159,7 @@ class JobStore:
         self.update(job_id, artifacts=artifacts)
 
     def get_artifact(self, job_id: str, name: str) -> bytes | None:
-        return self.r.get(self.artifact_key(job_id, name))
+        return self.r.get(self.artifact_key(job_id, name))  # type: ignore[return-value]
 
     # -- models ---------------------------------------------------------------------------
     def put_model(self, model_id: str, record: dict) -> None:
@@ -173,7 +177,7 @@ class JobStore:
         self.r.srem(f"{NS}:tenant:{tenant}:models", model_id)
 
     def tenant_models(self, tenant: str) -> list[str]:
-        return sorted(m.decode() for m in self.r.smembers(f"{NS}:tenant:{tenant}:models"))
+        return sorted(_text(m) for m in self.r.smembers(f"{NS}:tenant:{tenant}:models"))
 
     def claim(self, name: str, seconds: int) -> bool:
         """A short-lived lock (e.g. "someone is describing model X")."""
@@ -185,10 +189,10 @@ class JobStore:
 
     def live_workers(self) -> list[str]:
         prefix = f"{NS}:worker:"
-        return [k.decode()[len(prefix):] for k in self.r.scan_iter(prefix + "*")]
+        return [_text(k)[len(prefix):] for k in self.r.scan_iter(prefix + "*")]
 
     def stats(self) -> dict[str, dict[str, float]]:
         def read(key: str) -> dict[str, float]:
-            return {k.decode(): float(v) for k, v in self.r.hgetall(f"{NS}:stats:{key}").items()}
+            return {_text(k): float(v) for k, v in self.r.hgetall(f"{NS}:stats:{key}").items()}
         return {"jobs": read("jobs"), "duration_sum": read("duration_sum"),
                 "duration_count": read("duration_count")}

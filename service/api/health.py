@@ -64,7 +64,7 @@ class StoreCollector:
 
 
 @bp.get("/metrics")
-@bp.doc(responses={200: {"description": "Prometheus text format"}})
+@bp.doc(responses={200: "Prometheus text format"})
 def metrics() -> Response:
     """Prometheus metrics: jobs by kind and status, durations, queue depth."""
     registry = CollectorRegistry()

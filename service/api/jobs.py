@@ -132,7 +132,7 @@ def get_job(job_id: str, query: dict) -> dict:
 
 
 @bp.get("/<job_id>/artifacts/<name>")
-@bp.doc(responses={200: {"description": "image/png or application/x-npy bytes"}})
+@bp.doc(responses={200: "image/png or application/x-npy bytes"})
 def get_artifact(job_id: str, name: str) -> Response:
     """The bytes of one artifact."""
     job = _own_job(job_id)
