@@ -4,11 +4,15 @@ All requested channels of one layer are optimised together as one batch: image `
 maximises the mean activation of channel ``filters[i]``. Images are Fourier-parametrised
 (:mod:`models.filters.parametrization`) and pass random jitter / scale / rotation
 (:mod:`models.filters.transforms`) before the model, so the patterns are robust rather than
-adversarial noise. One compiled step does forward, backward and an Adam update.
+adversarial noise. One compiled step does forward, backward and an Adam update; it is traced
+once per batch shape and reused by later runs (no XLA: it is slower here on CPU and cannot
+compile the affine transform).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +22,7 @@ import tensorflow as tf
 
 from models.filters.parametrization import FourierImage
 from models.filters.transforms import standard_transforms
-from models.graph import Probe
+from models.graph import Probe, ProbeOutput
 
 
 class AscentCanceled(Exception):
@@ -53,13 +57,20 @@ class AscentOptions:
 
 
 class _Adam:
-    """Adam (Kingma and Ba, 2015) on one variable, in TensorFlow ops."""
+    """Adam (Kingma and Ba, 2015) on one variable, in TensorFlow ops; :meth:`reset` restarts it."""
 
-    def __init__(self, var: tf.Variable, lr: float, b1: float = 0.9, b2: float = 0.999) -> None:
-        self.var, self.lr, self.b1, self.b2 = var, lr, b1, b2
-        self.m = tf.Variable(tf.zeros_like(var))
-        self.v = tf.Variable(tf.zeros_like(var))
-        self.t = tf.Variable(0.0)
+    def __init__(self, var: tf.Variable, b1: float = 0.9, b2: float = 0.999) -> None:
+        self.var, self.b1, self.b2 = var, b1, b2
+        self.lr = tf.Variable(0.0, trainable=False)
+        self.m = tf.Variable(tf.zeros_like(var), trainable=False)
+        self.v = tf.Variable(tf.zeros_like(var), trainable=False)
+        self.t = tf.Variable(0.0, trainable=False)
+
+    def reset(self, lr: float) -> None:
+        self.lr.assign(lr)
+        self.m.assign(tf.zeros_like(self.m))
+        self.v.assign(tf.zeros_like(self.v))
+        self.t.assign(0.0)
 
     def apply(self, grad: tf.Tensor) -> None:
         self.t.assign_add(1.0)
@@ -82,13 +93,56 @@ def _channel_means(acts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     return tf.gather(acts, index, axis=1, batch_dims=1)
 
 
+class _AscentProgram:
+    """Images, optimiser state and compiled step for one batch shape: ``n`` images ``size²``.
+
+    The step is traced once per program, not once per run; :meth:`reset` starts a new run on
+    the same variables. One run at a time (``lock``).
+    """
+
+    def __init__(self, forward: Callable[[tf.Tensor], ProbeOutput], n: int, size: int,
+                 channels: int) -> None:
+        self.forward, self.n, self.size, self.channels = forward, n, size, channels
+        self.image = FourierImage(n, size, size, channels)
+        self.adam = _Adam(self.image.variable)
+        self.transforms = standard_transforms(size)
+        self.lock = threading.Lock()
+        self.step = tf.function(self._step)
+        self.reached = tf.function(self._reached)
+
+    def reset(self, options: AscentOptions) -> None:
+        fresh = FourierImage(self.n, self.size, self.size, self.channels, seed=options.seed)
+        self.image.variable.assign(fresh.variable)
+        self.adam.reset(options.learning_rate)
+
+    def _step(self, index: tf.Tensor, seed: tf.Tensor, step_no: tf.Tensor) -> None:
+        with tf.GradientTape() as tape:
+            pixels = self.image()
+            for k, transform in enumerate(self.transforms):
+                pixels = transform(pixels, tf.stack([seed, step_no * 16 + k]))
+            out = self.forward(pixels)
+            # The pre-activation keeps a gradient where a ReLU would have cut it off.
+            loss = -tf.reduce_sum(_channel_means(out.pre_activation, index))
+        self.adam.apply(tape.gradient(loss, self.image.variable))
+
+    def _reached(self, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The final pixels ``(n, size, size, C)`` 0..1 and each filter's mean activation."""
+        pixels = self.image()
+        out = self.forward(pixels)
+        return pixels, _channel_means(out.activation, index)
+
+
 class FilterVisualizer:
     """Gradient ascent for channels of ``layer`` in ``model`` (raw-pixel images 0..255)."""
+
+    max_programs = 4  # compiled batch shapes kept, least recently used dropped first
 
     def __init__(self, model: keras.Model, layer: str, preprocess: str = "raw") -> None:
         self.probe = Probe(model, layer, preprocess)
         self.height, self.width, self.channels = _model_hw(model)
         self.num_channels = self.probe.layer.output.shape[-1]
+        self._programs: OrderedDict[tuple[int, int], _AscentProgram] = OrderedDict()
+        self._programs_lock = threading.Lock()
 
     def _check(self, filters: Sequence[int]) -> list[int]:
         filters = [int(f) for f in filters]
@@ -99,10 +153,22 @@ class FilterVisualizer:
             )
         return filters
 
-    def _model_view(self, pixels: tf.Tensor) -> tf.Tensor:
-        if self.height is None or self.width is None:
-            return pixels
-        return tf.image.resize(pixels, (self.height, self.width), method="bilinear")
+    def _forward(self, pixels: tf.Tensor) -> ProbeOutput:
+        """The probe on ``pixels`` ``(n, H, W, C)`` in 0..1, resized to the model's input."""
+        size = (self.height, self.width)
+        if None not in size and tuple(pixels.shape[1:3]) != size:  # same size: resize is identity
+            pixels = tf.image.resize(pixels, size, method="bilinear")
+        return self.probe(pixels * 255.0)
+
+    def _program(self, n: int, size: int) -> _AscentProgram:
+        with self._programs_lock:
+            program = self._programs.pop((n, size), None)
+            if program is None:
+                program = _AscentProgram(self._forward, n, size, self.channels)
+            self._programs[(n, size)] = program
+            while len(self._programs) > self.max_programs:
+                self._programs.popitem(last=False)
+            return program
 
     def run(
         self, filters: Sequence[int], options: AscentOptions = AscentOptions(),
@@ -110,33 +176,18 @@ class FilterVisualizer:
         should_cancel: Callable[[], bool] | None = None,
     ) -> FilterPatterns:
         filters = self._check(filters)
-        size = options.size or self.height or 128
-        image = FourierImage(len(filters), size, size, self.channels, seed=options.seed)
-        adam = _Adam(image.variable, options.learning_rate)
-        transforms = standard_transforms(size)
+        program = self._program(len(filters), options.size or self.height or 128)
         index = tf.constant(filters, tf.int32)
-
-        @tf.function
-        def step(step_no: tf.Tensor) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                pixels = image()
-                for k, transform in enumerate(transforms):
-                    pixels = transform(pixels, tf.stack([options.seed, step_no * 16 + k]))
-                out = self.probe(self._model_view(pixels) * 255.0)
-                # The pre-activation keeps a gradient where a ReLU would have cut it off.
-                objective = _channel_means(out.pre_activation, index)
-                loss = -tf.reduce_sum(objective)
-            adam.apply(tape.gradient(loss, image.variable))
-            return objective
-
-        for done in range(1, options.steps + 1):
-            step(tf.constant(done, tf.int32))
-            if done % options.check_every == 0 or done == options.steps:
-                if should_cancel is not None and should_cancel():
-                    raise AscentCanceled(f"canceled after {done} of {options.steps} steps")
-                if progress is not None:
-                    progress(done, options.steps)
-        pixels = image()
-        reached = _channel_means(self.probe(self._model_view(pixels) * 255.0).activation, index)
+        seed = tf.constant(options.seed, tf.int32)
+        with program.lock:
+            program.reset(options)
+            for done in range(1, options.steps + 1):
+                program.step(index, seed, tf.constant(done, tf.int32))
+                if done % options.check_every == 0 or done == options.steps:
+                    if should_cancel is not None and should_cancel():
+                        raise AscentCanceled(f"canceled after {done} of {options.steps} steps")
+                    if progress is not None:
+                        progress(done, options.steps)
+            pixels, reached = program.reached(index)
         images = np.clip(np.round(pixels.numpy() * 255.0), 0, 255).astype(np.uint8)
         return FilterPatterns(images, reached.numpy().astype(np.float32), filters, options.steps)
