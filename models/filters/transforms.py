@@ -56,6 +56,24 @@ class RandomRotate:
         return _affine(images, tf.constant(1.0), angle * (math.pi / 180.0))
 
 
+class RandomAffine:
+    """Zoom and rotate in one resampling (one bilinear pass instead of two).
+
+    A scale drawn from ``[low, high]`` and an angle from ``[-degrees, degrees]``.
+    """
+
+    def __init__(self, low: float = 0.9, high: float = 1.1, degrees: float = 5.0) -> None:
+        RandomScale(low, high)  # the same argument checks
+        RandomRotate(degrees)
+        self.low, self.high, self.degrees = low, high, degrees
+
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        draws = tf.random.stateless_uniform((2,), seed, 0.0, 1.0)
+        factor = self.low + (self.high - self.low) * draws[0]
+        angle = (2.0 * draws[1] - 1.0) * self.degrees * (math.pi / 180.0)
+        return _affine(images, factor, angle)
+
+
 def _affine(images: tf.Tensor, scale: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
     """Zoom by ``scale`` and rotate by ``angle`` radians about the centre (bilinear, reflect)."""
     shape = tf.shape(images)
@@ -76,4 +94,4 @@ def _affine(images: tf.Tensor, scale: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
 def standard_transforms(size: int) -> list:
     """The default chain, scaled to the image size (Lucid's ``standard_transforms`` spirit)."""
     jitter = max(1, size // 16)
-    return [Jitter(jitter), RandomScale(0.92, 1.08), RandomRotate(8.0), Jitter(max(1, jitter // 2))]
+    return [Jitter(jitter), RandomAffine(0.92, 1.08, 8.0), Jitter(max(1, jitter // 2))]

@@ -199,3 +199,18 @@ def test_fourier_image_is_in_unit_range(n: int, h: int, w: int, c: int) -> None:
     assert pixels.std() > 0.01
     np.testing.assert_array_equal(FourierImage(n, h, w, c, seed=1, init_std=1.0)().numpy(), pixels)
     assert not np.array_equal(FourierImage(n, h, w, c, seed=2, init_std=1.0)().numpy(), pixels)
+
+
+def test_random_affine_is_scale_then_rotate_in_one_pass() -> None:
+    """RandomAffine(s, s, 0) equals RandomScale(s, s); (1, 1, d) with d=0 is the identity."""
+    from models.filters.transforms import RandomAffine, RandomScale
+
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.uniform(0, 1, (2, 12, 12, 3)).astype(np.float32))
+    seed = tf.constant([1, 2])
+    np.testing.assert_allclose(RandomAffine(1.5, 1.5, 0.0)(images, seed).numpy(),
+                               RandomScale(1.5, 1.5)(images, seed).numpy(), atol=1e-6)
+    np.testing.assert_allclose(RandomAffine(1.0, 1.0, 0.0)(images, seed).numpy(),
+                               images.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="-2"):
+        RandomAffine(1.0, 1.0, -2)
