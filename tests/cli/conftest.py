@@ -6,13 +6,14 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.pipeline import wait_for_line  # noqa: F401 - re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,27 +72,6 @@ def write_shape_images(folder: Path, n: int, seed: int = 7) -> list[Path]:
         Image.fromarray(np.asarray(image)).save(path)
         paths.append(path)
     return paths
-
-
-def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float) -> list[str]:
-    """Read ``proc.stdout`` lines until one contains ``needle``."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = ""
-    while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk.decode(errors="replace") if isinstance(chunk, bytes) else chunk
-            *done, buffer = buffer.split("\n")
-            lines += done
-            if any(needle in line for line in done):
-                return lines
-        elif proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{needle!r} not seen in {timeout}s; output:\n" + "\n".join(lines))
 
 
 @pytest.fixture()

@@ -10,23 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from service.launcher import api_command, free_port
-from tests.cli.conftest import wait_for_line, write_shape_images
-from tests.service.conftest import worker_env
-
-
-@pytest.fixture()
-def api_url(settings, worker, reaper: list) -> str:  # noqa: ANN001
-    port = free_port()
-    proc = subprocess.Popen(api_command("127.0.0.1", port, workers=1), env=worker_env(settings),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    reaper.append(proc)
-    wait_for_line(proc, "Booting worker", timeout=60)
-    time.sleep(1.0)
-    return f"http://127.0.0.1:{port}"
+from tests.cli.conftest import write_shape_images
 
 
 def results(out: Path) -> list[dict]:

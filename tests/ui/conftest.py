@@ -8,21 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
-
-import tests.conftest as root_conftest
-from service.launcher import api_command, free_port
-from tests.cli.conftest import wait_for_line
-from tests.service.conftest import stop_process_group, worker_env
-
-if "tests.service.conftest" not in getattr(root_conftest, "pytest_plugins", ()):
-    from tests.service.conftest import redis_url, settings, worker  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -33,31 +22,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="session")
-def api_url(settings, worker) -> Iterator[str]:  # noqa: ANN001
-    """gunicorn serving the API (and the UI at ``/``) against the test Redis and worker."""
-    port = free_port()
-    proc = subprocess.Popen(api_command("127.0.0.1", port, workers=1), env=worker_env(settings),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_for_line(proc, "Booting worker", timeout=60)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/healthz", timeout=10).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        yield url
-    finally:
-        stop_process_group(proc)
-
-
-@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed (make browser)")
+        pytest.fail("Debian's Chromium is not installed at /usr/bin/chromium (make browser)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

