@@ -233,3 +233,7 @@ def layers(model_id: str, url: str, api_key: str | None) -> None:
         click.echo(f"{r['name'][:28]:<28} {r['type'][:20]:<20} {fmt(r['output_shape']):<16} "
                    f"{r['params']:>9} {fmt(r['kernel_size']):<7} {fmt(r['strides']):<7} "
                    f"{fmt(r['padding']):<6} {fmt(r['receptive_field']):<8}")
+
+
+if __name__ == "__main__":
+    main()
