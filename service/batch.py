@@ -1,8 +1,8 @@
 """``convscope batch``: a job per image, a few at a time, resumable.
 
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
-it is done): a second run skips every image already listed there, so an interrupted batch
-resumes without doing any image twice. Transient failures (connection errors, 429/503) are
+it is done): a second run skips every image that succeeded there, so an interrupted batch
+resumes without doing any image twice (failed images are tried again). Transient failures (connection errors, 429/503) are
 retried with backoff.
 """
 
@@ -36,7 +36,8 @@ def load_done(results: Path) -> dict[str, dict]:
         for line in results.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                done[row["image"]] = row
+                if row["status"] == "succeeded":  # failures are tried again
+                    done[row["image"]] = row
     return done
 
 
@@ -78,7 +79,7 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
                 fh.write(json.dumps(row) + "\n")
             done[row["image"]] = row
             bar.update(1)
-    rows = [done[str(p)] for p in images if str(p) in done]
+    rows = [done[str(p)] for p in images if str(p) in done]  # the latest result per image
     fields = ["image", "job", "status", "top_index", "top_label", "top_score", "error"]
     with (out / "summary.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

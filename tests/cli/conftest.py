@@ -31,7 +31,7 @@ def data_dir(tmp_path: Path, shapes_model: object) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVSCOPE_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **extra})
     return env
 
 
