@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import time
@@ -18,8 +20,13 @@ from tests.cli.conftest import clean_env, write_shape_images
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def interpolate(text: str) -> str:
+    """Compose's ``${VAR:-default}`` substitution (from this process's environment)."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1], m[2]), text)
+
+
 def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return yaml.safe_load(interpolate((ROOT / "docker-compose.yml").read_text()))
 
 
 def replace_arg(cmd: list[str], flag: str, value: str) -> list[str]:
@@ -59,7 +66,7 @@ def test_compose_commands_run_a_job(data_dir: Path, tmp_path: Path, reaper: list
             time.sleep(0.05)
 
     def env_of(name: str) -> dict[str, str]:
-        env = {k: str(v) for k, v in services[name]["environment"].items()}
+        env = {k: "" if v is None else str(v) for k, v in services[name]["environment"].items()}
         env.update(CONVSCOPE_REDIS_URL=url, CONVSCOPE_DATA_DIR=str(data_dir))
         return clean_env(**env)
 
