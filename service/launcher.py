@@ -76,7 +76,7 @@ def worker_command(concurrency: int = 1, name: str = "worker") -> list[str]:
 
 def api_command(host: str, port: int, workers: int = 2) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-            str(workers), "--threads", "8", "--timeout", "120", "--access-logfile", "-",
+            str(workers), "--threads", "32", "--timeout", "120", "--access-logfile", "-",
             "service.app:create_app()"]
 
 
