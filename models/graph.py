@@ -55,15 +55,21 @@ def get_layer(model: keras.Model, path: str) -> keras.Layer:
     raise LayerNotFoundError(path, [p for p, _ in walk_layers(model)])
 
 
-def output_rank(layer: keras.Layer) -> int | None:
-    """Rank of the layer's (first) output, batch included; None if unknown."""
+def output_shape(layer: keras.Layer) -> list[int | None] | None:
+    """Output shape without the batch dimension (first output of a multi-output layer)."""
     try:
         out = layer.output
     except (AttributeError, ValueError):
         return None
     if isinstance(out, (list, tuple)):
         out = out[0]
-    return len(out.shape)
+    return [None if d is None else int(d) for d in out.shape[1:]]
+
+
+def output_rank(layer: keras.Layer) -> int | None:
+    """Rank of the layer's (first) output, batch included; None if unknown."""
+    shape = output_shape(layer)
+    return None if shape is None else len(shape) + 1
 
 
 def last_spatial_layer(model: keras.Model) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 import keras
 
 from models.conv_arithmetic import conv_output_size, conv_params
-from models.graph import walk_layers
+from models.graph import output_shape, walk_layers
 
 L = keras.layers
 _CONVS = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)
@@ -147,17 +147,6 @@ def _as_list(value: Any) -> list[int] | None:
     return None if value is None else [int(v) for v in value]
 
 
-def _output_shape(layer: keras.Layer) -> list[int | None] | None:
-    """Output shape without the batch dimension (first output of a multi-output layer)."""
-    try:
-        out = layer.output
-    except (AttributeError, ValueError):
-        return None
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    return [None if d is None else int(d) for d in out.shape[1:]]
-
-
 def _activation_name(layer: keras.Layer) -> str | None:
     for cls, name in _ACTIVATION_LAYERS.items():
         if isinstance(layer, cls):
@@ -194,7 +183,7 @@ def _row(path: str, layer: keras.Layer, field: list[int] | None) -> dict[str, An
     return {
         "name": path,
         "type": type(layer).__name__,
-        "output_shape": _output_shape(layer),
+        "output_shape": output_shape(layer),
         "params": int(layer.count_params()) if layer.built else 0,
         "kernel_size": _as_list(kernel),
         "strides": _as_list(getattr(layer, "strides", None)),

@@ -150,7 +150,8 @@ def shape_masks(
 
 def mask_boxes(masks: np.ndarray) -> np.ndarray:
     """Tight bounding boxes of bool masks ``(m, H, W)`` -> int64 ``(m, 4)`` (y0, x0, y1, x1)."""
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    rows: np.ndarray = np.asarray(masks.any(axis=2))
+    cols: np.ndarray = np.asarray(masks.any(axis=1))
     height, width = masks.shape[1:]
     y0, y1 = rows.argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)
     x0, x1 = cols.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1)

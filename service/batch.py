@@ -2,8 +2,8 @@
 
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
 it is done): a second run skips every image that succeeded there, so an interrupted batch
-resumes without doing any image twice (failed images are tried again). Transient failures (connection errors, 429/503) are
-retried with backoff.
+resumes without doing any image twice (failed images are tried again). Transient failures
+(connection errors, 429/503) are retried with backoff.
 """
 
 from __future__ import annotations

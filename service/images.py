@@ -77,9 +77,3 @@ def decode_image(data: bytes, input_shape: list[int | None],
     info = {"original_size": original, "resized_size": [arr.shape[0], arr.shape[1]],
             "mode": original_mode, "resample": "bilinear"}
     return arr, info
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()

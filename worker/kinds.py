@@ -7,7 +7,6 @@ every item lists its own artifact names under ``artifacts``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -20,16 +19,11 @@ from models.cam import make_cam
 from models.explain import explain_unit
 from models.filters import AscentOptions, FilterVisualizer
 from models.zoo import LoadedModel
+from worker.npy import npy_bytes
 
 PNG, NPY = "image/png", "application/x-npy"
 Artifacts = dict[str, tuple[bytes, str]]
 ToolGetter = Callable[[tuple, Callable[[LoadedModel], Any]], Any]
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _name(base: str, i: int) -> str:

@@ -13,8 +13,9 @@ from service.api import backend
 from service.api.models_api import wait_for_model
 from service.auth import require_tenant
 from service.errors import fail
-from service.images import ImageError, decode_image, npy_bytes
+from service.images import ImageError, decode_image
 from service.options import KINDS, OptionError, check_options, find_layer, parse_options
+from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
 bp.before_request(require_tenant)
