@@ -48,12 +48,22 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None,
 
 
 def start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    folder = data_dir / "redis"
+    """A Redis keeping its data (AOF) under ``data_dir/redis``, for ``convscope up``."""
+    return start_redis(data_dir / "redis", persistent=True)
+
+
+def start_redis(folder: Path, persistent: bool = True) -> tuple[subprocess.Popen, str]:
+    """``redis-server`` on a free local port with its files in ``folder``; returns its URL.
+
+    ``persistent`` keeps an append-only file (fsync every second); otherwise nothing is saved.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else \
+        ["--appendonly", "no"]
     proc = spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                  "--dir", str(folder), "--appendonly", "yes", "--appendfsync", "everysec",
-                  "--save", "", "--maxmemory-policy", "noeviction"], log=folder / "redis.log")
+                  "--dir", str(folder), *aof, "--save", "", "--maxmemory-policy", "noeviction"],
+                 log=folder / "redis.log")
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     for _ in range(200):

