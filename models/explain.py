@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.graph import Probe
+from models.graph import Probe, get_layer
 
 
 class LayerNotConvError(ValueError):
@@ -74,7 +74,8 @@ def explain_unit(model: keras.Model, layer: str, image: np.ndarray, filter_index
     plus ``rows``/``cols`` of the patch in the layer's input and the ``padding`` used.
     """
     probe = Probe(model, layer, preprocess)
-    _check_layer(probe.layer, layer)
+    conv = get_layer(model, layer)
+    _check_layer(conv, layer)
     out = probe(tf.constant(np.asarray(image, np.float32)[None]))
     inputs, produced = out.layer_input.numpy()[0], out.activation.numpy()[0]
     oh, ow, filters = produced.shape
@@ -82,13 +83,13 @@ def explain_unit(model: keras.Model, layer: str, image: np.ndarray, filter_index
         raise IndexError(
             f"unit (filter={filter_index}, y={y}, x={x}) outside the output {oh}×{ow}×{filters}"
         )
-    geo = conv_geometry(probe.layer, inputs.shape[:2], (oh, ow))
+    geo = conv_geometry(conv, inputs.shape[:2], (oh, ow))
     patch = receptive_patch(inputs, geo, y, x)
-    kernel = np.asarray(probe.layer.kernel.numpy()[..., filter_index], dtype=np.float64)
+    kernel = np.asarray(conv.kernel.numpy()[..., filter_index], dtype=np.float64)
     sums = (patch * kernel).sum(axis=(0, 1))
-    bias = float(probe.layer.bias.numpy()[filter_index]) if probe.layer.use_bias else 0.0
+    bias = float(conv.bias.numpy()[filter_index]) if conv.use_bias else 0.0
     pre = float(sums.sum() + bias)
-    act = float(np.asarray(probe.layer.activation(tf.constant([pre], tf.float32)))[0])
+    act = float(np.asarray(conv.activation(tf.constant([pre], tf.float32)))[0])
     return {
         "channels": [
             {"index": c, "patch": patch[..., c].tolist(), "kernel": kernel[..., c].tolist(),
@@ -102,6 +103,6 @@ def explain_unit(model: keras.Model, layer: str, image: np.ndarray, filter_index
                  for i in range(geo.kernel[0])],
         "cols": [x * geo.strides[1] - geo.pad_before[1] + j * geo.dilation[1]
                  for j in range(geo.kernel[1])],
-        "padding": probe.layer.padding, "strides": list(geo.strides),
+        "padding": conv.padding, "strides": list(geo.strides),
         "dilation": list(geo.dilation),
     }

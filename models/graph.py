@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from models.folding import Fold, find_folds, run_folded_conv
 from models.preprocess import preprocess_images
 
 _SQUASHING = {"softmax", "sigmoid"}
@@ -112,19 +113,40 @@ class Probe:
     ``probe(images)`` takes raw RGB pixels, float32 ``(B, H, W, C)`` in 0..255, applies the
     model's ``preprocess`` mode, and returns a :class:`ProbeOutput`. It is traceable inside
     ``tf.function`` and ``tf.GradientTape``. ``layer=None`` captures nothing but the scores.
+    ``fold_batchnorm`` runs each conv + batch-norm pair as one convolution
+    (:mod:`models.folding`; the same values up to float rounding, fewer passes over memory),
+    except a pair that holds the probed layer.
     """
 
-    def __init__(self, model: keras.Model, layer: str | None, preprocess: str = "raw") -> None:
+    def __init__(self, model: keras.Model, layer: str | None, preprocess: str = "raw",
+                 fold_batchnorm: bool = True) -> None:
         self.model = model
         self.layer_path = layer
         self.preprocess = preprocess
-        if layer is not None:
-            self.layer = get_layer(model, layer)
+        self.layer = get_layer(model, layer) if layer is not None else None
         self._output_op = _output_operation(model)
         self._squash = _squashing_name(self._output_op)
+        self._folds: dict[int, Fold] = {}
+        self._models_with_folds: set[int] = set()
+        if fold_batchnorm:
+            self._plan_folds(model)
 
-    def __call__(self, images: tf.Tensor) -> ProbeOutput:
-        captured: dict[str, Any] = {}
+    def _plan_folds(self, model: keras.Model) -> None:
+        keep = [] if self.layer is None else [self.layer]
+        for nested in [model] + [layer for _, layer in walk_layers(model)
+                                 if isinstance(layer, keras.Model)]:
+            for fold in find_folds(nested, keep):
+                self._folds[id(fold.conv)] = self._folds[id(fold.norm)] = fold
+                self._models_with_folds.add(id(nested))
+
+    def __call__(self, images: tf.Tensor, tape: tf.GradientTape | None = None) -> ProbeOutput:
+        """One forward pass; ``tape`` watches the layer's output from the moment it exists.
+
+        Watching afterwards is not enough: a tape records an operation only if one of its
+        inputs was already watched, and a frozen base (or folded, non-trainable weights)
+        leaves nothing upstream of the layer watched.
+        """
+        captured: dict[str, Any] = {"tape": tape}
         x = preprocess_images(images, self.preprocess)
         out = self._run(self.model, x, "", captured, outermost=True)
         if isinstance(out, (list, tuple)):
@@ -156,7 +178,12 @@ class Probe:
         if "training" in getattr(op, "_call_context_args", {}):
             kwargs["training"] = False
         target = self.layer_path
-        if target is not None and isinstance(op, keras.Model) and target.startswith(path + "/"):
+        fold = self._folds.get(id(op))
+        if fold is not None:  # never the probed layer: find_folds kept its pair apart
+            return run_folded_conv(fold, args[0]) if op is fold.conv else args[0]
+        if isinstance(op, keras.Model) and (
+                id(op) in self._models_with_folds
+                or (target is not None and target.startswith(path + "/"))):
             result = self._run(op, args[0], path + "/", cap, outermost=False)
         elif outermost and op is self._output_op and self._squash is not None:
             logits = _call_without_activation(op, args, kwargs)
@@ -169,6 +196,8 @@ class Probe:
         else:
             result = op(*args, **kwargs)
         if target is not None and path == target:
+            if cap.get("tape") is not None:
+                cap["tape"].watch(result)
             cap["layer_input"] = args[0]
             cap["activation"] = result
             cap.setdefault("pre_activation", result)

@@ -80,6 +80,11 @@ class BaseCAM:
     # XLA off by default: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and
     # ~1.5x faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
     jit = False
+    # Input pixels per forward pass. Images are independent, so a batch runs as micro-batches
+    # of about four 224x224 images; small models still get one pass. Measured on 2 CPU cores,
+    # ResNet50 Grad-CAM at batch 16, 10 interleaved calls: 1.17 s median in one pass, 1.01 s
+    # in chunks of 4 (1.06 s in chunks of 8); 1.23 s in one pass without batch-norm folding.
+    chunk_pixels = 4 * 224 * 224
 
     def __init__(
         self, model: keras.Model, layer: str | None = None, preprocess: str = "raw",
@@ -97,10 +102,19 @@ class BaseCAM:
         raise NotImplementedError
 
     def _forward(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The batch in micro-batches of about ``chunk_pixels`` input pixels each."""
+        n, height, width = images.shape[0], images.shape[1], images.shape[2]
+        per = max(1, self.chunk_pixels // ((height or 224) * (width or 224)))
+        if n is None or per >= n:
+            return self._forward_chunk(images, targets)
+        parts = [self._forward_chunk(images[i:i + per], targets[i:i + per])
+                 for i in range(0, n, per)]
+        return tuple(tf.concat(part, axis=0) for part in zip(*parts, strict=True))
+
+    def _forward_chunk(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
-            out = self.probe(images)
+            out = self.probe(images, tape=tape)
             acts = out.activation
-            tape.watch(acts)
             chosen = tf.where(targets < 0, tf.argmax(out.logits, axis=-1, output_type=tf.int32),
                               targets)
             score = tf.gather(out.logits, chosen, axis=1, batch_dims=1)

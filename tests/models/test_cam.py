@@ -134,6 +134,44 @@ def test_gradcam_on_a_residual_add() -> None:
     np.testing.assert_allclose(result.heatmaps, expected, atol=ATOL)
 
 
+@pytest.mark.parametrize("method", sorted(FORMULAS))
+def test_frozen_nested_base_equals_the_reference(method: str) -> None:
+    """Transfer learning freezes the base (``trainable = False``); its layers still explain."""
+    model = tm.nested()
+    model.get_layer("base").trainable = False
+    check_against_reference(graph_cam(method, model, "base/conv2"), "nested", "conv2", method)
+
+
+@pytest.mark.parametrize("method", sorted(FORMULAS))
+def test_batchnorm_model_equals_the_reference(method: str) -> None:
+    """Folded conv + batch-norm pairs upstream of the layer give the same maps."""
+    model, x, targets = tm.batchnorm("functional"), tm.images(3, seed=8), [2, 0, 1]
+    acts = tf.constant(keras.Model(model.input, model.get_layer("b2_relu").output)(x))
+    dense = model.get_layer("predictions")
+    with tf.GradientTape() as tape:
+        tape.watch(acts)
+        logits = tf.matmul(tf.reduce_mean(acts, axis=(1, 2)), dense.kernel) + dense.bias
+        score = tf.reduce_sum(tf.gather(logits, tf.constant(targets), axis=1, batch_dims=1))
+    grads = tape.gradient(score, acts).numpy()
+    assert np.abs(grads).sum() > 0
+    expected = upsample_and_scale(FORMULAS[method](acts.numpy(), grads))
+    cam = graph_cam(method, model, "b2_relu")
+    assert len(cam.probe._folds) == 4  # both pairs folded
+    np.testing.assert_allclose(cam(x, class_index=targets).heatmaps, expected, atol=ATOL)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_micro_batches_give_the_same_maps(cnns, method: str) -> None:
+    x, targets = tm.images(5, seed=9), [0, 1, 2, 1, 0]
+    whole = graph_cam(method, cnns["functional"], "conv2")
+    apart = graph_cam(method, cnns["functional"], "conv2")
+    apart.chunk_pixels = 2 * H * W  # micro-batches of 2, 2 and 1 images
+    one, two = whole(x, class_index=targets), apart(x, class_index=targets)
+    np.testing.assert_allclose(two.heatmaps, one.heatmaps, atol=1e-5)
+    np.testing.assert_array_equal(two.class_index, one.class_index)
+    np.testing.assert_allclose(two.probs, one.probs, rtol=1e-6)
+
+
 def scorecam_reference(model, acts: np.ndarray, x: np.ndarray, targets: list[int]) -> np.ndarray:
     """Wang et al. 2020, Eq. 6-8, one masked forward pass per image and channel."""
     out = np.zeros(acts.shape[:3])

@@ -214,3 +214,22 @@ def test_random_affine_is_scale_then_rotate_in_one_pass() -> None:
                                images.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="-2"):
         RandomAffine(1.0, 1.0, -2)
+
+
+def test_micro_batches_give_the_same_ascent(cnns, monkeypatch) -> None:
+    """The step runs the model on chunks of images; chunk size must not change the result."""
+    from models.filters import ascent
+
+    options = AscentOptions(steps=5, seed=3)
+    whole = FilterVisualizer(cnns["functional"], "conv2")
+    together = whole.run([0, 5, 2, 4], options)
+    assert whole._program(4, 16).chunk >= 4
+    monkeypatch.setattr(ascent, "CHUNK_PIXELS", 16 * 16)  # one image per micro-batch
+    single = FilterVisualizer(cnns["functional"], "conv2")
+    apart = single.run([0, 5, 2, 4], options)
+    assert single._program(4, 16).chunk == 1
+    assert np.abs(together.images.astype(int) - apart.images.astype(int)).max() <= 1
+    np.testing.assert_allclose(together.activation, apart.activation, rtol=1e-3, atol=1e-4)
+    moved = FilterVisualizer(cnns["functional"], "conv2").run([0, 5, 2, 4],
+                                                               AscentOptions(steps=1, seed=3))
+    assert np.abs(moved.images.astype(int) - apart.images.astype(int)).max() > 1

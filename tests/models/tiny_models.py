@@ -148,3 +148,59 @@ def features_by_hand(model: keras.Model, form: str, layer: str, x: np.ndarray) -
     owner = model if form == "functional" else model.get_layer("base")
     sub = keras.Model(owner.input, owner.get_layer(layer).output)
     return np.asarray(sub(x))
+
+
+def _set_batchnorm_statistics(model: keras.Model, seed: int) -> None:
+    """Moving statistics, affine weights and conv biases far from their defaults."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _set_batchnorm_statistics(layer, seed + 1)
+        elif isinstance(layer, L.Conv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0.0, 0.2, layer.bias.shape[0]))
+        elif isinstance(layer, L.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2.0, n), rng.normal(0.0, 0.5, n),
+                               rng.normal(0.0, 0.3, n), rng.uniform(0.2, 3.0, n)])
+
+
+def _bn_block(x, name: str, filters: int, bias: bool):
+    x = L.Conv2D(filters, 3, padding="same", use_bias=bias, name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x)
+
+
+def batchnorm(form: str, seed: int = 0) -> keras.Model:
+    """conv+BN+ReLU twice (``b1`` without a conv bias, ``b2`` with), then a head.
+
+    ``form`` is "sequential", "functional" or "nested" (the blocks inside a ``base`` model);
+    the "residual" form adds ``b2_conv``'s output to ``b3_bn``'s, so ``b2_conv`` has two
+    consumers and must not be folded, while ``b1`` and ``b3`` can be.
+    """
+    keras.utils.set_random_seed(seed)
+    head = [L.GlobalAveragePooling2D(name="gap"), L.Dense(CLASSES, activation="softmax",
+                                                          name="predictions")]
+    if form == "sequential":
+        model = keras.Sequential([
+            keras.Input((SIZE, SIZE, 3)), L.Rescaling(1.0 / 255.0, name="rescale"),
+            L.Conv2D(4, 3, padding="same", use_bias=False, name="b1_conv"),
+            L.BatchNormalization(name="b1_bn"), L.ReLU(name="b1_relu"),
+            L.Conv2D(6, 3, padding="same", name="b2_conv"),
+            L.BatchNormalization(name="b2_bn"), L.ReLU(name="b2_relu"), *head], name="bn_seq")
+    else:
+        inputs = keras.Input((SIZE, SIZE, 3), name="image")
+        x = L.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+        if form == "nested":
+            base_in = keras.Input((SIZE, SIZE, 3), name="base_image")
+            y = _bn_block(_bn_block(base_in, "b1", 4, False), "b2", 6, True)
+            x = keras.Model(base_in, y, name="base")(x)
+        elif form == "residual":
+            x = _bn_block(x, "b1", 4, False)
+            b2 = L.Conv2D(4, 3, padding="same", name="b2_conv")(x)
+            b3 = L.BatchNormalization(name="b3_bn")(L.Conv2D(4, 1, name="b3_conv")(b2))
+            x = L.ReLU(name="out")(L.Add(name="add")([b2, b3]))
+        else:
+            x = _bn_block(_bn_block(x, "b1", 4, False), "b2", 6, True)
+        model = keras.Model(inputs, _chain(x, head), name=f"bn_{form}")
+    _set_batchnorm_statistics(model, seed)
+    return model

@@ -1,0 +1,116 @@
+"""Batch-norm folding for inference: ``BN(conv(x))`` as one conv with rescaled weights.
+
+In inference mode a :class:`keras.layers.BatchNormalization` after a linear ``Conv2D`` is an
+affine map per output channel, ``y = (conv(x) - mean) * s + beta`` with
+``s = gamma / sqrt(var + eps)``, so the pair equals one convolution with kernel ``W * s``
+and bias ``(b - mean) * s + beta``. Running the folded conv skips two elementwise passes over
+every such feature map, forward and backward. :func:`find_folds` lists the pairs of one
+(functional or Sequential) model that can be folded; :func:`folded_weights` computes the new
+weights once per conv layer and caches them for as long as the layer lives. The cache assumes
+the model's weights do not change afterwards (models here are loaded once and only read).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A ``Conv2D`` whose only consumer is a ``BatchNormalization``."""
+
+    conv: keras.layers.Conv2D
+    norm: keras.layers.BatchNormalization
+
+
+def _foldable_conv(op: Any) -> bool:
+    return (type(op) is keras.layers.Conv2D and op.data_format == "channels_last"
+            and op.activation is keras.activations.linear and op.dtype == "float32")
+
+
+def _foldable_norm(op: Any) -> bool:
+    axis = op.axis if isinstance(op, keras.layers.BatchNormalization) else None
+    return (type(op) is keras.layers.BatchNormalization and axis in (-1, 3)
+            and op.dtype == "float32")
+
+
+def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
+    """``(producer, consumer)`` for each conv -> batch-norm edge that nothing else shares."""
+    if isinstance(model, keras.Sequential):
+        layers = [layer for layer in model.layers
+                  if not isinstance(layer, keras.layers.InputLayer)]
+        yield from zip(layers, layers[1:], strict=False)
+        return
+    consumers: dict[int, list[Any]] = {}
+    calls: dict[int, int] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is None or node.is_input:
+                continue
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+            for tensor in node.input_tensors:
+                producer = tensor._keras_history.operation
+                consumers.setdefault(id(producer), []).append(node.operation)
+    outputs = {id(t._keras_history.operation) for t in model.outputs}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            op = node.operation
+            users = consumers.get(id(op), [])
+            if (op is not None and len(users) == 1 and calls.get(id(op)) == 1
+                    and calls.get(id(users[0])) == 1 and id(op) not in outputs):
+                yield op, users[0]
+
+
+def find_folds(model: keras.Model, keep: Iterable[Any] = ()) -> list[Fold]:
+    """Foldable conv + batch-norm pairs of ``model``'s own graph (not inside nested models).
+
+    A pair with either layer in ``keep`` is left alone (a probed layer must keep its own
+    output and input).
+    """
+    kept = {id(layer) for layer in keep}
+    return [Fold(conv, norm) for conv, norm in _pairs(model)
+            if _foldable_conv(conv) and _foldable_norm(norm)
+            and id(conv) not in kept and id(norm) not in kept]
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[tf.Variable, tf.Variable]] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCK = threading.Lock()
+
+
+def folded_weights(fold: Fold) -> tuple[tf.Variable, tf.Variable]:
+    """Kernel ``(kh, kw, c_in, c_out)`` and bias ``(c_out,)`` of the folded convolution."""
+    with _LOCK:
+        cached = _CACHE.get(fold.conv)
+        if cached is not None:
+            return cached
+        norm, conv = fold.norm, fold.conv
+        with tf.init_scope():  # eager even when first asked for while tracing
+            scale = tf.math.rsqrt(tf.convert_to_tensor(norm.moving_variance) + norm.epsilon)
+            if norm.gamma is not None:
+                scale = scale * tf.convert_to_tensor(norm.gamma)
+            bias = -tf.convert_to_tensor(norm.moving_mean)
+            if conv.bias is not None:
+                bias = bias + tf.convert_to_tensor(conv.bias)
+            bias = bias * scale
+            if norm.beta is not None:
+                bias = bias + tf.convert_to_tensor(norm.beta)
+            kernel = tf.convert_to_tensor(conv.kernel) * scale
+            cached = (tf.Variable(kernel, trainable=False, name=f"{conv.name}_folded_kernel"),
+                      tf.Variable(bias, trainable=False, name=f"{conv.name}_folded_bias"))
+        _CACHE[fold.conv] = cached
+        return cached
+
+
+def run_folded_conv(fold: Fold, x: tf.Tensor) -> tf.Tensor:
+    """``fold.norm(fold.conv(x))`` in inference mode, as one convolution plus bias."""
+    kernel, bias = folded_weights(fold)
+    return tf.nn.bias_add(fold.conv.convolution_op(x, kernel), bias)
