@@ -33,7 +33,7 @@ class Backend:
 
 def create_app(settings: Settings | None = None) -> APIFlask:
     from service import errors
-    from service.api import health, jobs, models_api, ui
+    from service.api import docs_assets, health, jobs, models_api, ui
 
     settings = settings or get_settings()
     app = APIFlask("convscope", title="convscope API", version="1.0",
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         SECURITY_SCHEMES={"bearer": {"type": "http", "scheme": "bearer"}},
     )
     errors.init_app(app)
+    docs_assets.init_app(app)
     Backend(settings).init_app(app)
     for blueprint in (health.bp, models_api.bp, jobs.bp, ui.bp):
         app.register_blueprint(blueprint)

@@ -141,6 +141,17 @@ def test_docs_page(client) -> None:  # noqa: ANN001
     res = client.get("/docs")
     assert res.status_code == 200 and res.mimetype == "text/html"
     assert b"openapi.json" in res.data
+    html = res.get_data(as_text=True)
+    # Swagger UI comes from this server, not a CDN: /docs works without internet.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert not [a for a in assets if "://" in a], assets
+    kinds = {a.rsplit(".", 1)[-1] for a in assets}
+    assert {"css", "js", "png"} <= kinds
+    for url in assets:
+        got = client.get(url)
+        assert got.status_code == 200, url
+        assert len(got.data) > 500, url
+    assert client.get("/docs/assets/index.html").status_code == 404  # only the named files
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs/0123abc", "/v1/jobs/../etc",

@@ -362,3 +362,29 @@ def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,  # no
         assert page_errors == [], page_errors
     finally:
         page.context.close()
+
+
+def test_api_docs_render_without_internet(browser, api_url: str) -> None:  # noqa: ANN001
+    """/docs draws Swagger UI from this server's files; requests elsewhere are refused."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    outside: list[str] = []
+
+    def only_local(route) -> None:  # noqa: ANN001
+        if route.request.url.startswith(api_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        page = context.new_page()
+        page.route("**/*", only_local)
+        page.goto(api_url + "/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=60_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any(p.replace("\u200b", "") == "/v1/jobs" for p in paths), paths
+        assert "convscope API" in page.locator(".info .title").inner_text()
+        screenshot(page, "api-docs")
+        assert outside == []
+    finally:
+        context.close()
