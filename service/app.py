@@ -34,8 +34,10 @@ class Backend:
 def create_app(settings: Settings | None = None) -> APIFlask:
     from service import errors
     from service.api import docs_assets, health, jobs, models_api, ui
+    from service.ratelimit import parse_rate
 
     settings = settings or get_settings()
+    parse_rate(settings.rate_limit)  # a bad CONVSCOPE_RATE_LIMIT stops the API at start
     app = APIFlask("convscope", title="convscope API", version="1.0",
                    spec_path="/openapi.json", docs_path="/docs")
     app.config.update(

@@ -3,16 +3,18 @@
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
 it is done): a second run skips every image that succeeded there, so an interrupted batch
 resumes without doing any image twice (failed images are tried again). Transient failures
-(connection errors, 429/503) are retried with backoff.
+(connection errors, 429/503) are retried after the server's Retry-After, else with backoff.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -41,10 +43,16 @@ def load_done(results: Path) -> dict[str, dict]:
     return done
 
 
-def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: Any) -> dict:
-    for attempt in range(attempts):
+def _one(client: Client, image: Path, out: Path, run_id: str, attempts: int = 4,
+         **job_args: Any) -> dict:
+    """One image's job. Retries reuse one Idempotency-Key, so a job that was created before a
+    failure is waited for rather than sent twice; 429 answers wait as told and do not use up
+    an attempt."""
+    key = f"batch-{run_id}-{hashlib.sha256(str(image).encode()).hexdigest()[:24]}"
+    attempt = 0
+    while True:
         try:
-            job = client.wait(client.submit([image], **job_args))
+            job = client.wait(client.submit([image], idempotency_key=key, **job_args))
             row = {"image": str(image), "job": job["id"], "status": job["status"]}
             if job["status"] == "succeeded":
                 client.artifacts(job, out_dir=out / image.stem)
@@ -56,10 +64,13 @@ def _one(client: Client, image: Path, out: Path, attempts: int = 4, **job_args: 
                 row["error"] = json.dumps(job.get("error"))
             return row
         except ApiError as exc:
-            if not exc.transient or attempt == attempts - 1:
+            if exc.status == 429 and exc.retry_after is not None:
+                time.sleep(exc.retry_after)
+                continue
+            attempt += 1
+            if not exc.transient or attempt == attempts:
                 return {"image": str(image), "status": "failed", "error": str(exc)}
-            time.sleep(min(2**attempt, 10))
-    raise AssertionError("unreachable")
+            time.sleep(exc.retry_after if exc.retry_after is not None else min(2**attempt, 10))
 
 
 def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
@@ -72,7 +83,8 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, \
             click.progressbar(length=len(todo), label="images", file=None) as bar:
-        futures = [pool.submit(_one, client, p, out, **job_args) for p in todo]
+        run_id = uuid.uuid4().hex[:12]  # a resumed run sends failed images again
+        futures = [pool.submit(_one, client, p, out, run_id, **job_args) for p in todo]
         for future in as_completed(futures):
             row = future.result()
             with lock, results.open("a") as fh:

@@ -23,13 +23,22 @@ TRANSIENT = {429, 502, 503, 504}
 class ApiError(RuntimeError):
     """A problem+json answer: ``status``, ``code`` and the server's ``detail``."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
+        self.retry_after = retry_after  # seconds, from the Retry-After header (429, 503)
 
     @property
     def transient(self) -> bool:
         return self.status in TRANSIENT
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: not sent by convscope
+        return None
 
 
 class Client:
@@ -52,7 +61,8 @@ class Client:
             except ValueError:
                 body = {}
             raise ApiError(resp.status_code, body.get("code", "error"),
-                           body.get("detail", resp.text[:300]))
+                           body.get("detail", resp.text[:300]),
+                           _seconds(resp.headers.get("Retry-After")))
         return resp
 
     # -- models ---------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Settings:
     allow_download: bool = False  # let keras.applications download ImageNet weights
     model_cache_size: int = 3  # models kept loaded per worker process
     max_filter_steps: int = 512
+    rate_limit: str = "600/minute"  # new jobs + uploads per tenant; "off" for no limit
     describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start
 
     @classmethod

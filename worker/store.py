@@ -59,6 +59,30 @@ class JobStore:
     def input_key(job_id: str, index: int) -> str:
         return f"{NS}:job:{job_id}:input:{index}"
 
+    # -- rate limits ----------------------------------------------------------------------
+    def count_request(self, tenant: str, bucket: str, window: int) -> tuple[int, int]:
+        """Count one request in the tenant's current fixed window of ``window`` seconds.
+
+        Returns ``(requests so far in this window, seconds until the window ends)``.
+        """
+        now = time.time()
+        start = int(now // window) * window
+        key = f"{NS}:rate:{tenant}:{bucket}:{start}"
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, window + 1)
+        count, _ = pipe.execute()
+        return int(count), max(1, int(start + window - now + 0.999))
+
+    def idempotent_job(self, tenant: str, idempotency_key: str | None) -> str | None:
+        """The id of the live job this tenant created with this key, if any."""
+        if not idempotency_key:
+            return None
+        earlier = self.r.get(f"{NS}:idem:{tenant}:{idempotency_key}")
+        if earlier and self.r.exists(self.job_key(_text(earlier))):
+            return _text(earlier)
+        return None
+
     # -- jobs ---------------------------------------------------------------------------
     def create_job(self, tenant: str, kind: str, model: str, layer: str | None, options: dict,
                    inputs: list[bytes], input_info: list[dict],
