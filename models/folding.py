@@ -30,15 +30,27 @@ class Fold:
     norm: keras.layers.BatchNormalization
 
 
+def _plain_float32(op: Any) -> bool:
+    """float32 compute and variables (no mixed precision), called in exactly one graph."""
+    policy = getattr(op, "dtype_policy", None)
+    return (getattr(policy, "name", None) == "float32"
+            and len(getattr(op, "_inbound_nodes", ())) == 1)
+
+
 def _foldable_conv(op: Any) -> bool:
     return (type(op) is keras.layers.Conv2D and op.data_format == "channels_last"
-            and op.activation is keras.activations.linear and op.dtype == "float32")
+            and op.activation is keras.activations.linear and _plain_float32(op))
 
 
 def _foldable_norm(op: Any) -> bool:
     axis = op.axis if isinstance(op, keras.layers.BatchNormalization) else None
     return (type(op) is keras.layers.BatchNormalization and axis in (-1, 3)
-            and op.dtype == "float32")
+            and _plain_float32(op))
+
+
+def has_graph(model: Any) -> bool:
+    """A Sequential or functional model (a subclassed model has no graph to fold in)."""
+    return isinstance(model, keras.Sequential) or hasattr(model, "_nodes_by_depth")
 
 
 def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
@@ -72,8 +84,11 @@ def find_folds(model: keras.Model, keep: Iterable[Any] = ()) -> list[Fold]:
     """Foldable conv + batch-norm pairs of ``model``'s own graph (not inside nested models).
 
     A pair with either layer in ``keep`` is left alone (a probed layer must keep its own
-    output and input).
+    output and input), and so is a layer called in more than one graph or run in mixed
+    precision.
     """
+    if not has_graph(model):
+        return []
     kept = {id(layer) for layer in keep}
     return [Fold(conv, norm) for conv, norm in _pairs(model)
             if _foldable_conv(conv) and _foldable_norm(norm)

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from models.folding import Fold, find_folds, run_folded_conv
+from models.folding import Fold, find_folds, folded_weights, has_graph, run_folded_conv
 from models.preprocess import preprocess_images
 
 _SQUASHING = {"softmax", "sigmoid"}
@@ -132,12 +132,19 @@ class Probe:
             self._plan_folds(model)
 
     def _plan_folds(self, model: keras.Model) -> None:
+        """Find the pairs to fold, their folded weights (now, eagerly), and every model on
+        the way to them, which :meth:`_run` must then walk layer by layer."""
         keep = [] if self.layer is None else [self.layer]
-        for nested in [model] + [layer for _, layer in walk_layers(model)
-                                 if isinstance(layer, keras.Model)]:
-            for fold in find_folds(nested, keep):
+        nested = [(path + "/", layer) for path, layer in walk_layers(model)
+                  if isinstance(layer, keras.Model)]
+        for prefix, owner in [("", model), *nested]:
+            folds = find_folds(owner, keep)
+            for fold in folds:
+                folded_weights(fold)
                 self._folds[id(fold.conv)] = self._folds[id(fold.norm)] = fold
-                self._models_with_folds.add(id(nested))
+            if folds:
+                self._models_with_folds.update(
+                    id(outer) for path, outer in nested if prefix.startswith(path))
 
     def __call__(self, images: tf.Tensor, tape: tf.GradientTape | None = None) -> ProbeOutput:
         """One forward pass; ``tape`` watches the layer's output from the moment it exists.
@@ -169,7 +176,8 @@ class Probe:
                 if not isinstance(layer, keras.layers.InputLayer):
                     x = wrap(layer)(x)
             return x
-        return model._run_through_graph(x, operation_fn=wrap)
+        # As Functional.call does: inputs matched to the model's by name, cast, reshaped.
+        return model._run_through_graph(model._standardize_inputs(x), operation_fn=wrap)
 
     def _call_op(
         self, op: Any, prefix: str, cap: dict, outermost: bool, args: tuple, kwargs: dict
@@ -181,8 +189,9 @@ class Probe:
         fold = self._folds.get(id(op))
         if fold is not None:  # never the probed layer: find_folds kept its pair apart
             return run_folded_conv(fold, args[0]) if op is fold.conv else args[0]
-        if isinstance(op, keras.Model) and (
-                id(op) in self._models_with_folds
+        if isinstance(op, keras.Model) and has_graph(op) and (
+                (id(op) in self._models_with_folds and len(args) == 1
+                 and kwargs.get("mask") is None)
                 or (target is not None and target.startswith(path + "/"))):
             result = self._run(op, args[0], path + "/", cap, outermost=False)
         elif outermost and op is self._output_op and self._squash is not None:

@@ -12,6 +12,7 @@ import csv
 import glob
 import hashlib
 import json
+import random
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ import click
 
 from service.client import ApiError, Client
 
+MAX_RATE_WAITS = 120  # 429 answers one image may wait out before it counts as a failure
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -49,7 +51,7 @@ def _one(client: Client, image: Path, out: Path, run_id: str, attempts: int = 4,
     failure is waited for rather than sent twice; 429 answers wait as told and do not use up
     an attempt."""
     key = f"batch-{run_id}-{hashlib.sha256(str(image).encode()).hexdigest()[:24]}"
-    attempt = 0
+    attempt = waits = 0
     while True:
         try:
             job = client.wait(client.submit([image], idempotency_key=key, **job_args))
@@ -64,8 +66,9 @@ def _one(client: Client, image: Path, out: Path, run_id: str, attempts: int = 4,
                 row["error"] = json.dumps(job.get("error"))
             return row
         except ApiError as exc:
-            if exc.status == 429 and exc.retry_after is not None:
-                time.sleep(exc.retry_after)
+            if exc.status == 429 and exc.retry_after is not None and waits < MAX_RATE_WAITS:
+                waits += 1
+                time.sleep(max(1.0, exc.retry_after) + random.uniform(0.0, 0.5))
                 continue
             attempt += 1
             if not exc.transient or attempt == attempts:

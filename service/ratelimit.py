@@ -8,7 +8,7 @@ request, so the client can send it again after the wait.
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 
 from service.api import backend
 from service.errors import fail
@@ -42,3 +42,16 @@ def check_rate() -> None:
              f"more than {limit} new jobs or uploads per {unit}; retry in {reset} s",
              headers={"Retry-After": str(reset), "RateLimit-Limit": str(limit),
                       "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset)})
+
+
+def limit_writes() -> None:
+    """``before_request`` hook (after the tenant's): count each POST before its body is read.
+
+    A job replayed with an ``Idempotency-Key`` this tenant already used is not counted: the
+    API answers it with the job it created before.
+    """
+    if request.method != "POST":
+        return
+    if backend().store.idempotent_job(g.tenant, request.headers.get("Idempotency-Key")):
+        return
+    check_rate()

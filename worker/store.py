@@ -65,7 +65,8 @@ class JobStore:
 
         Returns ``(requests so far in this window, seconds until the window ends)``.
         """
-        now = time.time()
+        seconds, micros = self.r.time()  # Redis's clock: the same for every API host
+        now = seconds + micros / 1e6
         start = int(now // window) * window
         key = f"{NS}:rate:{tenant}:{bucket}:{start}"
         pipe = self.r.pipeline()

@@ -41,6 +41,11 @@ class CamResult:
     layer: str
 
 
+# At most this many micro-batches (copies of the model in one traced graph), so tracing
+# a large batch stays cheap.
+MAX_MICRO_BATCHES = 4
+
+
 def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
     """Scale each map ``(..., H, W)`` to [0, 1] by its own min and max (constant maps give 0)."""
     low = tf.reduce_min(cams, axis=(-2, -1), keepdims=True)
@@ -105,6 +110,8 @@ class BaseCAM:
         """The batch in micro-batches of about ``chunk_pixels`` input pixels each."""
         n, height, width = images.shape[0], images.shape[1], images.shape[2]
         per = max(1, self.chunk_pixels // ((height or 224) * (width or 224)))
+        if n is not None:  # each micro-batch is a copy of the model in the traced graph
+            per = max(per, -(-n // MAX_MICRO_BATCHES))
         if n is None or per >= n:
             return self._forward_chunk(images, targets)
         parts = [self._forward_chunk(images[i:i + per], targets[i:i + per])

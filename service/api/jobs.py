@@ -15,11 +15,12 @@ from service.auth import require_tenant
 from service.errors import fail
 from service.images import ImageError, decode_image
 from service.options import KINDS, OptionError, check_options, find_layer, parse_options
-from service.ratelimit import check_rate
+from service.ratelimit import limit_writes
 from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
 bp.before_request(require_tenant)
+bp.before_request(limit_writes)
 TERMINAL = ("succeeded", "failed", "canceled")
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "status", "progress", "error", "result",
                  "created", "started", "finished", "inputs")
@@ -103,8 +104,6 @@ def _validated(form: dict) -> tuple[dict, dict, dict, list[bytes], list[dict]]:
 def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     be = backend()
-    if be.store.idempotent_job(g.tenant, request.headers.get("Idempotency-Key")) is None:
-        check_rate()  # a replay of a job already created is not counted again
     model, row, options, arrays, infos = _validated(form)
     job_id, created = be.store.create_job(
         g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,

@@ -15,11 +15,12 @@ from flask import g
 from service.api import backend
 from service.auth import require_tenant
 from service.errors import fail
-from service.ratelimit import check_rate
+from service.ratelimit import limit_writes
 from worker.catalog import BUILTIN_MODELS
 
 bp = APIBlueprint("models", __name__, url_prefix="/v1/models", tag="models")
 bp.before_request(require_tenant)
+bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "name", "status", "input_shape", "classes", "source", "preprocess",
                  "error")
 WAITING = ("pending", "validating")
@@ -114,7 +115,6 @@ def _save_upload(storage, model_id: str) -> Path:  # noqa: ANN001
 @bp.input(WaitQuery, location="query", arg_name="query")
 def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Upload a ``.keras`` model; a worker validates it with ``safe_mode``."""
-    check_rate()
     model_id = "m" + uuid.uuid4().hex[:16]
     storage = form["file"]
     path = _save_upload(storage, model_id)

@@ -259,3 +259,28 @@ def test_unknown_method_and_bad_class_index_raise(cnns) -> None:
         cam(tm.images(2), class_index=[7, 1])
     with pytest.raises(ValueError, match=r"\[-2, -2\] out of range"):
         cam(tm.images(2), class_index=-2)
+
+
+def test_micro_batches_are_capped(cnns) -> None:
+    """However small ``chunk_pixels``, a batch is traced as at most 4 copies of the model."""
+    from models.cam.base import MAX_MICRO_BATCHES
+
+    cam = graph_cam("gradcam", cnns["functional"], "conv2")
+    cam.chunk_pixels = H * W  # would be one image per micro-batch
+    sizes: list[int] = []
+    probe = cam.probe
+
+    class Counting:
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(probe, name)
+
+        def __call__(self, images, tape=None):  # noqa: ANN001, ANN204
+            sizes.append(int(images.shape[0]))
+            return probe(images, tape=tape)
+
+    cam.probe = Counting()  # type: ignore[assignment]
+    x = tm.images(10, seed=10)
+    result = cam(x, class_index=[1] * 10)
+    assert sizes == [3, 3, 3, 1] and len(sizes) <= MAX_MICRO_BATCHES
+    reference = graph_cam("gradcam", cnns["functional"], "conv2")(x, class_index=[1] * 10)
+    np.testing.assert_allclose(result.heatmaps, reference.heatmaps, atol=1e-5)

@@ -33,10 +33,15 @@ def test_folded_probe_equals_the_model_output(bn_models, form: str) -> None:
         expected = {("b1_conv", "b1_bn"), ("b3_conv", "b3_bn")}
     assert _pairs(probe) == expected
     reference = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(np.asarray(probe(tf.constant(x)).probs), reference,
-                               rtol=1e-5, atol=1e-6)
+    out = probe(tf.constant(x))
+    np.testing.assert_allclose(np.asarray(out.probs), reference, rtol=1e-5, atol=1e-6)
     unfolded = Probe(model, None, fold_batchnorm=False)
     assert _pairs(unfolded) == set()
+    # logits too: a saturated softmax could hide an error in them
+    np.testing.assert_allclose(np.asarray(out.logits),
+                               np.asarray(unfolded(tf.constant(x)).logits), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(tf.nn.softmax(unfolded(tf.constant(x)).logits).numpy(),
+                               reference, rtol=1e-5, atol=1e-6)
 
 
 def test_folded_weights_match_the_formula(bn_models) -> None:
@@ -102,3 +107,63 @@ def test_conv_with_an_activation_is_not_folded() -> None:
     x = keras.layers.Conv2D(2, 3, activation="relu", name="c")(inputs)
     x = keras.layers.BatchNormalization(name="n")(x)
     assert find_folds(keras.Model(inputs, x)) == []
+
+
+def _conv_bn_base(name: str = "base") -> keras.Model:
+    inputs = keras.Input((tm.SIZE, tm.SIZE, 3))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="shared_conv")
+    x = keras.layers.BatchNormalization(name="shared_bn")(conv(inputs))
+    base = keras.Model(inputs, x, name=name)
+    base.conv = conv  # type: ignore[attr-defined]
+    return base
+
+
+def _logits_agree(model: keras.Model, x: np.ndarray, atol: float = 1e-5) -> Probe:
+    probe = Probe(model, None)
+    reference = Probe(model, None, fold_batchnorm=False)(tf.constant(x)).logits
+    np.testing.assert_allclose(np.asarray(probe(tf.constant(x)).logits), np.asarray(reference),
+                               rtol=1e-4, atol=atol)
+    np.testing.assert_allclose(np.asarray(probe(tf.constant(x)).probs),
+                               np.asarray(model(x, training=False)), rtol=1e-3, atol=1e-5)
+    return probe
+
+
+def test_a_conv_used_in_two_graphs_is_not_folded() -> None:
+    """The conv runs before a batch norm inside ``base`` and, unnormalised, in the outer graph."""
+    base = _conv_bn_base()
+    tm._set_batchnorm_statistics(base, 2)
+    inputs = keras.Input((tm.SIZE, tm.SIZE, 3))
+    both = keras.layers.Concatenate()([base(inputs), base.conv(inputs)])
+    head = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(both))
+    probe = _logits_agree(keras.Model(inputs, head), tm.images(4, seed=11))
+    assert _pairs(probe) == set()
+
+
+def test_mixed_precision_is_not_folded() -> None:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tm.batchnorm("functional")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    probe = _logits_agree(model, tm.images(4, seed=12), atol=0.05)
+    assert _pairs(probe) == set()
+
+
+def test_a_subclassed_nested_model_runs_whole() -> None:
+    class Doubler(keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="doubler")
+            self.conv = keras.layers.Conv2D(4, 3, padding="same")
+            self.norm = keras.layers.BatchNormalization()
+
+        def call(self, x, training=None):  # noqa: ANN001, ANN201
+            return self.norm(self.conv(x), training=training) * 2.0
+
+    inputs = keras.Input((tm.SIZE, tm.SIZE, 3))
+    x = _conv_bn_base("folded")(inputs)
+    x = Doubler()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    tm._set_batchnorm_statistics(model, 3)
+    probe = _logits_agree(model, tm.images(3, seed=13))
+    assert _pairs(probe) == {("shared_conv", "shared_bn")}
+

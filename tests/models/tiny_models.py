@@ -174,8 +174,8 @@ def batchnorm(form: str, seed: int = 0) -> keras.Model:
     """conv+BN+ReLU twice (``b1`` without a conv bias, ``b2`` with), then a head.
 
     ``form`` is "sequential", "functional" or "nested" (the blocks inside a ``base`` model);
-    the "residual" form adds ``b2_conv``'s output to ``b3_bn``'s, so ``b2_conv`` has two
-    consumers and must not be folded, while ``b1`` and ``b3`` can be.
+    the "residual" form feeds ``b2_conv``'s output to ``b2_bn`` and also to an Add, so
+    ``b2_conv`` has two consumers and must not be folded, while ``b1`` and ``b3`` can be.
     """
     keras.utils.set_random_seed(seed)
     head = [L.GlobalAveragePooling2D(name="gap"), L.Dense(CLASSES, activation="softmax",
@@ -197,7 +197,8 @@ def batchnorm(form: str, seed: int = 0) -> keras.Model:
         elif form == "residual":
             x = _bn_block(x, "b1", 4, False)
             b2 = L.Conv2D(4, 3, padding="same", name="b2_conv")(x)
-            b3 = L.BatchNormalization(name="b3_bn")(L.Conv2D(4, 1, name="b3_conv")(b2))
+            n2 = L.BatchNormalization(name="b2_bn")(b2)
+            b3 = L.BatchNormalization(name="b3_bn")(L.Conv2D(4, 1, name="b3_conv")(n2))
             x = L.ReLU(name="out")(L.Add(name="add")([b2, b3]))
         else:
             x = _bn_block(_bn_block(x, "b1", 4, False), "b2", 6, True)

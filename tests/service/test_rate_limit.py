@@ -145,6 +145,7 @@ def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:  # noqa
         client.session.hooks["response"].append(lambda res, *a, **k: codes.append(
             res.status_code) if res.request.method == "POST" else None)
         images = write_shape_images(tmp_path / "in", 6)
+        away_from_window_end(1, 0.6)  # the first 4 POSTs fall in one window
         summary = run_batch(client, str(tmp_path / "in"), tmp_path / "out", concurrency=4,
                             model="shapes", kind="gradcam", layer=None, options={})
     finally:
