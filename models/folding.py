@@ -60,13 +60,11 @@ def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
                   if not isinstance(layer, keras.layers.InputLayer)]
         yield from zip(layers, layers[1:], strict=False)
         return
-    consumers: dict[int, list[Any]] = {}
-    calls: dict[int, int] = {}
+    consumers: dict[int, list[Any]] = {}  # a layer called twice is refused by _plain_float32
     for nodes in model._nodes_by_depth.values():
         for node in nodes:
             if node.operation is None or node.is_input:
                 continue
-            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
             for tensor in node.input_tensors:
                 producer = tensor._keras_history.operation
                 consumers.setdefault(id(producer), []).append(node.operation)
@@ -75,8 +73,7 @@ def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
         for node in nodes:
             op = node.operation
             users = consumers.get(id(op), [])
-            if (op is not None and len(users) == 1 and calls.get(id(op)) == 1
-                    and calls.get(id(users[0])) == 1 and id(op) not in outputs):
+            if op is not None and len(users) == 1 and id(op) not in outputs:
                 yield op, users[0]
 
 

@@ -97,9 +97,9 @@ class JobStore:
         if idempotency_key:
             idem = f"{NS}:idem:{tenant}:{idempotency_key}"
             if not self.r.set(idem, job_id, nx=True, ex=self.ttl):
-                earlier = self.r.get(idem)
-                if earlier and self.r.exists(self.job_key(_text(earlier))):
-                    return _text(earlier), False
+                earlier = self.idempotent_job(tenant, idempotency_key)
+                if earlier is not None:
+                    return earlier, False
                 self.r.set(idem, job_id, ex=self.ttl)
         now = time.time()
         record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
