@@ -42,7 +42,7 @@ def train_cifar_cnn(cache_dir: str | os.PathLike, epochs: int = 10,
     """
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
-    except Exception as exc:  # noqa: BLE001 - urllib / OS errors alike mean "not available"
+    except Exception as exc:  # urllib / OS errors alike mean "not available"
         raise DatasetUnavailableError(
             f"CIFAR-10 could not be downloaded ({type(exc).__name__}: {exc}); the network is "
             "probably closed. Put cifar-10-python.tar.gz in ~/.keras/datasets/ and retry."

@@ -94,7 +94,7 @@ def load_keras_file(path: str | os.PathLike, max_bytes: int = 200 * 2**20) -> ke
         if "safe_mode" in text or "Could not locate" in text or "custom" in text.lower():
             raise UnsafeModelError(f"the model needs code to load: {text[:300]}") from exc
         raise InvalidModelError(f"Keras could not load the model: {text[:300]}") from exc
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the file's fault
+    except Exception as exc:  # any loader failure is the file's fault
         raise InvalidModelError(f"Keras could not load the model: {str(exc)[:300]}") from exc
     if not isinstance(model, keras.Model):
         raise InvalidModelError("the archive holds a layer, not a model")

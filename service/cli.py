@@ -26,7 +26,7 @@ client_options = [
 ]
 
 
-def with_client(func):  # noqa: ANN001, ANN201
+def with_client(func):
     for option in reversed(client_options):
         func = option(func)
     return func

@@ -92,7 +92,7 @@ class Client:
         if layer:
             data["layer"] = layer
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        handles = [open(p, "rb") for p in images]  # noqa: SIM115 - closed below
+        handles = [open(p, "rb") for p in images]  # closed below
         try:
             files = [("image", (Path(p).name, fh)) for p, fh in zip(images, handles, strict=True)]
             return self._request("POST", "/v1/jobs", data=data, files=files,

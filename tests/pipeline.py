@@ -124,14 +124,14 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, worker: subprocess.Popen):  # noqa: ANN201
+def app(settings: Settings, worker: subprocess.Popen):
     from service.app import create_app
 
     return create_app(settings)
 
 
 @pytest.fixture()
-def client(app):  # noqa: ANN001, ANN201
+def client(app):
     return app.test_client()
 
 

@@ -54,7 +54,7 @@ def _beat(hostname: str) -> None:
     while not _stop.is_set():
         try:
             store.heartbeat(hostname)
-        except Exception:  # noqa: BLE001 - Redis may blink; keep beating
+        except Exception:  # Redis may blink; keep beating
             log.warning("heartbeat to Redis failed", exc_info=True)
         _stop.wait(5.0)
 

@@ -64,7 +64,7 @@ def _compute(store: JobStore, job: dict) -> tuple[dict, dict]:
     loaded = cache.get(job["model"])
     layer = job.get("layer") or last_spatial_layer(loaded.model)
 
-    def tool(key: tuple, build):  # noqa: ANN001, ANN202 - local adapter
+    def tool(key: tuple, build):  # local adapter
         return cache.tool(job["model"], key, build)
 
     def progress(fraction: float) -> None:
@@ -100,7 +100,7 @@ def run_job(job_id: str) -> None:
         store.transition(job_id, "succeeded", ("running",))
     except AscentCanceled:
         log.info("job %s canceled while running", job_id)
-    except BaseException as exc:  # noqa: BLE001 - report every failure on the job
+    except BaseException as exc:  # report every failure on the job
         code = _error_code(exc)
         if code == "internal_error":
             log.exception("job %s failed", job_id)
@@ -126,7 +126,7 @@ def describe_model(model_id: str) -> None:
         store.put_model(model_id, record)
         _cache().upload_path(model_id).unlink(missing_ok=True)
         return
-    except Exception as exc:  # noqa: BLE001 - any loader failure refuses the model
+    except Exception as exc:  # any loader failure refuses the model
         log.exception("describing %s failed", model_id)
         record.update(status="refused", error={"code": "invalid_model", "message": str(exc)[:500]})
         store.put_model(model_id, record)
@@ -140,7 +140,7 @@ def describe_model(model_id: str) -> None:
     store.put_model(model_id, record)
 
 
-def _default_layer(model) -> str | None:  # noqa: ANN001
+def _default_layer(model) -> str | None:
     try:
         return last_spatial_layer(model)
     except LayerNotFoundError:

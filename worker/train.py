@@ -9,7 +9,7 @@ from pathlib import Path
 from worker.settings import get_settings
 
 
-def _bar(label: str):  # noqa: ANN202
+def _bar(label: str):
     def report(done: int, total: int) -> None:
         width = 30
         filled = int(width * done / max(total, 1))

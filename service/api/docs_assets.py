@@ -23,7 +23,7 @@ bp = APIBlueprint("docs_assets", __name__, enable_openapi=False)
 
 
 @bp.get(f"{PREFIX}/<name>")
-def asset(name: str):  # noqa: ANN201
+def asset(name: str):
     if name not in FILES.values():
         abort(404)
     return send_from_directory(str(swagger_ui_path), name, max_age=86400)

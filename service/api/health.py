@@ -26,7 +26,7 @@ def readyz() -> tuple[dict, int]:
     try:
         store.r.ping()
         workers = store.live_workers()
-    except Exception as exc:  # noqa: BLE001 - any Redis failure means "not ready"
+    except Exception as exc:  # any Redis failure means "not ready"
         return {"status": "unavailable", "redis": f"error: {exc}", "workers": 0}, 503
     ready = bool(workers)
     body = {"status": "ok" if ready else "unavailable", "redis": "ok", "workers": len(workers)}
@@ -36,10 +36,10 @@ def readyz() -> tuple[dict, int]:
 class StoreCollector:
     """Reads job counters, durations and queue depth from Redis at scrape time."""
 
-    def __init__(self, store) -> None:  # noqa: ANN001
+    def __init__(self, store) -> None:
         self.store = store
 
-    def collect(self):  # noqa: ANN201
+    def collect(self):
         stats = self.store.stats()
         jobs = CounterMetricFamily("convscope_jobs", "Job status transitions by kind and status",
                                    labels=["kind", "status"])

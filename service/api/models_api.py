@@ -95,7 +95,7 @@ def get_layers(model_id: str, query: dict) -> dict:
     return {"layers": record.get("layers") or []}
 
 
-def _save_upload(storage, model_id: str) -> Path:  # noqa: ANN001
+def _save_upload(storage, model_id: str) -> Path:
     settings = backend().settings
     folder = Path(settings.data_dir) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,10 @@ bp = APIBlueprint("ui", __name__, tag="ui", enable_openapi=False)
 
 
 @bp.get("/")
-def index():  # noqa: ANN201
+def index():
     return send_from_directory(STATIC, "index.html")
 
 
 @bp.get("/ui/<path:name>")
-def asset(name: str):  # noqa: ANN201
+def asset(name: str):
     return send_from_directory(STATIC, name)

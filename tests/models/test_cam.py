@@ -271,10 +271,10 @@ def test_micro_batches_are_capped(cnns) -> None:
     probe = cam.probe
 
     class Counting:
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str):
             return getattr(probe, name)
 
-        def __call__(self, images, tape=None):  # noqa: ANN001, ANN204
+        def __call__(self, images, tape=None):
             sizes.append(int(images.shape[0]))
             return probe(images, tape=tape)
 

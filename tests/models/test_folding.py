@@ -156,7 +156,7 @@ def test_a_subclassed_nested_model_runs_whole() -> None:
             self.conv = keras.layers.Conv2D(4, 3, padding="same")
             self.norm = keras.layers.BatchNormalization()
 
-        def call(self, x, training=None):  # noqa: ANN001, ANN201
+        def call(self, x, training=None):
             return self.norm(self.conv(x), training=training) * 2.0
 
     inputs = keras.Input((tm.SIZE, tm.SIZE, 3))

@@ -119,14 +119,14 @@ def test_folding_batch_norm_keeps_the_outputs() -> None:
 
 
 @pytest.mark.slow
-def test_trained_model_is_accurate_on_fresh_images(shapes_model) -> None:  # noqa: ANN001
+def test_trained_model_is_accurate_on_fresh_images(shapes_model) -> None:
     test = generate_shapes(600, seed=7)
     probs = np.asarray(shapes_model.predict(test.images.astype(np.float32), verbose=0))
     accuracy = float(np.mean(probs.argmax(axis=1) == test.labels))
     assert accuracy >= 0.95, accuracy
 
 
-def gradcam_peaks(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def gradcam_peaks(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Plain Grad-CAM on conv4 for one class per image -> peak ``(n, 2)`` (y, x) at 64x64."""
     import keras
     import tensorflow as tf
@@ -145,7 +145,7 @@ def gradcam_peaks(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_gradcam_points_at_the_object_of_each_class(shapes_model) -> None:  # noqa: ANN001
+def test_gradcam_points_at_the_object_of_each_class(shapes_model) -> None:
     pairs = generate_pairs(100, seed=9)
     hits = []
     for j in range(2):
@@ -156,7 +156,7 @@ def test_gradcam_points_at_the_object_of_each_class(shapes_model) -> None:  # no
 
 
 @pytest.mark.slow
-def test_cached_model_predicts_like_the_trained_one(shapes_model, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cached_model_predicts_like_the_trained_one(shapes_model, tmp_path: Path) -> None:
     from models.shapes_model import load_or_train_shapes, save_shapes_model
 
     images = generate_shapes(64, seed=10).images.astype(np.float32)

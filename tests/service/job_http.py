@@ -41,9 +41,9 @@ def load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def submit(client, kind: str, images: list[bytes] = (), model: str = "shapes",  # noqa: ANN001
+def submit(client, kind: str, images: list[bytes] = (), model: str = "shapes",
            layer: str | None = None, options: dict | str | None = None, wait: float = 0,
-           headers: dict | None = None):  # noqa: ANN201
+           headers: dict | None = None):
     """POST /v1/jobs as multipart; ``options`` may be a dict or a raw string."""
     data: dict[str, Any] = {"model": model, "kind": kind}
     if layer is not None:
@@ -57,7 +57,7 @@ def submit(client, kind: str, images: list[bytes] = (), model: str = "shapes",  
                        content_type="multipart/form-data")
 
 
-def poll(client, job_id: str, timeout: float = 120.0, headers: dict | None = None) -> dict:  # noqa: ANN001
+def poll(client, job_id: str, timeout: float = 120.0, headers: dict | None = None) -> dict:
     """GET the job until it reaches an end state."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +69,7 @@ def poll(client, job_id: str, timeout: float = 120.0, headers: dict | None = Non
         time.sleep(0.1)
 
 
-def run(client, kind: str, images: list[bytes] = (), timeout: float = 120.0,  # noqa: ANN001
+def run(client, kind: str, images: list[bytes] = (), timeout: float = 120.0,
         **kw: Any) -> dict:
     """Submit (checking 202 + Location) and poll to the end; returns the finished job."""
     res = submit(client, kind, images, **kw)
@@ -81,7 +81,7 @@ def run(client, kind: str, images: list[bytes] = (), timeout: float = 120.0,  # 
     return job
 
 
-def artifacts(client, job: dict, headers: dict | None = None) -> dict[str, bytes]:  # noqa: ANN001
+def artifacts(client, job: dict, headers: dict | None = None) -> dict[str, bytes]:
     """Fetch every artifact the job lists, checking each content type (NPY for the
     ``heatmap`` and ``activations`` arrays, PNG for every picture)."""
     out = {}
@@ -95,7 +95,7 @@ def artifacts(client, job: dict, headers: dict | None = None) -> dict[str, bytes
     return out
 
 
-def assert_problem(res, status: int, code: str) -> dict:  # noqa: ANN001
+def assert_problem(res, status: int, code: str) -> dict:
     assert res.status_code == status, (res.status_code, res.data[:500])
     assert res.mimetype == PROBLEM
     body = res.get_json()
@@ -120,7 +120,7 @@ class QueueCount:
         return cls(r.zcard(f"{NS}:tenant:{tenant}:jobs"), r.llen(QUEUE), queued)
 
 
-def tiny_model(lambda_layer: bool = False):  # noqa: ANN201
+def tiny_model(lambda_layer: bool = False):
     """A 16×16 RGB CNN: conv (same, 4 filters) → GAP → Dense(3); optionally a Lambda in it."""
     import keras
 
@@ -135,14 +135,14 @@ def tiny_model(lambda_layer: bool = False):  # noqa: ANN201
     return keras.Model(inputs, outputs, name="tiny")
 
 
-def keras_bytes(model, tmp_path: Path) -> bytes:  # noqa: ANN001
+def keras_bytes(model, tmp_path: Path) -> bytes:
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     return path.read_bytes()
 
 
-def upload(client, data: bytes, name: str = "tiny", wait: float = 60,  # noqa: ANN001
-           headers: dict | None = None):  # noqa: ANN201
+def upload(client, data: bytes, name: str = "tiny", wait: float = 60,
+           headers: dict | None = None):
     return client.post(f"/v1/models?wait={wait}", headers=headers or {},
                        data={"file": (io.BytesIO(data), f"{name}.keras"), "name": name},
                        content_type="multipart/form-data")

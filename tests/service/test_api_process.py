@@ -61,7 +61,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def test_api_process_never_imports_tensorflow(settings: Settings, worker) -> None:  # noqa: ANN001
+def test_api_process_never_imports_tensorflow(settings: Settings, worker) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVSCOPE_")}
     env.update(settings_env(settings))
     proc = subprocess.run([sys.executable, "-c", SERVE], cwd=ROOT, env=env, capture_output=True,
@@ -79,12 +79,12 @@ def test_settings_env_round_trips(settings: Settings) -> None:
     assert Settings.from_env(settings_env(settings)) == settings
 
 
-def test_healthz(client) -> None:  # noqa: ANN001
+def test_healthz(client) -> None:
     res = client.get("/healthz")
     assert res.status_code == 200 and res.get_json() == {"status": "ok"}
 
 
-def test_readyz_with_a_live_worker(client) -> None:  # noqa: ANN001
+def test_readyz_with_a_live_worker(client) -> None:
     res = client.get("/readyz")
     assert res.status_code == 200
     body = res.get_json()
@@ -111,7 +111,7 @@ def _jobs_total(text: str, kind: str, status: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_metrics_count_jobs_by_kind_and_status(client) -> None:  # noqa: ANN001
+def test_metrics_count_jobs_by_kind_and_status(client) -> None:
     before = client.get("/metrics").get_data(as_text=True)
     run(client, "activations", [encode(np.full((64, 64, 3), 7, np.uint8))], layer="conv1")
     res = client.get("/metrics")
@@ -126,7 +126,7 @@ def test_metrics_count_jobs_by_kind_and_status(client) -> None:  # noqa: ANN001
     assert re.search(r"^convscope_workers_alive [1-9]", text, re.MULTILINE)
 
 
-def test_openapi_document(client) -> None:  # noqa: ANN001
+def test_openapi_document(client) -> None:
     res = client.get("/openapi.json")
     assert res.status_code == 200
     spec = res.get_json()
@@ -137,7 +137,7 @@ def test_openapi_document(client) -> None:  # noqa: ANN001
     assert "delete" in spec["paths"]["/v1/jobs/{job_id}"]
 
 
-def test_docs_page(client) -> None:  # noqa: ANN001
+def test_docs_page(client) -> None:
     res = client.get("/docs")
     assert res.status_code == 200 and res.mimetype == "text/html"
     assert b"openapi.json" in res.data
@@ -156,7 +156,7 @@ def test_docs_page(client) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("path", ["/v1/jobs/0123abc", "/v1/jobs/../etc",
                                   "/v1/jobs/abc/artifacts/grid"])
-def test_unknown_job_is_problem_404(client, path: str) -> None:  # noqa: ANN001
+def test_unknown_job_is_problem_404(client, path: str) -> None:
     res = client.get(path)
     assert res.status_code == 404 and res.mimetype == "application/problem+json"
     assert res.get_json()["code"] == "not_found"

@@ -18,7 +18,7 @@ GOOD = encode(np.full((64, 64, 3), 120, np.uint8))
 
 
 @pytest.fixture(scope="module")
-def r(settings) -> redis.Redis:  # noqa: ANN001
+def r(settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
@@ -89,7 +89,7 @@ def test_refused_before_queueing(client, r: redis.Redis, case: str) -> None:
     assert len(client.get("/v1/jobs?limit=500").get_json()["jobs"]) == listed
 
 
-def test_body_over_max_content_length(client, r: redis.Redis, settings) -> None:  # noqa: ANN001
+def test_body_over_max_content_length(client, r: redis.Redis, settings) -> None:
     before = QueueCount.read(r)
     listed = len(client.get("/v1/jobs?limit=500").get_json()["jobs"])
     big = b"\0" * (settings.max_content_length + 1)

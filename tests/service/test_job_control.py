@@ -17,7 +17,7 @@ LONG_FILTERS = {"filters": list(range(16)), "steps": 200, "size": 64, "seed": 0}
 
 
 @pytest.fixture(scope="module")
-def r(settings) -> redis.Redis:  # noqa: ANN001
+def r(settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
@@ -37,11 +37,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def job(client, job_id: str) -> dict:  # noqa: ANN001
+def job(client, job_id: str) -> dict:
     return client.get(f"/v1/jobs/{job_id}").get_json()
 
 
-def start_long_filters(client) -> str:  # noqa: ANN001
+def start_long_filters(client) -> str:
     res = submit(client, "filters", layer="conv4", options=LONG_FILTERS)
     assert res.status_code == 202
     return res.get_json()["id"]

@@ -119,7 +119,7 @@ def test_gradcam_methods_match_the_engine(client, shapes_model, pair: np.ndarray
         assert not np.array_equal(overlay, pair[i])  # the heatmap is blended in
 
 
-def random_cnn():  # noqa: ANN201
+def random_cnn():
     """A randomly initialised 64×64 CNN whose maps are never all zero (unlike a dead layer)."""
     import keras
 
@@ -134,7 +134,7 @@ def random_cnn():  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def uploaded(app, tmp_path_factory):  # noqa: ANN001, ANN201
+def uploaded(app, tmp_path_factory):
     """``(model id, keras model)`` of :func:`random_cnn`, uploaded for this module."""
     client = app.test_client()
     model = random_cnn()
@@ -204,7 +204,7 @@ def test_explain_unit_matches_the_model(client, shapes_model, pair: np.ndarray, 
     assert max(abs(v) for c in item["channels"] for v in np.ravel(c["patch"])) > 0
 
 
-def _filters(client, seeds: list[int]) -> list[tuple[dict, dict[str, bytes]]]:  # noqa: ANN001
+def _filters(client, seeds: list[int]) -> list[tuple[dict, dict[str, bytes]]]:
     """Run one small filters job per seed (all queued at once); their jobs and artifacts."""
     ids = []
     for seed in seeds:

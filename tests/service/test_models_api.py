@@ -134,6 +134,6 @@ def test_refused_uploads(client, data: bytes, code: str) -> None:
     assert_problem(upload(client, data, name="bad"), 422, code)
 
 
-def test_upload_over_model_size_limit(client, settings) -> None:  # noqa: ANN001
+def test_upload_over_model_size_limit(client, settings) -> None:
     data = b"PK" + b"\0" * (settings.max_model_bytes + 10)
     assert_problem(upload(client, data, name="huge", wait=0), 413, "payload_too_large")

@@ -31,7 +31,7 @@ from tests.service.job_http import (
 IMAGE = encode(np.full((64, 64, 3), 90, np.uint8))
 
 
-def keyed_client(settings, rate: str) -> tuple[object, dict, str]:  # noqa: ANN001
+def keyed_client(settings, rate: str) -> tuple[object, dict, str]:
     """A test client of an app with ``rate``, and a fresh tenant (its header and id)."""
     from service.app import create_app
 
@@ -50,19 +50,19 @@ def away_from_window_end(window: int, margin: float) -> None:
     ("600/minute", (600, 60)), ("5/second", (5, 1)), ("100/hours", (100, 3600)),
     ("7/", (7, 60)), ("off", None), ("0", None), ("", None),
 ])
-def test_parse_rate(text: str, rate) -> None:  # noqa: ANN001
+def test_parse_rate(text: str, rate) -> None:
     assert parse_rate(text) == rate
 
 
 @pytest.mark.parametrize("text", ["ten/minute", "5/day", "-1/second", "0/minute", "5/fortnight"])
-def test_bad_rate_is_refused_at_start(settings, text: str) -> None:  # noqa: ANN001
+def test_bad_rate_is_refused_at_start(settings, text: str) -> None:
     from service.app import create_app
 
     with pytest.raises(ValueError, match="rate limit"):
         create_app(dataclasses.replace(settings, rate_limit=text))
 
 
-def test_over_the_limit_is_429_and_nothing_is_queued(settings, worker, tmp_path: Path,  # noqa: ANN001
+def test_over_the_limit_is_429_and_nothing_is_queued(settings, worker, tmp_path: Path,
                                                      ) -> None:
     client, auth, tenant = keyed_client(settings, "3/hour")
     r = redis.Redis.from_url(settings.redis_url)
@@ -90,7 +90,7 @@ def test_over_the_limit_is_429_and_nothing_is_queued(settings, worker, tmp_path:
     assert poll(client, first.get_json()["id"], headers=auth)["status"] == "succeeded"
 
 
-def test_other_tenants_are_not_limited(settings, worker) -> None:  # noqa: ANN001
+def test_other_tenants_are_not_limited(settings, worker) -> None:
     from service.app import create_app
 
     keys = (uuid.uuid4().hex, uuid.uuid4().hex)
@@ -103,7 +103,7 @@ def test_other_tenants_are_not_limited(settings, worker) -> None:  # noqa: ANN00
     assert submit(client, "gradcam", [IMAGE], headers=two).status_code == 202
 
 
-def test_retry_after_is_honest(settings, worker) -> None:  # noqa: ANN001
+def test_retry_after_is_honest(settings, worker) -> None:
     client, auth, tenant = keyed_client(settings, "2/second")
     for _ in range(20):  # three requests inside one second window, whatever the clock says
         res = submit(client, "gradcam", [IMAGE], headers=auth)
@@ -118,14 +118,14 @@ def test_retry_after_is_honest(settings, worker) -> None:  # noqa: ANN001
     assert keys  # counted in Redis, where every API process sees it
 
 
-def test_no_limit_when_off(settings, worker) -> None:  # noqa: ANN001
+def test_no_limit_when_off(settings, worker) -> None:
     client, auth, tenant = keyed_client(settings, "off")
     for _ in range(5):
         assert submit(client, "gradcam", [IMAGE], headers=auth).status_code == 202
     assert not list(redis.Redis.from_url(settings.redis_url).scan_iter(f"{NS}:rate:{tenant}:*"))
 
 
-def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:  # noqa: ANN001
+def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
     """``convscope batch``'s engine against a live API limited to 2 new jobs per second."""
     from werkzeug.serving import make_server
 

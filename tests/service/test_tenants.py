@@ -25,7 +25,7 @@ B = {"Authorization": "Bearer key-b"}
 
 
 @pytest.fixture(scope="module")
-def keyed(settings, worker):  # noqa: ANN001, ANN201
+def keyed(settings, worker):
     from service.app import create_app
 
     app = create_app(dataclasses.replace(settings, api_keys=("key-a", "key-b")))
@@ -33,7 +33,7 @@ def keyed(settings, worker):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="module")
-def a_job(keyed) -> dict:  # noqa: ANN001
+def a_job(keyed) -> dict:
     image = encode(np.full((64, 64, 3), 60, np.uint8))
     return run(keyed, "activations", [image], layer="conv1", headers=A)
 
@@ -41,14 +41,14 @@ def a_job(keyed) -> dict:  # noqa: ANN001
 @pytest.mark.parametrize("path", ["/v1/jobs", "/v1/models", "/v1/models/shapes/layers"])
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-key", "Basic a2V5LWE6", "Bearer "],
                          ids=["none", "wrong_key", "basic", "empty"])
-def test_keys_required(keyed, path: str, auth: str | None) -> None:  # noqa: ANN001
+def test_keys_required(keyed, path: str, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth else {}
     res = keyed.get(path, headers=headers)
     assert_problem(res, 401, "unauthorized")
     assert res.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_submit_without_key_queues_nothing(keyed) -> None:  # noqa: ANN001
+def test_submit_without_key_queues_nothing(keyed) -> None:
     before = len(keyed.get("/v1/jobs?limit=500", headers=A).get_json()["jobs"])
     res = submit(keyed, "activations", [encode(np.zeros((64, 64, 3), np.uint8))],
                  layer="conv1")
@@ -56,11 +56,11 @@ def test_submit_without_key_queues_nothing(keyed) -> None:  # noqa: ANN001
     assert len(keyed.get("/v1/jobs?limit=500", headers=A).get_json()["jobs"]) == before
 
 
-def test_health_needs_no_key(keyed) -> None:  # noqa: ANN001
+def test_health_needs_no_key(keyed) -> None:
     assert keyed.get("/healthz").status_code == 200
 
 
-def test_jobs_are_private(keyed, client, a_job: dict) -> None:  # noqa: ANN001
+def test_jobs_are_private(keyed, client, a_job: dict) -> None:
     job_id = a_job["id"]
     assert keyed.get(f"/v1/jobs/{job_id}", headers=A).get_json()["status"] == "succeeded"
     assert keyed.get(f"/v1/jobs/{job_id}/artifacts/grid", headers=A).status_code == 200
@@ -78,7 +78,7 @@ def test_jobs_are_private(keyed, client, a_job: dict) -> None:  # noqa: ANN001
     assert keyed.get(f"/v1/jobs/{job_id}", headers=A).get_json()["status"] == "succeeded"
 
 
-def test_idempotency_keys_are_per_tenant(keyed) -> None:  # noqa: ANN001
+def test_idempotency_keys_are_per_tenant(keyed) -> None:
     image = encode(np.full((64, 64, 3), 200, np.uint8))
     ids = []
     for headers in (A, B):
@@ -90,7 +90,7 @@ def test_idempotency_keys_are_per_tenant(keyed) -> None:  # noqa: ANN001
     assert ids[0] != ids[1]
 
 
-def test_uploaded_models_are_private(keyed, client, tmp_path: Path) -> None:  # noqa: ANN001
+def test_uploaded_models_are_private(keyed, client, tmp_path: Path) -> None:
     res = upload(keyed, keras_bytes(tiny_model(), tmp_path), name="a-private", headers=A)
     assert res.status_code == 201, res.get_json()
     model_id = res.get_json()["id"]

@@ -29,7 +29,7 @@ def other_database(url: str, db: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def lone_worker(settings, tmp_path_factory):  # noqa: ANN001, ANN201
+def lone_worker(settings, tmp_path_factory):
     """(settings, worker process) on Redis database 7, emptied first."""
     own = dataclasses.replace(settings, redis_url=other_database(settings.redis_url, 7))
     r = redis.Redis.from_url(own.redis_url)
@@ -44,7 +44,7 @@ def lone_worker(settings, tmp_path_factory):  # noqa: ANN001, ANN201
         r.flushdb()
 
 
-def test_killed_child_job_is_redelivered_and_succeeds(lone_worker) -> None:  # noqa: ANN001
+def test_killed_child_job_is_redelivered_and_succeeds(lone_worker) -> None:
     from service.app import create_app
 
     own, proc, log = lone_worker

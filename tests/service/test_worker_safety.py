@@ -23,7 +23,7 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_tensorflow_only_in_worker_children(client, worker) -> None:  # noqa: ANN001
+def test_tensorflow_only_in_worker_children(client, worker) -> None:
     run(client, "activations", [encode(np.full((64, 64, 3), 40, np.uint8))], layer="conv1")
     assert worker.poll() is None
     assert b"celery" in Path(f"/proc/{worker.pid}/cmdline").read_bytes()
@@ -33,7 +33,7 @@ def test_tensorflow_only_in_worker_children(client, worker) -> None:  # noqa: AN
     assert any(tf_mapped(kid) for kid in kids)
 
 
-def free_size_model():  # noqa: ANN201
+def free_size_model():
     """Any-size RGB input → Conv2D 5×5 valid → GAP → Dense(2): needs at least 5×5 pixels."""
     import keras
 
@@ -44,7 +44,7 @@ def free_size_model():  # noqa: ANN201
     return keras.Model(inputs, outputs, name="free_size")
 
 
-def test_engine_failure_fails_the_job_not_the_worker(client, worker, tmp_path: Path) -> None:  # noqa: ANN001
+def test_engine_failure_fails_the_job_not_the_worker(client, worker, tmp_path: Path) -> None:
     res = upload(client, keras_bytes(free_size_model(), tmp_path), name="free-size")
     assert res.status_code == 201, res.get_json()
     model_id = res.get_json()["id"]

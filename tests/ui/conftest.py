@@ -39,7 +39,7 @@ def page_errors() -> list[str]:
     return []
 
 
-def open_page(browser, url: str, errors: list[str], width: int = 1280,  # noqa: ANN001, ANN201
+def open_page(browser, url: str, errors: list[str], width: int = 1280,
               height: int = 800):
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(60_000)
@@ -52,13 +52,13 @@ def open_page(browser, url: str, errors: list[str], width: int = 1280,  # noqa: 
 
 
 @pytest.fixture()
-def page(browser, api_url: str, page_errors: list[str]) -> Iterator[object]:  # noqa: ANN001
+def page(browser, api_url: str, page_errors: list[str]) -> Iterator[object]:
     page = open_page(browser, api_url, page_errors)
     yield page
     page.context.close()
 
 
-def screenshot(target, name: str, doc: bool = False, **options) -> Path:  # noqa: ANN001, ANN003
+def screenshot(target, name: str, doc: bool = False, **options) -> Path:
     """Save ``test-artifacts/ui/<name>.png`` of a page or locator (``options`` go to Playwright's
     ``screenshot``); with ``doc`` and ``CONVSCOPE_UPDATE_DOCS=1``, copy it to
     ``docs/ui-<name>.png`` (the README's pictures)."""

@@ -34,18 +34,18 @@ def latest_job(api_url: str, kind: str) -> dict:
     return next(j for j in jobs if j["kind"] == kind and j["status"] == "succeeded")
 
 
-def number(page, selector: str) -> float:  # noqa: ANN001
+def number(page, selector: str) -> float:
     return float(page.locator(selector).inner_text().strip())
 
 
-def wait_image(page, selector: str) -> int:  # noqa: ANN001
+def wait_image(page, selector: str) -> int:
     """Wait until the <img> has loaded; return its naturalWidth."""
     loaded = "s => (e => e?.complete && e.naturalWidth > 0)(document.querySelector(s))"
     page.wait_for_function(loaded, arg=selector, timeout=JOB_TIMEOUT)
     return page.eval_on_selector(selector, "e => e.naturalWidth")
 
 
-def wait_ready(page) -> None:  # noqa: ANN001
+def wait_ready(page) -> None:
     page.wait_for_selector("#layer-table tbody tr", timeout=90_000)
     assert page.input_value("#model-select") == "shapes"
 
@@ -65,7 +65,7 @@ def expected_arithmetic(row: dict, n: int, c_in: int) -> tuple[str, str]:
     return size, params
 
 
-def overflow(page) -> tuple[int, int]:  # noqa: ANN001
+def overflow(page) -> tuple[int, int]:
     return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
 
 
@@ -74,7 +74,7 @@ def image(tmp_path: Path) -> Path:
     return write_shape_images(tmp_path / "images", 1, seed=11)[0]
 
 
-def check_layers(page, api_url: str) -> tuple[list[dict], dict]:  # noqa: ANN001
+def check_layers(page, api_url: str) -> tuple[list[dict], dict]:
     rows = layers_of(api_url)
     assert page.locator("#layer-table tbody tr").count() == len(rows)
     convs = [r for r in rows if r["type"] == "Conv2D"]
@@ -93,7 +93,7 @@ def check_layers(page, api_url: str) -> tuple[list[dict], dict]:  # noqa: ANN001
     return rows, convs[1] if len(convs) > 1 else first
 
 
-def run_activations(page, api_url: str, layer: dict) -> int:  # noqa: ANN001
+def run_activations(page, api_url: str, layer: dict) -> int:
     """Feature maps of ``layer``; returns the channel with the strongest response."""
     page.select_option("#layer-select", layer["name"])
     page.click("#act-run")
@@ -112,7 +112,7 @@ def run_activations(page, api_url: str, layer: dict) -> int:  # noqa: ANN001
     return best["index"]
 
 
-def explanation(page) -> dict[str, float]:  # noqa: ANN001
+def explanation(page) -> dict[str, float]:
     page.wait_for_selector("#explain-result:not([hidden])", timeout=JOB_TIMEOUT)
     names = ("sum", "bias", "total", "activation", "model", "map-value")
     return {n: number(page, f"#explain-{n}") for n in names}
@@ -121,7 +121,7 @@ def explanation(page) -> dict[str, float]:  # noqa: ANN001
 ACTIVATIONS = {"relu": lambda v: max(v, 0.0), "linear": lambda v: v, None: lambda v: v}
 
 
-def run_explain(page, layer: dict, layer_in_channels: int) -> None:  # noqa: ANN001
+def run_explain(page, layer: dict, layer_in_channels: int) -> None:
     activation = ACTIVATIONS[layer["activation"]]
     # A mouse click on the enlarged map explains the unit under the pointer.
     box = page.locator("#act-zoom").bounding_box()
@@ -148,7 +148,7 @@ def run_explain(page, layer: dict, layer_in_channels: int) -> None:  # noqa: ANN
     assert sum(sums) == pytest.approx(shown["sum"], rel=1e-3, abs=1e-4)
 
 
-def run_gradcam(page) -> None:  # noqa: ANN001
+def run_gradcam(page) -> None:
     page.select_option("#cam-method", "gradcam")
     page.click("#cam-run")
     page.wait_for_selector("#cam-result:not([hidden])", timeout=JOB_TIMEOUT)
@@ -180,7 +180,7 @@ def run_gradcam(page) -> None:  # noqa: ANN001
     assert wait_image(page, "#cam-heatmap") > 0
 
 
-def run_filters(page, api_url: str) -> None:  # noqa: ANN001
+def run_filters(page, api_url: str) -> None:
     page.fill("#filters-from", "0")
     page.fill("#filters-to", "3")
     page.fill("#filters-steps", "16")
@@ -195,7 +195,7 @@ def run_filters(page, api_url: str) -> None:  # noqa: ANN001
         assert wait_image(page, f"#filters-list figure:nth-child({i + 1}) img") > 0
 
 
-def cancel_filters(page, api_url: str) -> None:  # noqa: ANN001
+def cancel_filters(page, api_url: str) -> None:
     page.fill("#filters-from", "0")
     page.fill("#filters-to", "15")
     page.fill("#filters-steps", "200")
@@ -214,7 +214,7 @@ def cancel_filters(page, api_url: str) -> None:  # noqa: ANN001
     assert jobs[0]["kind"] == "filters" and jobs[0]["status"] == "canceled"
 
 
-def test_layers_and_the_four_analyses(page, api_url: str, image: Path,  # noqa: ANN001
+def test_layers_and_the_four_analyses(page, api_url: str, image: Path,
                                       page_errors: list[str]) -> None:
     started = time.monotonic()
     wait_ready(page)
@@ -244,7 +244,7 @@ def test_layers_and_the_four_analyses(page, api_url: str, image: Path,  # noqa: 
     assert time.monotonic() - started < 600
 
 
-def test_bad_uploads_show_their_error_next_to_the_control(page, tmp_path: Path,  # noqa: ANN001
+def test_bad_uploads_show_their_error_next_to_the_control(page, tmp_path: Path,
                                                           image: Path) -> None:
     wait_ready(page)
     text = tmp_path / "notes.txt"
@@ -276,7 +276,7 @@ def test_bad_uploads_show_their_error_next_to_the_control(page, tmp_path: Path, 
     screenshot(page, "errors")
 
 
-def test_an_image_by_drag_and_drop_or_by_sample(page) -> None:  # noqa: ANN001
+def test_an_image_by_drag_and_drop_or_by_sample(page) -> None:
     wait_ready(page)
     page.evaluate("""async () => {
         const blob = await (await fetch("/ui/samples/square.png")).blob();
@@ -297,7 +297,7 @@ def test_an_image_by_drag_and_drop_or_by_sample(page) -> None:  # noqa: ANN001
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
-def test_a_valid_keras_upload_is_validated_and_listed(page, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_valid_keras_upload_is_validated_and_listed(page, tmp_path: Path) -> None:
     import keras
 
     path = tmp_path / "tiny_upload.keras"
@@ -327,7 +327,7 @@ def test_a_valid_keras_upload_is_validated_and_listed(page, tmp_path: Path) -> N
     assert "(3·3·3 + 1)·4 = 112" in page.inner_text("#arithmetic")
 
 
-def test_api_key_is_stored_and_sent(page) -> None:  # noqa: ANN001
+def test_api_key_is_stored_and_sent(page) -> None:
     wait_ready(page)
     page.click("#settings summary")
     page.fill("#api-key", "secret-key")
@@ -337,7 +337,7 @@ def test_api_key_is_stored_and_sent(page) -> None:  # noqa: ANN001
     assert page.evaluate("localStorage.getItem('convscope.apiKey')") == "secret-key"
 
 
-def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,  # noqa: ANN001
+def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,
                                        page_errors: list[str]) -> None:
     page = open_page(browser, api_url, page_errors, width=390, height=844)
     try:
@@ -364,12 +364,12 @@ def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,  # no
         page.context.close()
 
 
-def test_api_docs_render_without_internet(browser, api_url: str) -> None:  # noqa: ANN001
+def test_api_docs_render_without_internet(browser, api_url: str) -> None:
     """/docs draws Swagger UI from this server's files; requests elsewhere are refused."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     outside: list[str] = []
 
-    def only_local(route) -> None:  # noqa: ANN001
+    def only_local(route) -> None:
         if route.request.url.startswith(api_url):
             route.continue_()
         else:

@@ -1,0 +1,69 @@
+"""The shared vocabulary of convscope, defined once: job kinds, their options and defaults,
+CAM methods, preprocess modes, job statuses, the queue and the task names, and the limits
+the API checks and the engine enforces.
+
+TensorFlow-free and dependency-free: the API, the CLI, the Python client and the worker import
+it; the browser UI reads it from ``GET /v1/contract`` (see :func:`as_json`). The engine
+(``models/``) may not import ``worker/``; ``tests/worker/test_contract.py`` checks its own
+names and limits against these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# -- jobs ---------------------------------------------------------------------------------
+KINDS = ("activations", "filters", "gradcam", "explain")
+IMAGELESS_KINDS = ("filters",)  # kinds that take no image
+SINGLE_IMAGE_KINDS = ("explain",)  # kinds that take exactly one image
+SPATIAL_KINDS = ("activations", "filters", "gradcam")  # need a layer with an H×W×C output
+CONV_KINDS = ("explain",)  # need a Conv2D layer
+
+STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "canceled")
+
+QUEUE = "convscope"
+TASK_RUN_JOB = "convscope.run_job"
+TASK_DESCRIBE_MODEL = "convscope.describe_model"
+
+# -- methods and modes --------------------------------------------------------------------
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+PREPROCESS_MODES = ("raw", "unit", "tf", "caffe", "torch")
+
+# How an image is fitted to the model's input: resized to H×W without keeping the aspect ratio.
+RESIZE = "squash"
+RESIZE_NOTE = ("squash: the whole image resized (bilinear) to the model's input size, aspect "
+               "ratio not kept; overlays are drawn at the original size")
+
+# -- options ------------------------------------------------------------------------------
+# Every option a kind accepts, with its default. ``None`` means "resolved from the model and
+# layer" (all channels, the first DEFAULT_FILTER_COUNT filters, the model's input size, the
+# top prediction). The API fills these in before a job is queued, so the worker and the job
+# record always see complete options.
+DEFAULT_FILTER_COUNT = 16
+OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "activations": {"channels": None, "top_k": 5},
+    "filters": {"filters": None, "steps": 64, "size": None, "seed": 0},
+    "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5},
+    "explain": {"filter": 0, "y": 0, "x": 0},
+}
+
+# -- limits (the API refuses beyond them; the engine raises beyond them) --------------------
+FILTER_SIZE_RANGE = (8, 512)  # side of a filter-pattern image, pixels
+MAX_FILTERS_PER_JOB = 64
+MAX_CHANNELS_LISTED = 4096
+MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this) is the budget
+
+
+def as_json() -> dict[str, Any]:
+    """The vocabulary as JSON, for ``GET /v1/contract`` (the UI reads names from there)."""
+    return {
+        "kinds": list(KINDS), "imageless_kinds": list(IMAGELESS_KINDS),
+        "single_image_kinds": list(SINGLE_IMAGE_KINDS), "spatial_kinds": list(SPATIAL_KINDS),
+        "conv_kinds": list(CONV_KINDS), "statuses": list(STATUSES), "terminal": list(TERMINAL),
+        "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),
+        "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
+        "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
+        "max_filters_per_job": MAX_FILTERS_PER_JOB,
+    }
