@@ -6,36 +6,17 @@ from __future__ import annotations
 import logging
 
 from apiflask import APIFlask
-from celery import Celery
 
-from worker.celery_app import make_celery
+from service import errors
+from service.api import contract_api, docs_assets, health, jobs, models_api, ui
+from service.backend import Backend
+from service.ratelimit import parse_rate
 from worker.settings import Settings, get_settings
-from worker.store import JobStore
 
 log = logging.getLogger("convscope.api")
 
 
-class Backend:
-    """The API's handles on Redis (job store) and Celery (to enqueue by task name)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = JobStore.from_url(settings.broker_url, settings.result_ttl,
-                                       settings.model_ttl)
-        self.celery: Celery = make_celery(settings)
-
-    def enqueue(self, task: str, *args: str) -> None:
-        self.celery.send_task(task, args=list(args))
-
-    def init_app(self, app: APIFlask) -> None:
-        app.extensions["convscope"] = self
-
-
 def create_app(settings: Settings | None = None) -> APIFlask:
-    from service import errors
-    from service.api import contract_api, docs_assets, health, jobs, models_api, ui
-    from service.ratelimit import parse_rate
-
     settings = settings or get_settings()
     parse_rate(settings.rate_limit)  # a bad CONVSCOPE_RATE_LIMIT stops the API at start
     app = APIFlask("convscope", title="convscope API", version="1.0",

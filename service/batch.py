@@ -3,7 +3,8 @@
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
 it is done): a second run skips every image that succeeded there, so an interrupted batch
 resumes without doing any image twice (failed images are tried again). Transient failures
-(connection errors, 429/503) are retried after the server's Retry-After, else with backoff.
+(connection errors, 429/502-504) are retried by the client's session (urllib3 ``Retry``), after
+the server's Retry-After, else with backoff.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import csv
 import glob
 import hashlib
 import json
-import random
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -24,7 +23,6 @@ import click
 
 from service.client import ApiError, Client
 
-MAX_RATE_WAITS = 120  # 429 answers one image may wait out before it counts as a failure
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -45,35 +43,24 @@ def load_done(results: Path) -> dict[str, dict]:
     return done
 
 
-def _one(client: Client, image: Path, out: Path, run_id: str, attempts: int = 4,
-         **job_args: Any) -> dict:
-    """One image's job. Retries reuse one Idempotency-Key, so a job that was created before a
-    failure is waited for rather than sent twice; 429 answers wait as told and do not use up
-    an attempt."""
+def _one(client: Client, image: Path, out: Path, run_id: str, **job_args: Any) -> dict:
+    """One image's job. The client retries transient failures (429 after its Retry-After);
+    retries reuse one Idempotency-Key, so a job created before a failure is waited for rather
+    than sent twice."""
     key = f"batch-{run_id}-{hashlib.sha256(str(image).encode()).hexdigest()[:24]}"
-    attempt = waits = 0
-    while True:
-        try:
-            job = client.wait(client.submit([image], idempotency_key=key, **job_args))
-            row = {"image": str(image), "job": job["id"], "status": job["status"]}
-            if job["status"] == "succeeded":
-                client.artifacts(job, out_dir=out / image.stem)
-                item = job["result"]["items"][0]
-                top = (item.get("predictions") or [{}])[0]
-                row.update(top_index=top.get("index"), top_label=top.get("label"),
-                           top_score=top.get("score"))
-            else:
-                row["error"] = json.dumps(job.get("error"))
-            return row
-        except ApiError as exc:
-            if exc.status == 429 and exc.retry_after is not None and waits < MAX_RATE_WAITS:
-                waits += 1
-                time.sleep(max(1.0, exc.retry_after) + random.uniform(0.0, 0.5))
-                continue
-            attempt += 1
-            if not exc.transient or attempt == attempts:
-                return {"image": str(image), "status": "failed", "error": str(exc)}
-            time.sleep(exc.retry_after if exc.retry_after is not None else min(2**attempt, 10))
+    try:
+        job = client.wait(client.submit([image], idempotency_key=key, **job_args))
+    except ApiError as exc:
+        return {"image": str(image), "status": "failed", "error": str(exc)}
+    row = {"image": str(image), "job": job["id"], "status": job["status"]}
+    if job["status"] != "succeeded":
+        row["error"] = json.dumps(job.get("error"))
+        return row
+    client.artifacts(job, out_dir=out / image.stem)
+    top = (job["result"]["items"][0].get("predictions") or [{}])[0]
+    row.update(top_index=top.get("index"), top_label=top.get("label"),
+               top_score=top.get("score"))
+    return row
 
 
 def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,

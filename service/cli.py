@@ -14,22 +14,11 @@ import click
 
 from service import launcher
 from service.batch import run_batch
+from service.cli_models import layers, models
+from service.cli_options import with_client
 from service.client import ApiError, Client
+from worker.contract import IMAGELESS_KINDS, KINDS
 from worker.settings import Settings
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-client_options = [
-    click.option("--url", envvar="CONVSCOPE_URL", default=DEFAULT_URL, show_default=True,
-                 help="The convscope API (env CONVSCOPE_URL)."),
-    click.option("--api-key", envvar="CONVSCOPE_API_KEY", default=None,
-                 help="Bearer key when the server requires one (env CONVSCOPE_API_KEY)."),
-]
-
-
-def with_client(func):
-    for option in reversed(client_options):
-        func = option(func)
-    return func
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict:
@@ -124,7 +113,7 @@ def worker(concurrency: int, name: str) -> None:
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "-m", required=True)
 @click.option("--kind", "-k", required=True,
-              type=click.Choice(["activations", "filters", "gradcam", "explain"]))
+              type=click.Choice(KINDS))
 @click.option("--layer", "-l", default=None)
 @click.option("--option", "-o", "pairs", multiple=True, help="key=value (repeatable).")
 @click.option("--out", "-O", default="convscope-out", show_default=True, type=click.Path())
@@ -146,7 +135,9 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
         saved = client.artifacts(job, out_dir=Path(out) / job["id"])
     except ApiError as exc:
         raise click.ClickException(str(exc)) from exc
-    (Path(out) / job["id"] / "result.json").write_text(json.dumps(job, indent=2))
+    folder = Path(out) / job["id"]  # kinds without artifacts (explain) write only this
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(job, indent=2))
     for i, item in enumerate((job.get("result") or {}).get("items", [])):
         preds = ", ".join(f"{p['label'] or p['index']} {p['score']:.3f}"
                           for p in item.get("predictions", [])[:3])
@@ -159,7 +150,8 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
 @main.command()
 @click.argument("source")
 @click.option("--model", "-m", required=True)
-@click.option("--kind", "-k", required=True, type=click.Choice(["activations", "gradcam"]))
+@click.option("--kind", "-k", required=True,
+              type=click.Choice([k for k in KINDS if k not in IMAGELESS_KINDS]))
 @click.option("--layer", "-l", default=None)
 @click.option("--option", "-o", "pairs", multiple=True)
 @click.option("--out", "-O", required=True, type=click.Path())
@@ -174,66 +166,8 @@ def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[st
                f"{summary['skipped']} already done; summary in {out}/summary.csv")
 
 
-@main.group()
-def models() -> None:
-    """List, show, upload and train models."""
-
-
-@models.command("list")
-@with_client
-def models_list(url: str, api_key: str | None) -> None:
-    for m in Client(url, api_key).models():
-        shape = "×".join(str(d) for d in m["input_shape"] or []) or "?"
-        click.echo(f"{m['id']:<18} {m['status']:<10} {shape:<12} {m['name']}")
-
-
-@models.command("show")
-@click.argument("model_id")
-@with_client
-def models_show(model_id: str, url: str, api_key: str | None) -> None:
-    click.echo(json.dumps(Client(url, api_key).model(model_id, wait=30), indent=2))
-
-
-@models.command("upload")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--name", default=None)
-@click.option("--preprocess", default="raw", show_default=True,
-              type=click.Choice(["raw", "unit", "tf", "caffe", "torch"]))
-@with_client
-def models_upload(path: str, name: str | None, preprocess: str, url: str,
-                  api_key: str | None) -> None:
-    try:
-        click.echo(json.dumps(Client(url, api_key).upload_model(path, name, preprocess), indent=2))
-    except ApiError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@models.command("train")
-@click.argument("model_id", type=click.Choice(["shapes", "cifar10"]))
-def models_train(model_id: str) -> None:
-    """Train a built-in model into the data directory (runs TensorFlow in a child process)."""
-    raise SystemExit(subprocess.run(launcher.train_command(model_id)).returncode)
-
-
-@main.command()
-@click.argument("model_id")
-@with_client
-def layers(model_id: str, url: str, api_key: str | None) -> None:
-    """The layer arithmetic of MODEL_ID as a table."""
-    rows = Client(url, api_key).layers(model_id)
-    head = f"{'layer':<28} {'type':<20} {'output':<16} {'params':>9} {'kernel':<7} " \
-           f"{'stride':<7} {'pad':<6} {'RF':<8}"
-    click.echo(head)
-    click.echo("-" * len(head))
-
-    def fmt(value: object) -> str:
-        return "×".join(str(v) for v in value) if isinstance(value, list) else str(value or "")
-
-    for r in rows:
-        click.echo(f"{r['name'][:28]:<28} {r['type'][:20]:<20} {fmt(r['output_shape']):<16} "
-                   f"{r['params']:>9} {fmt(r['kernel_size']):<7} {fmt(r['strides']):<7} "
-                   f"{fmt(r['padding']):<6} {fmt(r['receptive_field']):<8}")
-
+main.add_command(models)
+main.add_command(layers)
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
-TERMINAL = ("succeeded", "failed", "canceled")
-TRANSIENT = {429, 502, 503, 504}
+from worker.contract import TERMINAL
+
+TRANSIENT = (429, 502, 503, 504)
+
+
+def retry_policy(attempts: int = 30) -> Retry:
+    """Transient answers (429, 502-504) and refused connections are retried, after the
+    server's ``Retry-After`` when it sends one, else with jittered exponential backoff (at most
+    10 s). POSTs are retried too: every job submission carries an ``Idempotency-Key``."""
+    return Retry(total=attempts, connect=5, read=2, status=attempts, backoff_factor=0.5,
+                 backoff_max=10.0, backoff_jitter=0.5, status_forcelist=TRANSIENT,
+                 allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
 
 
 class ApiError(RuntimeError):
@@ -43,10 +56,13 @@ def _seconds(value: str | None) -> float | None:
 
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, retry: Retry | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry if retry is not None else retry_policy())
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
@@ -66,8 +82,9 @@ class Client:
         return resp
 
     # -- models ---------------------------------------------------------------------------
-    def models(self) -> list[dict]:
-        return self._request("GET", "/v1/models").json()["models"]
+    def models(self, show_all: bool = False) -> list[dict]:
+        params = {"all": "true"} if show_all else {}
+        return self._request("GET", "/v1/models", params=params).json()["models"]
 
     def model(self, model_id: str, wait: float = 0) -> dict:
         return self._request("GET", f"/v1/models/{model_id}", params={"wait": wait}).json()
@@ -87,11 +104,12 @@ class Client:
     def submit(self, images: Sequence[str | Path] = (), *, model: str, kind: str,
                layer: str | None = None, options: dict | None = None,
                idempotency_key: str | None = None) -> dict:
-        """Queue a job; returns ``{"id", "status"}``."""
+        """Queue a job; returns ``{"id", "status"}``. A retried submission is the same job:
+        it carries ``idempotency_key`` (default: a fresh random one)."""
         data = {"model": model, "kind": kind, "options": json.dumps(options or {})}
         if layer:
             data["layer"] = layer
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         handles = [open(p, "rb") for p in images]  # closed below
         try:
             files = [("image", (Path(p).name, fh)) for p, fh in zip(images, handles, strict=True)]

@@ -1,8 +1,10 @@
 """Decode uploaded images with Pillow, safely, into what a model expects.
 
 Any mode Pillow reads (greyscale, RGBA, palette, CMYK, 16-bit, EXIF-rotated JPEG) becomes RGB
-(or greyscale for one-channel models), resized bilinearly to the model's input size (a model
-with free spatial dimensions takes the image at its own size). Decompression bombs, truncated
+(or greyscale for one-channel models), squashed: resized bilinearly to the model's input size
+without keeping the aspect ratio (a model with free spatial dimensions takes the image at its
+own size). The upright original is kept too (scaled down to ``max_display_pixels``), so
+overlays can be drawn at the size the user sent. Decompression bombs, truncated
 or corrupt files and empty files are refused with a :class:`ImageError` carrying a code.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from worker.contract import RESIZE
 
 
 class ImageError(ValueError):
@@ -38,11 +43,30 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def decode_image(data: bytes, input_shape: list[int | None],
-                 max_pixels: int) -> tuple[np.ndarray, dict]:
-    """Bytes → uint8 ``(H, W, C)`` for a model with ``input_shape`` ``[H, W, C]``.
+@dataclass
+class DecodedImage:
+    pixels: np.ndarray  # uint8 (H, W, C): what the model gets
+    original: np.ndarray | None  # uint8 (h, w, C) upright original, None if equal to pixels
+    info: dict  # original_size, resized_size, mode, resample, resize
 
-    Returns the array and ``{"original_size": [h, w], "resized_size": [h, w], "mode"}``.
+
+def _display(img: Image.Image, max_pixels: int) -> np.ndarray:
+    """The image as uint8 ``(h, w, C)``, scaled down (aspect kept) to at most ``max_pixels``."""
+    if img.width * img.height > max_pixels:
+        scale = (max_pixels / (img.width * img.height)) ** 0.5
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def decode_image(data: bytes, input_shape: list[int | None], max_pixels: int,
+                 max_display_pixels: int = 4_194_304) -> DecodedImage:
+    """Bytes → uint8 ``(H, W, C)`` for a model with ``input_shape`` ``[H, W, C]``, plus the
+    upright original for overlays.
+
+    ``info`` is ``{"original_size": [h, w], "resized_size": [h, w], "mode", "resample",
+    "resize": "squash"}``.
     """
     if not data:
         raise ImageError("invalid_image", "the file is empty")
@@ -69,11 +93,13 @@ def decode_image(data: bytes, input_shape: list[int | None],
         raise ImageError("invalid_image", "the image has no pixels")
     original = [img.height, img.width]
     img = _to_mode(img, channels or 3)
+    display = None
     if height and width and (img.height, img.width) != (height, width):
+        display = _display(img, max_display_pixels)
         img = img.resize((width, height), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[..., None]
     info = {"original_size": original, "resized_size": [arr.shape[0], arr.shape[1]],
-            "mode": original_mode, "resample": "bilinear"}
-    return arr, info
+            "mode": original_mode, "resample": "bilinear", "resize": RESIZE}
+    return DecodedImage(arr, display, info)

@@ -1,19 +1,14 @@
 """Check a job's ``kind``, ``layer`` and ``options`` against the model's stored metadata,
-before anything is queued. Raises :class:`OptionError` (a code and a plain message)."""
+before anything is queued, and fill in every default (so the worker never picks one).
+Raises :class:`OptionError` (a code and a plain message). Names, defaults and limits come from
+:mod:`worker.contract`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-KINDS = ("activations", "filters", "gradcam", "explain")
-CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
-KNOWN = {
-    "activations": {"channels", "top_k"},
-    "filters": {"filters", "steps", "size", "seed"},
-    "gradcam": {"method", "class_index", "top_k"},
-    "explain": {"filter", "y", "x"},
-}
+from worker import contract
 
 
 class OptionError(ValueError):
@@ -54,57 +49,72 @@ def _int_list(options: dict, name: str, high: int, code: str, max_len: int) -> l
 
 
 def find_layer(model: dict, layer: str | None, kind: str) -> dict:
-    """The layer-table row for ``layer`` (default: the model's last 4-D layer)."""
+    """The layer-table row for ``layer``; omitted, the model's ``default_layer`` (the last
+    layer with a spatial output before the head, chosen once when the model is described)."""
     name = layer or model.get("default_layer")
     rows = {row["name"]: row for row in model.get("layers") or []}
     if name not in rows:
         raise OptionError("unknown_layer", f"model {model['id']!r} has no layer {name!r}")
     row = rows[name]
-    if kind in ("activations", "gradcam", "filters") and len(row["output_shape"]) != 3:
+    if kind in contract.SPATIAL_KINDS and len(row["output_shape"]) != 3:
         raise OptionError("layer_not_spatial",
                           f"layer {name!r} has output {row['output_shape']}; {kind} needs H×W×C")
-    if kind == "explain" and row["type"] != "Conv2D":
+    if kind in contract.CONV_KINDS and row["type"] != "Conv2D":
         raise OptionError("layer_not_conv", f"layer {name!r} is a {row['type']}, not a Conv2D")
     return row
 
 
+def _check_classes(options: dict, classes: int, image_count: int) -> None:
+    if isinstance(options["class_index"], list):
+        if len(options["class_index"]) != image_count:
+            raise OptionError("invalid_options", "class_index as a list needs one entry "
+                              f"per image ({image_count})")
+        _int_list(options, "class_index", classes - 1, "class_out_of_range", image_count)
+    elif options["class_index"] is not None:
+        _int(options, "class_index", 0, classes - 1, "class_out_of_range")
+
+
+def _check_explain(options: dict, row: dict) -> None:
+    height, width, channels = row["output_shape"]
+    _int(options, "filter", 0, channels - 1, "filter_out_of_range")
+    _int(options, "y", 0, (height or 1) - 1, "position_out_of_range")
+    _int(options, "x", 0, (width or 1) - 1, "position_out_of_range")
+
+
 def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: int,
                   image_count: int) -> dict[str, Any]:
-    """Validate ``options`` for ``kind`` on layer ``row``; returns them unchanged."""
-    unknown = set(options) - KNOWN[kind]
+    """Validate ``options`` for ``kind`` on layer ``row``; returns them with every default
+    filled in (``channels``: all, ``filters``: the first few, see the contract)."""
+    defaults = contract.OPTION_DEFAULTS[kind]
+    unknown = set(options) - set(defaults)
     if unknown:
         raise OptionError("invalid_options", f"unknown option(s) for {kind}: "
-                          f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN[kind]))}")
+                          f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(defaults))}")
+    given = {k: v for k, v in options.items() if v is not None}
+    options = {**defaults, **given}
     channels = row["output_shape"][-1]
     classes = int(model.get("num_classes") or 1)
-    if "channels" in options:
-        _int_list(options, "channels", channels - 1, "filter_out_of_range", 4096)
-    if "filters" in options:
-        _int_list(options, "filters", channels - 1, "filter_out_of_range", 64)
-    if "top_k" in options:
-        _int(options, "top_k", 1, classes)
-    if "steps" in options:
-        _int(options, "steps", 1, max_steps)
-    if "size" in options:
-        _int(options, "size", 8, 512)
-    if "seed" in options:
-        _int(options, "seed", 0, 2**31 - 1)
-    if "method" in options and options["method"] not in CAM_METHODS:
-        raise OptionError("invalid_options", f"method must be one of {', '.join(CAM_METHODS)}")
+    if "top_k" in defaults and "top_k" not in given:
+        options["top_k"] = min(options["top_k"], classes)
+    if options.get("channels") is not None:
+        _int_list(options, "channels", channels - 1, "filter_out_of_range",
+                  contract.MAX_CHANNELS_LISTED)
+    if options.get("filters") is not None:
+        _int_list(options, "filters", channels - 1, "filter_out_of_range",
+                  contract.MAX_FILTERS_PER_JOB)
+    for name, low, high in (("top_k", 1, classes), ("steps", 1, max_steps),
+                            ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1)):
+        if options.get(name) is not None:
+            _int(options, name, low, high)
+    if "method" in options and options["method"] not in contract.CAM_METHODS:
+        raise OptionError("invalid_options",
+                          f"method must be one of {', '.join(contract.CAM_METHODS)}")
     if "class_index" in options:
-        if isinstance(options["class_index"], list):
-            if len(options["class_index"]) != image_count:
-                raise OptionError("invalid_options", "class_index as a list needs one entry "
-                                  f"per image ({image_count})")
-            _int_list(options, "class_index", classes - 1, "class_out_of_range", image_count)
-        else:
-            _int(options, "class_index", 0, classes - 1, "class_out_of_range")
+        _check_classes(options, classes, image_count)
     if kind == "explain":
-        height, width = row["output_shape"][0], row["output_shape"][1]
-        options.setdefault("filter", 0)
-        options.setdefault("y", 0)
-        options.setdefault("x", 0)
-        _int(options, "filter", 0, channels - 1, "filter_out_of_range")
-        _int(options, "y", 0, (height or 1) - 1, "position_out_of_range")
-        _int(options, "x", 0, (width or 1) - 1, "position_out_of_range")
+        _check_explain(options, row)
+    if "channels" in options and options["channels"] is None:
+        options["channels"] = list(range(channels))
+    if "filters" in options and options["filters"] is None:
+        options["filters"] = list(range(min(contract.DEFAULT_FILTER_COUNT, channels)))
     return options

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from service.api import backend
+from service.backend import backend
 from service.errors import fail
 
 WINDOWS = {"second": 1, "minute": 60, "hour": 3600}

@@ -1,5 +1,5 @@
 """The built-in model ids, known without loading anything (the API lists them from here).
-``tests/models`` checks this list against ``models.zoo.BUILTIN``."""
+``tests/worker/test_contract.py`` checks this list against ``models.zoo``."""
 
 from __future__ import annotations
 
@@ -15,3 +15,5 @@ BUILTIN_MODELS: dict[str, str] = {
     "densenet121": "DenseNet121",
     "efficientnetb0": "EfficientNetB0",
 }
+TRAINABLE_MODELS = ("shapes", "cifar10")  # convscope trains these itself
+APPLICATION_MODELS = tuple(m for m in BUILTIN_MODELS if m not in TRAINABLE_MODELS)

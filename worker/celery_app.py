@@ -1,7 +1,9 @@
-"""The one Celery app, configured from the shared settings.
+"""The Celery app factory, configured from the shared settings.
 
 JSON only, late acknowledgement with re-delivery when a worker dies, prefetch 1, soft and hard
-time limits. Importing this module never imports TensorFlow: tasks load the engine inside the
+time limits. Importing this module builds nothing: :func:`make_celery` builds an app, and the
+module attribute ``app`` (what ``celery -A worker.celery_app`` looks up) is built from the
+environment on first access. Nothing here imports TensorFlow: tasks load the engine inside the
 worker's child processes, so nothing TensorFlow-related is ever forked.
 """
 
@@ -9,17 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import lru_cache
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
+from worker.contract import QUEUE, TASK_DESCRIBE_MODEL
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger("convscope.worker")
-QUEUE = "convscope"
+HEARTBEAT_SECONDS = 5.0
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for ``settings`` (default: the process-wide settings)."""
     settings = settings or get_settings()
     app = Celery("convscope", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
@@ -41,7 +46,17 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = make_celery()
+@lru_cache(maxsize=1)
+def _default_app() -> Celery:
+    return make_celery()
+
+
+def __getattr__(name: str) -> Celery:
+    """``worker.celery_app.app``: the worker's app, built on first use (PEP 562)."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _stop = threading.Event()
 
@@ -56,15 +71,16 @@ def _beat(hostname: str) -> None:
             store.heartbeat(hostname)
         except Exception:  # Redis may blink; keep beating
             log.warning("heartbeat to Redis failed", exc_info=True)
-        _stop.wait(5.0)
+        _stop.wait(HEARTBEAT_SECONDS)
 
 
 @worker_ready.connect
 def _on_ready(sender: object = None, **_: object) -> None:
     hostname = getattr(sender, "hostname", "worker")
     threading.Thread(target=_beat, args=(hostname,), daemon=True, name="heartbeat").start()
+    app = getattr(sender, "app", None) or _default_app()
     for model_id in get_settings().describe_on_start:
-        app.send_task("convscope.describe_model", args=[model_id])
+        app.send_task(TASK_DESCRIBE_MODEL, args=[model_id])
 
 
 @worker_shutdown.connect

@@ -1,14 +1,16 @@
-"""One function per job kind: arrays in (raw images), result items and artifacts out.
+"""The job kinds: ``KINDS = {name: run}``, one function per kind with one signature.
 
-Each returns ``(result, artifacts)`` where ``result`` is small JSON and ``artifacts`` maps a
-name to ``(bytes, content_type)``. Artifacts of image ``i > 0`` get the suffix ``.i``;
-every item lists its own artifact names under ``artifacts``.
+A kind's ``run(ctx)`` takes a :class:`JobContext` and returns ``(result, artifacts)``:
+``result`` is small JSON with ``items`` (one per image, in order) and ``artifacts`` maps a
+name to ``(bytes, content_type)``. Artifacts of image ``i > 0`` get the suffix ``.i``; every
+item lists its own artifact names under ``artifacts``. Options arrive complete (the API
+filled in :data:`worker.contract.OPTION_DEFAULTS`), so no default is chosen here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,68 +21,83 @@ from models.cam import make_cam
 from models.explain import explain_unit
 from models.filters import AscentOptions, FilterVisualizer
 from models.zoo import LoadedModel
+from worker.contract import RESIZE
 from worker.npy import npy_bytes
 
 PNG, NPY = "image/png", "application/x-npy"
 Artifacts = dict[str, tuple[bytes, str]]
-ToolGetter = Callable[[tuple, Callable[[LoadedModel], Any]], Any]
+
+
+@dataclass
+class JobContext:
+    """What a kind needs: the model, the layer, complete options, the job's images."""
+
+    loaded: LoadedModel
+    layer: str
+    options: dict[str, Any]
+    tool: Callable[[tuple, Callable[[LoadedModel], Any]], Any]  # cached per (model, key)
+    progress: Callable[[float], None]
+    should_cancel: Callable[[], bool]
+    images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, C), model-sized
+    originals: list[np.ndarray] = field(default_factory=list)  # uint8, as uploaded (capped)
 
 
 def _name(base: str, i: int) -> str:
     return base if i == 0 else f"{base}.{i}"
 
 
-def run_activations(loaded: LoadedModel, tool: ToolGetter, layer: str, options: dict,
-                    images: list[np.ndarray], progress: Callable[[float], None]) -> tuple:
-    extractor = tool(("activations", layer),
-                     lambda m: ActivationExtractor(m.model, layer, m.info.preprocess))
+def _batch(ctx: JobContext) -> np.ndarray:
+    return np.stack(ctx.images).astype(np.float32)
+
+
+def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
+    extractor = ctx.tool(("activations", ctx.layer),
+                         lambda m: ActivationExtractor(m.model, ctx.layer, m.info.preprocess))
     items, artifacts = [], {}
-    for i, image in enumerate(images):
-        out = extractor(image[None].astype(np.float32), loaded.info.classes,
-                        k=int(options.get("top_k", 5)))
+    for i, image in enumerate(ctx.images):
+        out = extractor(image[None].astype(np.float32), ctx.loaded.info.classes,
+                        k=ctx.options["top_k"])
         acts = out.activations[0]
-        channels = options.get("channels") or list(range(acts.shape[-1]))
+        channels = ctx.options["channels"]
         names = {"grid": _name("grid", i), "activations": _name("activations", i)}
         artifacts[names["grid"]] = (render.to_png(render.activation_grid(acts, channels)), PNG)
         artifacts[names["activations"]] = (npy_bytes(acts.astype(np.float32)), NPY)
         items.append({"shape": list(acts.shape), "channels": out.channel_stats(0, channels),
                       "predictions": [asdict(p) for p in out.predictions[0]],
                       "artifacts": names})
-        progress((i + 1) / len(images))
+        ctx.progress((i + 1) / len(ctx.images))
     return {"items": items}, artifacts
 
 
-def run_gradcam(loaded: LoadedModel, tool: ToolGetter, layer: str, options: dict,
-                images: list[np.ndarray], progress: Callable[[float], None]) -> tuple:
-    method = options.get("method", "gradcam")
-    cam = tool(("cam", method, layer),
-               lambda m: make_cam(method, m.model, layer, m.info.preprocess))
-    targets = options.get("class_index")
+def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
+    method = ctx.options["method"]
+    cam = ctx.tool(("cam", method, ctx.layer),
+                   lambda m: make_cam(method, m.model, ctx.layer, m.info.preprocess))
+    res = cam(_batch(ctx), class_index=ctx.options["class_index"])
+    preds = top_k(res.probs, ctx.options["top_k"], ctx.loaded.info.classes)
     items, artifacts = [], {}
-    for i, image in enumerate(images):
-        target = targets[i] if isinstance(targets, list) else targets
-        res = cam(image[None].astype(np.float32), class_index=target)
-        heat = res.heatmaps[0]
+    for i, original in enumerate(ctx.originals):
+        heat = res.heatmaps[i]
         names = {k: _name(k, i) for k in ("heatmap", "heatmap_png", "overlay")}
         artifacts[names["heatmap"]] = (npy_bytes(heat.astype(np.float32)), NPY)
         artifacts[names["heatmap_png"]] = (render.to_png(render.heatmap_image(heat)), PNG)
-        artifacts[names["overlay"]] = (render.to_png(render.overlay(image, heat)), PNG)
-        preds = top_k(res.probs, int(options.get("top_k", 5)), loaded.info.classes)[0]
-        items.append({"predictions": [asdict(p) for p in preds],
-                      "class_index": int(res.class_index[0]), "score": float(res.score[0]),
-                      "method": method, "artifacts": names})
-        progress((i + 1) / len(images))
+        artifacts[names["overlay"]] = (render.to_png(render.overlay(original, heat)), PNG)
+        items.append({"predictions": [asdict(p) for p in preds[i]],
+                      "class_index": int(res.class_index[i]), "score": float(res.score[i]),
+                      "method": method, "resize": RESIZE,
+                      "overlay_size": list(original.shape[:2]), "artifacts": names})
+    ctx.progress(1.0)
     return {"items": items, "layer": cam.layer}, artifacts
 
 
-def run_filters(loaded: LoadedModel, tool: ToolGetter, layer: str, options: dict,
-                progress: Callable[[float], None], should_cancel: Callable[[], bool]) -> tuple:
-    viz = tool(("filters", layer), lambda m: FilterVisualizer(m.model, layer, m.info.preprocess))
-    filters = options.get("filters") or list(range(min(16, viz.num_channels)))
-    opts = AscentOptions(steps=int(options.get("steps", 64)), size=options.get("size"),
-                         seed=int(options.get("seed", 0)))
-    out = viz.run(filters, opts, progress=lambda done, total: progress(done / total),
-                  should_cancel=should_cancel)
+def run_filters(ctx: JobContext) -> tuple[dict, Artifacts]:
+    viz = ctx.tool(("filters", ctx.layer),
+                   lambda m: FilterVisualizer(m.model, ctx.layer, m.info.preprocess))
+    opts = AscentOptions(steps=ctx.options["steps"], size=ctx.options["size"],
+                         seed=ctx.options["seed"])
+    out = viz.run(ctx.options["filters"], opts,
+                  progress=lambda done, total: ctx.progress(done / total),
+                  should_cancel=ctx.should_cancel)
     artifacts: Artifacts = {"grid": (render.to_png(render.image_grid(
         out.images, [str(f) for f in out.filters])), PNG)}
     for f, image in zip(out.filters, out.images, strict=True):
@@ -91,11 +108,17 @@ def run_filters(loaded: LoadedModel, tool: ToolGetter, layer: str, options: dict
     return result, artifacts
 
 
-def run_explain(loaded: LoadedModel, layer: str, options: dict,
-                images: list[np.ndarray]) -> tuple:
-    items = []
-    for image in images:
-        items.append(explain_unit(loaded.model, layer, image.astype(np.float32),
-                                  int(options.get("filter", 0)), int(options.get("y", 0)),
-                                  int(options.get("x", 0)), loaded.info.preprocess))
+def run_explain(ctx: JobContext) -> tuple[dict, Artifacts]:
+    opts = ctx.options
+    items = [explain_unit(ctx.loaded.model, ctx.layer, image.astype(np.float32), opts["filter"],
+                          opts["y"], opts["x"], ctx.loaded.info.preprocess)
+             for image in ctx.images]
     return {"items": items}, {}
+
+
+KINDS: dict[str, Callable[[JobContext], tuple[dict, Artifacts]]] = {
+    "activations": run_activations,
+    "filters": run_filters,
+    "gradcam": run_gradcam,
+    "explain": run_explain,
+}

@@ -14,6 +14,7 @@ from typing import Any
 
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError, load_builtin, load_uploaded
 from worker.settings import Settings
+from worker.uploads import upload_path, weights_paths
 
 
 class ModelCache:
@@ -21,11 +22,12 @@ class ModelCache:
         self.settings = settings
         self._describe = describe  # model id -> stored record (for uploads: file, preprocess)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._stamps: dict[str, tuple] = {}  # built-in id -> its files' mtimes when loaded
         self._tools: dict[tuple, Any] = {}
         self._lock = threading.RLock()
 
     def upload_path(self, model_id: str) -> Path:
-        return Path(self.settings.data_dir) / "uploads" / f"{model_id}.keras"
+        return upload_path(self.settings.data_dir, model_id)
 
     def _load(self, model_id: str) -> LoadedModel:
         if model_id in BUILTIN:
@@ -37,11 +39,28 @@ class ModelCache:
                              record.get("preprocess", "raw"), record.get("classes"),
                              self.settings.max_model_bytes)
 
+    def _stamp(self, model_id: str) -> tuple:
+        """The files a built-in model is loaded from, with their mtimes (weights given or
+        trained since the model was loaded make it load again)."""
+        data = Path(self.settings.data_dir)
+        paths = [*weights_paths(data, model_id), data / "models" / f"{model_id}.keras"]
+        return tuple((str(p), p.stat().st_mtime_ns) for p in paths if p.exists())
+
+    def _fresh(self, model_id: str) -> bool:
+        if model_id in BUILTIN:
+            return self._stamps.get(model_id) == self._stamp(model_id)
+        return self._describe(model_id) is not None  # a deleted upload is gone
+
     def get(self, model_id: str) -> LoadedModel:
+        """The loaded model, loaded again when its files changed; a deleted upload is
+        forgotten (and unknown from then on)."""
         with self._lock:
-            if model_id in self._models:
+            if model_id in self._models and self._fresh(model_id):
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
+            self.forget(model_id)
+            if model_id in BUILTIN:
+                self._stamps[model_id] = self._stamp(model_id)
             loaded = self._load(model_id)
             self._models[model_id] = loaded
             while len(self._models) > max(1, self.settings.model_cache_size):

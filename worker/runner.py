@@ -14,13 +14,14 @@ from functools import lru_cache
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
+from models.errors import InvalidInputError
 from models.explain import LayerNotConvError
 from models.filters import AscentCanceled
 from models.graph import LayerNotFoundError, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, UnknownModelError
-from worker import kinds
+from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.settings import get_settings
 from worker.store import JobStore
@@ -39,48 +40,49 @@ def _cache() -> ModelCache:
     return ModelCache(get_settings(), _store().get_model)
 
 
+INPUT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (UnknownModelError, "unknown_model"), (LayerNotFoundError, "unknown_layer"),
+    (LayerNotConvError, "layer_not_conv"), (InvalidInputError, "invalid_input"),
+    (SoftTimeLimitExceeded, "time_limit"),
+)
+
+
 def _error_code(exc: BaseException) -> str:
-    for cls, code in ((UnknownModelError, "unknown_model"), (LayerNotFoundError, "unknown_layer"),
-                      (LayerNotConvError, "layer_not_conv"), (IndexError, "out_of_range"),
-                      (SoftTimeLimitExceeded, "time_limit"), (ValueError, "invalid_input")):
+    """The job's error code: the engine's own input errors by type, anything else internal."""
+    for cls, code in INPUT_ERRORS:
         if isinstance(exc, cls):
             return code
     return "internal_error"
 
 
-def _inputs(store: JobStore, job: dict) -> list[np.ndarray]:
-    images = []
-    for i in range(len(job.get("inputs") or [])):
-        raw = store.get_input(job["id"], i)
-        if raw is None:
-            raise ValueError(f"input image {i} has expired")
-        images.append(np.load(io.BytesIO(raw), allow_pickle=False))
-    return images
+def _decode(raw: bytes | None, what: str) -> np.ndarray:
+    if raw is None:
+        raise InvalidInputError(f"{what} has expired")
+    return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
+def _context(store: JobStore, job: dict) -> JobContext:
+    """The job's model, layer, options and images, with progress and cancel hooks."""
+    job_id, cache = job["id"], _cache()
+    if not job.get("layer"):
+        raise InvalidInputError("the job names no layer")
+    images, originals = [], []
+    for i, info in enumerate(job.get("inputs") or []):
+        images.append(_decode(store.get_input(job_id, i), f"input image {i}"))
+        originals.append(_decode(store.get_original(job_id, i), f"input image {i}")
+                         if info.get("original_stored") else images[-1])
+    return JobContext(
+        loaded=cache.get(job["model"]), layer=job["layer"], options=job.get("options") or {},
+        tool=lambda key, build: cache.tool(job["model"], key, build),
+        progress=lambda fraction: store.set_progress(job_id, fraction),
+        should_cancel=lambda: store.is_canceled(job_id), images=images, originals=originals)
 
 
 def _compute(store: JobStore, job: dict) -> tuple[dict, dict]:
-    job_id, kind, options = job["id"], job["kind"], job.get("options") or {}
-    cache = _cache()
-    loaded = cache.get(job["model"])
-    layer = job.get("layer") or last_spatial_layer(loaded.model)
-
-    def tool(key: tuple, build):  # local adapter
-        return cache.tool(job["model"], key, build)
-
-    def progress(fraction: float) -> None:
-        store.set_progress(job_id, fraction)
-
-    if kind == "filters":
-        return kinds.run_filters(loaded, tool, layer, options, progress,
-                                 lambda: store.is_canceled(job_id))
-    images = _inputs(store, job)
-    if kind == "activations":
-        return kinds.run_activations(loaded, tool, layer, options, images, progress)
-    if kind == "gradcam":
-        return kinds.run_gradcam(loaded, tool, layer, options, images, progress)
-    if kind == "explain":
-        return kinds.run_explain(loaded, layer, options, images)
-    raise ValueError(f"unknown kind {kind!r}")
+    run = KINDS.get(job["kind"])
+    if run is None:
+        raise InvalidInputError(f"unknown kind {job['kind']!r}")
+    return run(_context(store, job))
 
 
 def run_job(job_id: str) -> None:
@@ -122,22 +124,26 @@ def describe_model(model_id: str) -> None:
         loaded = _cache().get(model_id)
     except (UnsafeModelError, InvalidModelError, UnknownModelError) as exc:
         code = "unsafe_model" if isinstance(exc, UnsafeModelError) else "invalid_model"
-        record.update(status="refused", error={"code": code, "message": str(exc)[:500]})
-        store.put_model(model_id, record)
-        _cache().upload_path(model_id).unlink(missing_ok=True)
+        _refuse(store, record, code, exc)
         return
     except Exception as exc:  # any loader failure refuses the model
         log.exception("describing %s failed", model_id)
-        record.update(status="refused", error={"code": "invalid_model", "message": str(exc)[:500]})
-        store.put_model(model_id, record)
+        _refuse(store, record, "invalid_model", exc)
         return
     info = loaded.info.to_dict()
     record.update(info)
-    record.update(status="ready" if info["status"] == "ready" else info["status"],
-                  layers=layer_table(loaded.model), error=None,
+    record.update(layers=layer_table(loaded.model), error=None,
                   default_layer=_default_layer(loaded.model),
                   num_classes=int(loaded.model.outputs[0].shape[-1]))
     store.put_model(model_id, record)
+
+
+def _refuse(store: JobStore, record: dict, code: str, exc: Exception) -> None:
+    """Record a refused model (it expires after ``refused_model_ttl``) and drop its file."""
+    record.update(status="refused", error={"code": code, "message": str(exc)[:500]})
+    store.put_model(record["id"], record, ttl=get_settings().refused_model_ttl)
+    if record.get("tenant") is not None:
+        _cache().upload_path(record["id"]).unlink(missing_ok=True)
 
 
 def _default_layer(model) -> str | None:

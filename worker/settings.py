@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+from worker.contract import MAX_FILTER_STEPS
+
 PREFIX = "CONVSCOPE_"
 
 
@@ -35,11 +37,13 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path.cwd() / "data")
     result_ttl: int = 24 * 3600  # seconds every job, artifact and index entry lives
     model_ttl: int = 30 * 24 * 3600  # seconds model metadata lives (re-described on demand)
+    refused_model_ttl: int = 3600  # seconds a refused upload stays listed (with ?all=true)
     api_keys: tuple = ()  # comma-separated; each key is its own tenant
     max_content_length: int = 64 * 2**20  # bytes in one request body (413 beyond)
     max_model_bytes: int = 200 * 2**20
     max_image_pixels: int = 16_777_216  # per decoded image (Pillow bombs beyond)
     max_images_per_job: int = 32
+    max_display_pixels: int = 4_194_304  # originals kept for overlays are scaled down to this
     soft_time_limit: int = 600  # seconds; the task is told to stop
     time_limit: int = 660  # seconds; the worker process is killed
     max_wait: float = 60.0  # longest ?wait= the API honours
@@ -48,6 +52,11 @@ class Settings:
     max_filter_steps: int = 512
     rate_limit: str = "600/minute"  # new jobs + uploads per tenant; "off" for no limit
     describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_filter_steps <= MAX_FILTER_STEPS:
+            raise ValueError(f"{PREFIX}MAX_FILTER_STEPS={self.max_filter_steps}: must be in "
+                             f"1..{MAX_FILTER_STEPS}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -16,7 +16,6 @@ from typing import Any
 import redis
 
 NS = "convscope:v1"
-TERMINAL = ("succeeded", "failed", "canceled")
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -59,6 +58,10 @@ class JobStore:
     def input_key(job_id: str, index: int) -> str:
         return f"{NS}:job:{job_id}:input:{index}"
 
+    @staticmethod
+    def original_key(job_id: str, index: int) -> str:
+        return f"{NS}:job:{job_id}:original:{index}"
+
     # -- rate limits ----------------------------------------------------------------------
     def count_request(self, tenant: str, bucket: str, window: int) -> tuple[int, int]:
         """Count one request in the tenant's current fixed window of ``window`` seconds.
@@ -87,8 +90,10 @@ class JobStore:
     # -- jobs ---------------------------------------------------------------------------
     def create_job(self, tenant: str, kind: str, model: str, layer: str | None, options: dict,
                    inputs: list[bytes], input_info: list[dict],
-                   idempotency_key: str | None = None) -> tuple[str, bool]:
-        """Store a queued job and its input arrays; returns ``(id, created)``.
+                   idempotency_key: str | None = None,
+                   originals: list[bytes | None] | None = None) -> tuple[str, bool]:
+        """Store a queued job and its input arrays (model-sized, and the originals where they
+        differ, for overlays); returns ``(id, created)``.
 
         With an idempotency key already used by this tenant, returns the earlier job's id
         and ``created=False`` (nothing new is stored).
@@ -109,6 +114,9 @@ class JobStore:
         pipe = self.r.pipeline()
         for i, data in enumerate(inputs):
             pipe.set(self.input_key(job_id, i), data, ex=self.ttl)
+        for i, data in enumerate(originals or []):
+            if data is not None:
+                pipe.set(self.original_key(job_id, i), data, ex=self.ttl)
         pipe.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in record.items()})
         pipe.expire(self.job_key(job_id), self.ttl)
         index = f"{NS}:tenant:{tenant}:jobs"
@@ -165,12 +173,8 @@ class JobStore:
     def get_input(self, job_id: str, index: int) -> bytes | None:
         return self.r.get(self.input_key(job_id, index))  # type: ignore[return-value]
 
-    def put_artifact(self, job_id: str, name: str, data: bytes, content_type: str) -> None:
-        self.r.set(self.artifact_key(job_id, name), data, ex=self.ttl)
-        job = self.get_job(job_id) or {}
-        artifacts = dict(job.get("artifacts") or {})
-        artifacts[name] = content_type
-        self.update(job_id, artifacts=artifacts)
+    def get_original(self, job_id: str, index: int) -> bytes | None:
+        return self.r.get(self.original_key(job_id, index))  # type: ignore[return-value]
 
     def put_artifacts(self, job_id: str, items: dict[str, tuple[bytes, str]]) -> None:
         """Store many artifacts in one round trip: ``{name: (bytes, content_type)}``."""
@@ -187,19 +191,46 @@ class JobStore:
         return self.r.get(self.artifact_key(job_id, name))  # type: ignore[return-value]
 
     # -- models ---------------------------------------------------------------------------
-    def put_model(self, model_id: str, record: dict) -> None:
-        self.r.set(f"{NS}:model:{model_id}", json.dumps(record), ex=self.model_ttl)
+    def put_model(self, model_id: str, record: dict, ttl: int | None = None) -> None:
+        """Store a model's record (``ttl`` default: ``model_ttl``); an upload is indexed
+        under its tenant, by id and by name."""
+        ttl = ttl or self.model_ttl
+        pipe = self.r.pipeline()
+        pipe.set(f"{NS}:model:{model_id}", json.dumps(record), ex=ttl)
         tenant = record.get("tenant")
         if tenant is not None:
-            self.r.sadd(f"{NS}:tenant:{tenant}:models", model_id)
+            pipe.sadd(f"{NS}:tenant:{tenant}:models", model_id)
+            pipe.expire(f"{NS}:tenant:{tenant}:models", self.model_ttl)
+            if record.get("name"):
+                pipe.hset(f"{NS}:tenant:{tenant}:model_names", record["name"], model_id)
+                pipe.expire(f"{NS}:tenant:{tenant}:model_names", self.model_ttl)
+        pipe.execute()
 
     def get_model(self, model_id: str) -> dict | None:
         raw = self.r.get(f"{NS}:model:{model_id}")
         return json.loads(raw) if raw else None
 
+    def forget_model(self, model_id: str) -> None:
+        """Drop a built-in model's stored description (it is described again on next use)."""
+        self.r.delete(f"{NS}:model:{model_id}", f"{NS}:lock:describe:{model_id}")
+
+    def model_by_name(self, tenant: str, name: str) -> str | None:
+        """The id of this tenant's upload called ``name``, if any."""
+        raw = self.r.hget(f"{NS}:tenant:{tenant}:model_names", name)
+        return _text(raw) if raw else None
+
     def delete_model(self, model_id: str, tenant: str) -> None:
+        record = self.get_model(model_id) or {}
         self.r.delete(f"{NS}:model:{model_id}")
+        self.forget_tenant_model(tenant, model_id, record.get("name"))
+
+    def forget_tenant_model(self, tenant: str, model_id: str, name: str | None = None) -> None:
+        """Drop a deleted or expired upload from the tenant's indexes."""
         self.r.srem(f"{NS}:tenant:{tenant}:models", model_id)
+        names = f"{NS}:tenant:{tenant}:model_names"
+        for key, value in self.r.hgetall(names).items():
+            if _text(value) == model_id and (name is None or _text(key) == name):
+                self.r.hdel(names, key)
 
     def tenant_models(self, tenant: str) -> list[str]:
         return sorted(_text(m) for m in self.r.smembers(f"{NS}:tenant:{tenant}:models"))

@@ -1,26 +1,28 @@
 """Celery tasks: thin. Arguments are ids; the engine is imported inside the task body, so
-only the worker's child processes ever load TensorFlow."""
+only the worker's child processes ever load TensorFlow. Tasks are shared (bound to whichever
+app :func:`worker.celery_app.make_celery` built), under the names in :mod:`worker.contract`."""
 
 from __future__ import annotations
 
-import logging
+from celery import shared_task
 
-from worker.celery_app import app
+from worker.contract import TASK_DESCRIBE_MODEL, TASK_RUN_JOB
+from worker.tensorflow_startup import start_tensorflow
 
-log = logging.getLogger("convscope.worker")
 
-
-@app.task(name="convscope.run_job")
+@shared_task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> None:
     """Run one queued job (safe to re-run: a finished job is left alone)."""
+    start_tensorflow()
     from worker.runner import run_job as run
 
     run(job_id)
 
 
-@app.task(name="convscope.describe_model")
+@shared_task(name=TASK_DESCRIBE_MODEL)
 def describe_model(model_id: str) -> None:
     """Compute and store a model's metadata (input shape, classes, layer table)."""
+    start_tensorflow()
     from worker.runner import describe_model as describe
 
     describe(model_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint
 
-from service.api import backend
+from service.backend import backend
 from worker import contract
 
 bp = APIBlueprint("contract", __name__, url_prefix="/v1", tag="contract")

@@ -7,8 +7,8 @@ from flask import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from service.api import backend
-from worker.celery_app import QUEUE
+from service.backend import backend
+from worker.contract import QUEUE
 
 bp = APIBlueprint("health", __name__, tag="health")
 

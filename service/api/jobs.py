@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-import time
-
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import File, Float, Integer, List, String
+from apiflask.fields import File, Integer, List, String
 from apiflask.validators import OneOf
 from flask import Response, g, request
 
-from service.api import backend
-from service.api.models_api import wait_for_model
+from service.api.models_api import ready_model
+from service.api.waiting import WaitQuery, wait_for
 from service.auth import require_tenant
+from service.backend import backend
 from service.errors import fail
 from service.images import ImageError, decode_image
-from service.options import KINDS, OptionError, check_options, find_layer, parse_options
+from service.options import OptionError, check_options, find_layer, parse_options
 from service.ratelimit import limit_writes
+from worker.contract import (
+    IMAGELESS_KINDS,
+    KINDS,
+    SINGLE_IMAGE_KINDS,
+    TASK_RUN_JOB,
+    TERMINAL,
+)
 from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
-TERMINAL = ("succeeded", "failed", "canceled")
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "status", "progress", "error", "result",
                  "created", "started", "finished", "inputs")
 
@@ -32,10 +37,6 @@ class JobForm(Schema):
     kind = String(required=True, validate=OneOf(KINDS))
     layer = String(load_default=None)
     options = String(load_default=None)
-
-
-class WaitQuery(Schema):
-    wait = Float(load_default=0.0)
 
 
 class ListQuery(Schema):
@@ -55,38 +56,41 @@ def _own_job(job_id: str) -> dict:
     return job
 
 
-def _decode_images(files: list, model: dict) -> tuple[list[bytes], list[dict]]:
+def _decode_images(files: list, model: dict) -> tuple[list[bytes], list[bytes | None],
+                                                     list[dict]]:
+    """Model-sized arrays, originals (None where equal) and per-image info, as NPY bytes."""
     settings = backend().settings
     if len(files) > settings.max_images_per_job:
         fail(400, "too_many_images",
              f"{len(files)} images; at most {settings.max_images_per_job} per job")
-    arrays, infos = [], []
+    arrays, originals, infos = [], [], []
     for i, storage in enumerate(files):
         try:
-            array, info = decode_image(storage.read(), model["input_shape"],
-                                       settings.max_image_pixels)
+            image = decode_image(storage.read(), model["input_shape"], settings.max_image_pixels,
+                                 settings.max_display_pixels)
         except ImageError as exc:
             fail(413 if exc.code == "image_too_large" else 400, exc.code,
                  f"image {i} ({storage.filename}): {exc}")
-        arrays.append(npy_bytes(array))
-        infos.append({"filename": storage.filename, **info})
-    return arrays, infos
+        arrays.append(npy_bytes(image.pixels))
+        originals.append(None if image.original is None else npy_bytes(image.original))
+        infos.append({"filename": storage.filename, **image.info,
+                      "original_stored": image.original is not None})
+    return arrays, originals, infos
 
 
-def _validated(form: dict) -> tuple[dict, dict, dict, list[bytes], list[dict]]:
-    model = wait_for_model(form["model"], backend().settings.max_wait)
-    if model.get("status") in ("pending", "validating"):
-        fail(503, "model_not_ready", f"model {form['model']!r} is still being prepared; retry",
-             headers={"Retry-After": "5"})
-    if model.get("status") == "refused":
-        fail(409, "model_refused", f"model {form['model']!r} was refused")
-    kind, files = form["kind"], [f for f in form["image"] if f is not None]
-    if kind == "filters" and files:
-        fail(400, "invalid_request", "filters jobs take no image")
-    if kind != "filters" and not files:
+def _check_images(kind: str, files: list) -> None:
+    if kind in IMAGELESS_KINDS and files:
+        fail(400, "invalid_request", f"{kind} jobs take no image")
+    if kind not in IMAGELESS_KINDS and not files:
         fail(400, "missing_image", f"{kind} jobs need at least one 'image' file")
-    if kind == "explain" and len(files) != 1:
-        fail(400, "invalid_request", "explain jobs take exactly one image")
+    if kind in SINGLE_IMAGE_KINDS and len(files) != 1:
+        fail(400, "invalid_request", f"{kind} jobs take exactly one image")
+
+
+def _validated(form: dict) -> tuple[dict, dict, dict, tuple]:
+    model = ready_model(form["model"], backend().settings.max_wait)
+    kind, files = form["kind"], [f for f in form["image"] if f is not None]
+    _check_images(kind, files)
     try:
         options = parse_options(form["options"])
         row = find_layer(model, form["layer"], kind)
@@ -94,8 +98,7 @@ def _validated(form: dict) -> tuple[dict, dict, dict, list[bytes], list[dict]]:
                                 backend().settings.max_filter_steps, len(files))
     except OptionError as exc:
         fail(400, exc.code, str(exc))
-    arrays, infos = _decode_images(files, model)
-    return model, row, options, arrays, infos
+    return model, row, options, _decode_images(files, model)
 
 
 @bp.post("")
@@ -104,12 +107,12 @@ def _validated(form: dict) -> tuple[dict, dict, dict, list[bytes], list[dict]]:
 def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     be = backend()
-    model, row, options, arrays, infos = _validated(form)
+    model, row, options, (arrays, originals, infos) = _validated(form)
     job_id, created = be.store.create_job(
         g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
-        idempotency_key=request.headers.get("Idempotency-Key"))
+        idempotency_key=request.headers.get("Idempotency-Key"), originals=originals)
     if created:
-        be.enqueue("convscope.run_job", job_id)
+        be.enqueue(TASK_RUN_JOB, job_id)
     location = {"Location": f"/v1/jobs/{job_id}"}
     if query["wait"] > 0:
         job = _wait(job_id, query["wait"])
@@ -119,12 +122,7 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
 
 
 def _wait(job_id: str, seconds: float) -> dict:
-    deadline = time.monotonic() + max(0.0, min(seconds, backend().settings.max_wait))
-    job = _own_job(job_id)
-    while job["status"] not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = _own_job(job_id)
-    return job
+    return wait_for(lambda: _own_job(job_id), lambda job: job["status"] in TERMINAL, seconds)
 
 
 @bp.get("/<job_id>")

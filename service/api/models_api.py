@@ -1,40 +1,46 @@
-"""``/v1/models``: the built-in and uploaded models, their layer tables, uploads."""
+"""``/v1/models``: the built-in and uploaded models, their layer tables, uploads.
+
+An uploaded model is addressed by its id or by its name (unique per tenant). Refused uploads
+are hidden from the list unless ``?all=true``, can be deleted, and expire after
+``CONVSCOPE_REFUSED_MODEL_TTL`` seconds.
+"""
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import File, Float, String
+from apiflask.fields import Boolean, File, String
 from apiflask.validators import OneOf
 from flask import g
 
-from service.api import backend
+from service.api.waiting import WaitQuery, wait_for
 from service.auth import require_tenant
+from service.backend import backend
 from service.errors import fail
 from service.ratelimit import limit_writes
 from worker.catalog import BUILTIN_MODELS
+from worker.contract import PREPROCESS_MODES, TASK_DESCRIBE_MODEL
+from worker.uploads import upload_path
 
 bp = APIBlueprint("models", __name__, url_prefix="/v1/models", tag="models")
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "name", "status", "input_shape", "classes", "source", "preprocess",
-                 "error")
+                 "random_weights", "error")
 WAITING = ("pending", "validating")
-
-
-class WaitQuery(Schema):
-    wait = Float(load_default=0.0)
+NOT_READY = "model {!r} is still being prepared; retry"
 
 
 class UploadForm(Schema):
     file = File(required=True)
     name = String(load_default=None)
-    preprocess = String(load_default="raw", validate=OneOf(["raw", "unit", "tf", "caffe",
-                                                            "torch"]))
+    preprocess = String(load_default="raw", validate=OneOf(PREPROCESS_MODES))
+
+
+class ListQuery(Schema):
+    all = Boolean(load_default=False)
 
 
 def public(record: dict) -> dict:
@@ -42,88 +48,111 @@ def public(record: dict) -> dict:
 
 
 def model_record(model_id: str, describe: bool = True) -> dict:
-    """The stored record of a model this tenant may see, or 404 (unknown_model)."""
+    """The stored record of a model this tenant may see (by id, or an upload's name), or 404."""
     be = backend()
-    record = be.store.get_model(model_id)
     if model_id in BUILTIN_MODELS:
+        record = be.store.get_model(model_id)
         if record is None:
             if describe and be.store.claim(f"describe:{model_id}", 300):
-                be.enqueue("convscope.describe_model", model_id)
+                be.enqueue(TASK_DESCRIBE_MODEL, model_id)
             return {"id": model_id, "name": BUILTIN_MODELS[model_id], "status": "pending"}
         return record
+    record = be.store.get_model(model_id)
+    if record is None or record.get("tenant") != g.tenant:
+        named = be.store.model_by_name(g.tenant, model_id)
+        record = be.store.get_model(named) if named else None
     if record is None or record.get("tenant") != g.tenant:
         fail(404, "unknown_model", f"no model {model_id!r}")
     return record
 
 
 def wait_for_model(model_id: str, seconds: float) -> dict:
-    """Poll until the model is described (or refused), up to ``seconds``."""
-    deadline = time.monotonic() + max(0.0, min(seconds, backend().settings.max_wait))
+    """The model's record once it is described (or refused), waiting up to ``seconds``."""
     record = model_record(model_id)
-    while record.get("status") in WAITING and time.monotonic() < deadline:
-        time.sleep(0.2)
-        record = model_record(model_id, describe=False)
+    return wait_for(lambda: model_record(record["id"], describe=False),
+                    lambda r: r.get("status") not in WAITING, seconds, interval=0.2)
+
+
+def ready_model(model_id: str, seconds: float) -> dict:
+    """The record of a model jobs can use now: 503 while it is prepared, 409 when refused."""
+    record = wait_for_model(model_id, seconds)
+    if record.get("status") in WAITING:
+        fail(503, "model_not_ready", NOT_READY.format(model_id), headers={"Retry-After": "2"})
+    if record.get("status") == "refused":
+        fail(409, "model_refused", f"model {model_id!r} was refused: "
+             f"{(record.get('error') or {}).get('message', 'refused')}")
     return record
 
 
 @bp.get("")
-def list_models() -> dict:
-    """Built-in models and this tenant's uploads."""
+@bp.input(ListQuery, location="query", arg_name="query")
+def list_models(query: dict) -> dict:
+    """Built-in models and this tenant's uploads (refused uploads only with ``?all=true``)."""
     store = backend().store
-    ids = list(BUILTIN_MODELS) + store.tenant_models(g.tenant)
-    # Listing does not load anything: a model is described when it is first asked for.
-    return {"models": [public(model_record(i, describe=False)) for i in ids]}
+    # Listing loads nothing: a built-in model is described when it is first asked for.
+    records = [model_record(i, describe=False) for i in BUILTIN_MODELS]
+    for model_id in store.tenant_models(g.tenant):
+        record = store.get_model(model_id)
+        if record is None:  # expired
+            store.forget_tenant_model(g.tenant, model_id)
+        elif query["all"] or record.get("status") != "refused":
+            records.append(record)
+    return {"models": [public(r) for r in records]}
 
 
 @bp.get("/<model_id>")
 @bp.input(WaitQuery, location="query", arg_name="query")
 def get_model(model_id: str, query: dict) -> dict:
-    """One model; ``?wait=S`` waits up to S seconds for it to be described."""
+    """One model, by id or name; ``?wait=S`` waits up to S seconds for it to be described."""
     return public(wait_for_model(model_id, query["wait"]))
 
 
 @bp.get("/<model_id>/layers")
 @bp.input(WaitQuery, location="query", arg_name="query")
 def get_layers(model_id: str, query: dict) -> dict:
-    """The layer table: output shapes, params, kernels, strides, padding, receptive fields."""
-    record = wait_for_model(model_id, query["wait"])
-    if record.get("status") in WAITING:
-        fail(503, "model_not_ready", f"model {model_id!r} is still being prepared; retry",
-             headers={"Retry-After": "2"})
-    if record.get("status") == "refused":
-        fail(409, "model_refused", (record.get("error") or {}).get("message", "refused"))
-    return {"layers": record.get("layers") or []}
+    """The layer table: output shapes, params, kernels, strides, padding, receptive fields,
+    and the conv arithmetic (output-size and parameter formulas) of conv and pooling rows."""
+    return {"layers": ready_model(model_id, query["wait"]).get("layers") or []}
 
 
 def _save_upload(storage, model_id: str) -> Path:
+    """Write the upload where workers read it; 413 past the size limit (nothing kept)."""
     settings = backend().settings
-    folder = Path(settings.data_dir) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{model_id}.keras"
-    tmp = folder / f".{model_id}.part"
-    storage.save(tmp)
-    if tmp.stat().st_size > settings.max_model_bytes:
-        tmp.unlink()
-        fail(413, "payload_too_large", f"model files are limited to {settings.max_model_bytes} "
-             "bytes")
-    os.replace(tmp, target)
+    target = upload_path(settings.data_dir, model_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    storage.save(target)  # no reader before the record and the task exist
+    if target.stat().st_size > settings.max_model_bytes:
+        target.unlink()
+        fail(413, "payload_too_large",
+             f"model files are limited to {settings.max_model_bytes} bytes")
     return target
+
+
+def _check_name(name: str) -> None:
+    if name in BUILTIN_MODELS:
+        fail(409, "model_name_taken", f"{name!r} is a built-in model; choose another name")
+    taken = backend().store.model_by_name(g.tenant, name)
+    if taken and backend().store.get_model(taken) is not None:
+        fail(409, "model_name_taken", f"you already have a model named {name!r} ({taken}); "
+             "delete it first or choose another name")
 
 
 @bp.post("")
 @bp.input(UploadForm, location="form_and_files", arg_name="form")
 @bp.input(WaitQuery, location="query", arg_name="query")
 def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
-    """Upload a ``.keras`` model; a worker validates it with ``safe_mode``."""
-    model_id = "m" + uuid.uuid4().hex[:16]
+    """Upload a ``.keras`` model; a worker validates it with ``safe_mode``. Jobs may name it
+    by its id or by its ``name`` (unique per tenant; default: the file name's stem)."""
     storage = form["file"]
-    path = _save_upload(storage, model_id)
     name = form["name"] or Path(storage.filename or "model.keras").stem
+    _check_name(name)
+    model_id = "m" + uuid.uuid4().hex[:16]
+    path = _save_upload(storage, model_id)
     record = {"id": model_id, "name": name, "status": "validating", "tenant": g.tenant,
               "source": "upload", "preprocess": form["preprocess"], "file": path.name,
-              "input_shape": None, "classes": None, "error": None}
+              "input_shape": None, "classes": None, "random_weights": False, "error": None}
     backend().store.put_model(model_id, record)
-    backend().enqueue("convscope.describe_model", model_id)
+    backend().enqueue(TASK_DESCRIBE_MODEL, model_id)
     record = wait_for_model(model_id, query["wait"])
     location = {"Location": f"/v1/models/{model_id}"}
     if record["status"] == "refused":
@@ -134,12 +163,11 @@ def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
 
 @bp.delete("/<model_id>")
 def delete_model(model_id: str) -> tuple[str, int]:
-    """Remove an uploaded model (built-in models cannot be removed)."""
+    """Remove an uploaded model, by id or name (built-in models cannot be removed); workers
+    drop it from memory when it is next asked for."""
     if model_id in BUILTIN_MODELS:
         fail(403, "forbidden", "built-in models cannot be removed")
     record = model_record(model_id)
-    backend().store.delete_model(model_id, g.tenant)
-    path = Path(backend().settings.data_dir) / "uploads" / record.get("file", "")
-    if record.get("file") and path.exists():
-        path.unlink()
+    backend().store.delete_model(record["id"], g.tenant)
+    upload_path(backend().settings.data_dir, record["id"]).unlink(missing_ok=True)
     return "", 204
