@@ -4,6 +4,7 @@ what reached the queue (so bad-input tests can show nothing did), and build and 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
@@ -15,10 +16,11 @@ import numpy as np
 import redis
 from PIL import Image
 
+from worker.contract import QUEUE, TASK_RUN_JOB, TERMINAL
+
 PROBLEM = "application/problem+json"
-QUEUE = "convscope"
 NS = "convscope:v1"
-TERMINAL = ("succeeded", "failed", "canceled")
+UNACKED = "unacked"  # kombu's Redis transport: messages delivered to a worker, not yet acked
 NPY_ARTIFACTS = ("heatmap", "activations")
 
 
@@ -118,6 +120,39 @@ class QueueCount:
         queued = sum(int(v) for k, v in r.hgetall(f"{NS}:stats:jobs").items()
                      if k.decode().endswith("|queued"))
         return cls(r.zcard(f"{NS}:tenant:{tenant}:jobs"), r.llen(QUEUE), queued)
+
+
+def _run_job_arg(payload: bytes | str) -> str | None:
+    """The job id of a run-job task message as kombu's Redis transport stores it (JSON with a
+    base64 body holding ``[args, kwargs, embed]``); None for other tasks."""
+    message = json.loads(payload)
+    if isinstance(message, list):  # an unacked entry: [message, exchange, routing_key]
+        message = message[0]
+    if message.get("headers", {}).get("task") != TASK_RUN_JOB:
+        return None
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    return args[0] if args else None
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Run-job tasks in the broker: ``waiting`` in the queue (no worker has taken them) and
+    ``reserved`` (delivered to a worker and not acknowledged: with late acks, still running)."""
+
+    waiting: tuple[str, ...]
+    reserved: tuple[str, ...]
+
+    @classmethod
+    def read(cls, r: redis.Redis) -> Broker:
+        waiting = [_run_job_arg(m) for m in r.lrange(QUEUE, 0, -1)]
+        reserved = [_run_job_arg(m) for m in r.hvals(UNACKED)]
+        return cls(tuple(j for j in waiting if j), tuple(j for j in reserved if j))
+
+    def holds(self, job_id: str) -> bool:
+        return job_id in self.waiting or job_id in self.reserved
 
 
 def tiny_model(lambda_layer: bool = False):
