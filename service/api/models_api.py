@@ -132,7 +132,8 @@ def _check_name(name: str) -> None:
     if name in BUILTIN_MODELS:
         fail(409, "model_name_taken", f"{name!r} is a built-in model; choose another name")
     taken = backend().store.model_by_name(g.tenant, name)
-    if taken and backend().store.get_model(taken) is not None:
+    record = backend().store.get_model(taken) if taken else None
+    if record is not None and record.get("status") != "refused":  # refused: name is free
         fail(409, "model_name_taken", f"you already have a model named {name!r} ({taken}); "
              "delete it first or choose another name")
 

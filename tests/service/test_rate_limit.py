@@ -126,7 +126,9 @@ def test_no_limit_when_off(settings, worker) -> None:
 
 
 def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
-    """``convscope batch``'s engine against a live API limited to 2 new jobs per second."""
+    """``convscope batch``'s engine against a live API limited to 2 new jobs per second, whose
+    current and next two windows are already full: its first POSTs are refused for certain,
+    whatever the machine's speed, and the client waits them out (Retry-After)."""
     from werkzeug.serving import make_server
 
     from service.app import create_app
@@ -136,21 +138,23 @@ def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
 
     key = uuid.uuid4().hex
     app = create_app(dataclasses.replace(settings, api_keys=(key,), rate_limit="2/second"))
+    refused: list[int] = []
+    app.after_request(lambda res: (refused.append(1) if res.status_code == 429 else None, res)[1])
+    r = redis.Redis.from_url(settings.redis_url)
+    now = int(r.time()[0])
+    for start in range(now, now + 3):  # this window and the next two are used up
+        r.set(f"{NS}:rate:{tenant_of(key)}:writes:{start}", 2, ex=10)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         client = Client(f"http://127.0.0.1:{server.server_port}", api_key=key)
-        codes: list[int] = []
-        client.session.hooks["response"].append(lambda res, *a, **k: codes.append(
-            res.status_code) if res.request.method == "POST" else None)
         images = write_shape_images(tmp_path / "in", 6)
-        away_from_window_end(1, 0.6)  # the first 4 POSTs fall in one window
         summary = run_batch(client, str(tmp_path / "in"), tmp_path / "out", concurrency=4,
                             model="shapes", kind="gradcam", layer=None, options={})
     finally:
         server.shutdown()
-    assert 429 in codes  # the limit was hit ...
+    assert refused  # the limit was hit ...
     assert summary == {"done": len(images), "failed": 0, "skipped": 0}  # ... and waited out
-    jobs = QueueCount.read(redis.Redis.from_url(settings.redis_url), tenant_of(key)).jobs
+    jobs = QueueCount.read(r, tenant_of(key)).jobs
     assert jobs == len(images)  # one job per image: no duplicates from the retries
