@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
@@ -16,6 +15,7 @@ import yaml
 from service.client import Client
 from service.launcher import free_port, redis_server_binary
 from tests.cli.conftest import clean_env, write_shape_images
+from tests.pipeline import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,15 +55,18 @@ def test_compose_commands_run_a_job(data_dir: Path, tmp_path: Path, reaper: list
     redis_port, api_port = free_port(), free_port()
     redis_cmd = [redis_server_binary(), *services["redis"]["command"][1:], "--port",
                  str(redis_port), "--dir", str(tmp_path), "--bind", "127.0.0.1"]
-    reaper.append(subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL,
-                                   start_new_session=True))
+    redis_proc = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL, start_new_session=True)
+    reaper.append(redis_proc)
     url = f"redis://127.0.0.1:{redis_port}/0"
-    for _ in range(100):
+
+    def pong() -> bool:
+        assert redis_proc.poll() is None, "redis-server exited with the compose command"
         try:
-            redis.Redis.from_url(url).ping()
-            break
+            return bool(redis.Redis.from_url(url).ping())
         except redis.ConnectionError:
-            time.sleep(0.05)
+            return False
+
+    wait_until(pong, 30, "redis-server (compose command) to answer PING")
 
     def env_of(name: str) -> dict[str, str]:
         env = {k: "" if v is None else str(v) for k, v in services[name]["environment"].items()}
@@ -72,16 +75,21 @@ def test_compose_commands_run_a_job(data_dir: Path, tmp_path: Path, reaper: list
 
     api_cmd = replace_arg(replace_arg(services["api"]["command"], "--port", str(api_port)),
                           "--host", "127.0.0.1")
+    started = {}
     for name, cmd in (("api", api_cmd), ("worker", services["worker"]["command"])):
         exe = [sys.executable, "-m", "service.cli", *cmd[1:]] if cmd[0] == "convscope" else cmd
-        reaper.append(subprocess.Popen(exe, env=env_of(name), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, start_new_session=True))
+        started[name] = subprocess.Popen(exe, env=env_of(name), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        reaper.append(started[name])
     check = [c.replace("8000", str(api_port)) for c in services["api"]["healthcheck"]["test"][1:]]
     client = Client(f"http://127.0.0.1:{api_port}")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not client.ready():
-        time.sleep(0.5)
-    assert client.ready()
+
+    def ready() -> bool:
+        for name, proc in started.items():
+            assert proc.poll() is None, f"the {name} (compose command) exited: {proc.returncode}"
+        return client.ready()
+
+    wait_until(ready, 180, "the api and worker (compose commands) to be ready", interval=0.5)
     assert subprocess.run(check, capture_output=True).returncode == 0  # the api healthcheck
     image = write_shape_images(tmp_path / "in", 1)[0]
     job = client.wait(client.submit([image], model="shapes", kind="activations"), timeout=120)
