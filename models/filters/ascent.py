@@ -20,9 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.errors import InvalidInputError
 from models.filters.parametrization import FourierImage
 from models.filters.transforms import standard_transforms
 from models.graph import Probe, ProbeOutput, get_layer
+
+
+MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
+MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels
 
 
 class AscentCanceled(Exception):
@@ -48,10 +53,10 @@ class AscentOptions:
     check_every: int = 4  # steps between progress reports and cancel checks
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.steps > 10_000:
-            raise ValueError(f"steps must be in 1..10000, got {self.steps}")
-        if self.size is not None and not 8 <= self.size <= 1024:
-            raise ValueError(f"size must be in 8..1024, got {self.size}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise InvalidInputError(f"steps must be in 1..{MAX_STEPS}, got {self.steps}")
+        if self.size is not None and not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise InvalidInputError(f"size must be in {MIN_SIZE}..{MAX_SIZE}, got {self.size}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 

@@ -118,7 +118,8 @@ def test_all_three_forms_give_the_same_patterns(cnns, conv1, form: str) -> None:
 @pytest.mark.parametrize("kwargs, text", [
     (dict(steps=0), "steps must be in 1..10000, got 0"),
     (dict(steps=10_001), "got 10001"),
-    (dict(size=4), "size must be in 8..1024, got 4"),
+    (dict(size=4), "size must be in 8..512, got 4"),
+    (dict(size=513), "got 513"),
     (dict(learning_rate=-0.5), "got -0.5"),
 ])  # fmt: skip
 def test_ascent_options_are_checked(kwargs: dict, text: str) -> None:

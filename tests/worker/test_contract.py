@@ -1,0 +1,68 @@
+"""The engine's own names and limits agree with the contract (worker/contract.py), and the
+kinds registry, the catalog and the settings follow it."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker import contract
+from worker.catalog import APPLICATION_MODELS, BUILTIN_MODELS, TRAINABLE_MODELS
+from worker.settings import Settings
+
+
+def test_cam_methods_are_the_engines() -> None:
+    from models.cam import METHODS
+
+    assert tuple(METHODS) == contract.CAM_METHODS
+
+
+def test_preprocess_modes_are_the_engines() -> None:
+    from models.preprocess import PREPROCESS_MODES
+
+    assert PREPROCESS_MODES == contract.PREPROCESS_MODES
+
+
+def test_catalog_lists_the_zoos_builtin_models() -> None:
+    from models.zoo import APPLICATIONS, BUILTIN
+
+    assert tuple(BUILTIN_MODELS) == BUILTIN
+    assert set(APPLICATION_MODELS) == set(APPLICATIONS)
+    assert set(TRAINABLE_MODELS) | set(APPLICATION_MODELS) == set(BUILTIN_MODELS)
+
+
+def test_every_kind_has_a_runner_and_defaults() -> None:
+    from worker.kinds import KINDS
+
+    assert tuple(KINDS) == contract.KINDS
+    assert tuple(contract.OPTION_DEFAULTS) == contract.KINDS
+    for group in (contract.IMAGELESS_KINDS, contract.SINGLE_IMAGE_KINDS,
+                  contract.SPATIAL_KINDS, contract.CONV_KINDS):
+        assert set(group) <= set(contract.KINDS)
+
+
+def test_filter_limits_are_the_engines() -> None:
+    from models.errors import InvalidInputError
+    from models.filters import AscentOptions
+
+    low, high = contract.FILTER_SIZE_RANGE
+    assert AscentOptions(size=low).size == low and AscentOptions(size=high).size == high
+    for size in (low - 1, high + 1):
+        with pytest.raises(InvalidInputError):
+            AscentOptions(size=size)
+    assert AscentOptions(steps=contract.MAX_FILTER_STEPS).steps == contract.MAX_FILTER_STEPS
+    with pytest.raises(InvalidInputError):
+        AscentOptions(steps=contract.MAX_FILTER_STEPS + 1)
+    assert AscentOptions().steps == contract.OPTION_DEFAULTS["filters"]["steps"]
+
+
+def test_statuses_partition() -> None:
+    assert set(contract.ACTIVE) | set(contract.TERMINAL) == set(contract.STATUSES)
+    assert not set(contract.ACTIVE) & set(contract.TERMINAL)
+
+
+def test_step_budget_cannot_pass_the_engines_ceiling() -> None:
+    assert Settings(max_filter_steps=contract.MAX_FILTER_STEPS).max_filter_steps > 0
+    with pytest.raises(ValueError, match="MAX_FILTER_STEPS"):
+        Settings(max_filter_steps=contract.MAX_FILTER_STEPS + 1)
+    with pytest.raises(ValueError, match="MAX_FILTER_STEPS"):
+        Settings.from_env({"CONVSCOPE_MAX_FILTER_STEPS": "0"})
