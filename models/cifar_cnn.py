@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import keras
 
+from models.keras_internals import seeded_weights
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 
@@ -17,8 +19,13 @@ class DatasetUnavailableError(RuntimeError):
 
 
 def build_cifar_cnn(seed: int = 0) -> keras.Model:
-    """The course architecture as a functional model named ``cifar10``."""
-    keras.utils.set_random_seed(seed)
+    """The course architecture as a functional model named ``cifar10``; its initial weights
+    depend on ``seed`` only (global random state is left as it was)."""
+    with seeded_weights(seed):
+        return _build_cifar_cnn()
+
+
+def _build_cifar_cnn() -> keras.Model:
     layers = keras.layers
     inputs = keras.Input((32, 32, 3), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
@@ -47,6 +54,7 @@ def train_cifar_cnn(cache_dir: str | os.PathLike, epochs: int = 10,
             f"CIFAR-10 could not be downloaded ({type(exc).__name__}: {exc}); the network is "
             "probably closed. Put cifar-10-python.tar.gz in ~/.keras/datasets/ and retry."
         ) from exc
+    keras.utils.set_random_seed(0)  # seeded shuffling too, so a retrain gives the same model
     model = build_cifar_cnn()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = []

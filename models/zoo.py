@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from models.cifar_cnn import CIFAR10_CLASSES, build_cifar_cnn
+from models.keras_internals import seeded_weights
 from models.preprocess import check_mode
 from models.safe_load import check_image_model, load_keras_file
 
@@ -31,6 +32,9 @@ APPLICATIONS: dict[str, tuple[str, str]] = {
     "efficientnetb0": ("EfficientNetB0", "raw"),
 }
 BUILTIN = ("shapes", "cifar10", *APPLICATIONS)
+# Seed of the initial weights of a model without trained weights: the same random weights on
+# every load, in every process, so the same request gets the same answer.
+RANDOM_WEIGHTS_SEED = 0
 
 
 class UnknownModelError(KeyError):
@@ -47,6 +51,7 @@ class ModelInfo:
     source: str
     preprocess: str
     status: str = "ready"  # or "untrained" (random weights)
+    random_weights: bool = False  # True: initial random weights (seeded), not trained ones
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +77,11 @@ def _imagenet_classes(weights_dir: Path) -> list[str] | None:
 
 def load_application(model_id: str, data_dir: str | os.PathLike,
                      allow_download: bool = False) -> LoadedModel:
-    """``keras.applications`` model: local weights file, else download if allowed, else none."""
+    """``keras.applications`` model: local weights file, else download if allowed, else none.
+
+    Without weights the model gets seeded random weights (:data:`RANDOM_WEIGHTS_SEED`): the
+    same on every load.
+    """
     ctor_name, mode = APPLICATIONS[model_id]
     weights_dir = Path(data_dir) / "weights"
     local = weights_dir / f"{model_id}.weights.h5"
@@ -82,22 +91,31 @@ def load_application(model_id: str, data_dir: str | os.PathLike,
         weights, source = "imagenet", f"keras.applications.{ctor_name} (imagenet download)"
     else:
         weights, source = None, f"keras.applications.{ctor_name} (weights=None)"
-    model = getattr(keras.applications, ctor_name)(weights=weights)
+    constructor = getattr(keras.applications, ctor_name)
+    if weights is None:
+        with seeded_weights(RANDOM_WEIGHTS_SEED):
+            model = constructor(weights=None)
+    else:
+        model = constructor(weights=weights)
     classes = _imagenet_classes(weights_dir) if weights else None
     status = "ready" if weights else "untrained"
-    info = ModelInfo(model_id, ctor_name, _input_shape(model), classes, source, mode, status)
+    info = ModelInfo(model_id, ctor_name, _input_shape(model), classes, source, mode, status,
+                     random_weights=weights is None)
     return LoadedModel(model, info)
 
 
 def load_cifar10(data_dir: str | os.PathLike) -> LoadedModel:
-    """The course CNN: trained weights if ``models/cifar10.keras`` exists, else untrained."""
+    """The course CNN: trained weights if ``models/cifar10.keras`` exists, else untrained
+    (seeded random weights, the same on every load)."""
     path = Path(data_dir) / "models" / "cifar10.keras"
-    if path.exists():
-        model, status = keras.saving.load_model(path, compile=False, safe_mode=True), "ready"
+    trained = path.exists()
+    if trained:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     else:
-        model, status = build_cifar_cnn(), "untrained"
+        model = build_cifar_cnn(RANDOM_WEIGHTS_SEED)
     info = ModelInfo("cifar10", "Course CIFAR-10 CNN", _input_shape(model), CIFAR10_CLASSES,
-                     "convscope (keras.datasets.cifar10)", "raw", status)
+                     "convscope (keras.datasets.cifar10)", "raw",
+                     "ready" if trained else "untrained", random_weights=not trained)
     return LoadedModel(model, info)
 
 

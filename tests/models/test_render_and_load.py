@@ -1,4 +1,4 @@
-"""Rendering to PNG, safe loading of uploaded ``.keras`` files, and the built-in model zoo."""
+"""Rendering to PNG and safe loading of uploaded ``.keras`` files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from PIL import Image
 
 from models import render
 from models.safe_load import HDF5_MAGIC, InvalidModelError, UnsafeModelError, load_keras_file
-from models.zoo import UnknownModelError, load_builtin
 from tests.models import tiny_models as tm
 
 L = keras.layers
@@ -239,42 +238,3 @@ def test_size_limit(tmp_path: Path) -> None:
     path = _save(_image_model(), tmp_path / "small.keras")
     with pytest.raises(InvalidModelError, match="limit is 100"):
         load_keras_file(path, max_bytes=100)
-
-
-# Zoo ----------------------------------------------------------------------------------------
-
-
-def test_cifar10_is_the_course_architecture(tmp_path: Path) -> None:
-    loaded = load_builtin("cifar10", tmp_path)
-    model, info = loaded.model, loaded.info
-    types = [type(layer).__name__ for layer in model.layers[1:]]
-    assert types == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D",
-                     "MaxPooling2D", "Flatten", "Dense", "Dense"]
-    # 32 same → 32, valid 3×3 → 30, pool → 15, same → 15, valid → 13, pool → 6: 6·6·64 values
-    flat = 6 * 6 * 64
-    expected = {
-        "conv1": 3 * 3 * 3 * 32 + 32,  # 896
-        "conv2": 3 * 3 * 32 * 32 + 32,  # 9248
-        "conv3": 3 * 3 * 32 * 64 + 64,  # 18496
-        "conv4": 3 * 3 * 64 * 64 + 64,  # 36928
-        "fc1": flat * 512 + 512,  # 1180160
-        "predictions": 512 * 10 + 10,  # 5130
-    }
-    assert expected["conv1"] == 896 and expected["predictions"] == 5130
-    assert {name: model.get_layer(name).count_params() for name in expected} == expected
-    assert model.get_layer("flatten").output.shape[-1] == flat
-    assert info.status == "untrained" and info.id == "cifar10"
-    assert info.input_shape == [32, 32, 3] and info.preprocess == "raw"
-    assert info.classes is not None and len(info.classes) == 10 and info.classes[0] == "airplane"
-
-
-def test_mobilenetv2_architecture_without_weights(tmp_path: Path) -> None:
-    info = load_builtin("mobilenetv2", tmp_path).info
-    assert info.input_shape == [224, 224, 3]
-    assert info.preprocess == "tf" and info.status == "untrained"
-    assert info.classes is None and "weights=None" in info.source
-
-
-def test_unknown_model_id(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModelError, match="alexnet"):
-        load_builtin("alexnet", tmp_path)
