@@ -27,8 +27,8 @@ from worker.npy import npy_bytes
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
-PUBLIC_FIELDS = ("id", "kind", "model", "layer", "status", "progress", "error", "result",
-                 "created", "started", "finished", "inputs")
+PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
+                 "result", "created", "started", "finished", "inputs")
 
 
 class JobForm(Schema):
