@@ -84,15 +84,33 @@ def heatmap_image(heatmap: np.ndarray, cmap: str = "jet") -> np.ndarray:
     return colorize(heatmap, cmap)
 
 
+def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A ``(h, w)`` heatmap in [0, 1] resized bilinearly (Pillow) to ``size`` = ``(H, W)``.
+
+    Float32; values stay in [0, 1] (each output is a weighted mean of inputs).
+    """
+    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    if heat.shape == tuple(size):
+        return heat
+    resized = Image.fromarray(heat).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
             cmap: str = "jet") -> np.ndarray:
-    """Blend the coloured heatmap over ``image`` ``(H, W, 3|1)``; both at the same H×W."""
+    """Blend the coloured heatmap over ``image``, at the image's own size.
+
+    ``image`` is uint8 (or float 0..255) RGB ``(H, W, 3)`` or greyscale ``(H, W)`` /
+    ``(H, W, 1)`` of any size, e.g. the original upload; ``heatmap`` is ``(h, w)`` in [0, 1],
+    e.g. at the model's input size, and is resized bilinearly to ``(H, W)`` first.
+    Returns uint8 RGB ``(H, W, 3)``.
+    """
     base = np.asarray(image, dtype=np.float32)
     if base.ndim == 2:
         base = base[..., None]
     if base.shape[-1] == 1:
         base = np.repeat(base, 3, axis=-1)
-    heat = colorize(heatmap, cmap).astype(np.float32)
+    heat = colorize(resize_heatmap(heatmap, base.shape[:2]), cmap).astype(np.float32)
     return np.clip((1.0 - alpha) * base + alpha * heat, 0, 255).astype(np.uint8)
 
 

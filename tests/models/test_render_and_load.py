@@ -84,7 +84,7 @@ def test_activation_grid_shows_every_channel_in_its_own_tile() -> None:
     assert subset.size < grid.size
 
 
-def test_overlay() -> None:
+def test_overlay_at_the_same_size() -> None:
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
     heat = rng.uniform(0, 1, (5, 4))
@@ -95,6 +95,53 @@ def test_overlay() -> None:
     out = render.overlay(grey, heat, alpha=0.0)
     assert out.shape == (5, 4, 3)
     np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, axis=-1))
+
+
+def bilinear_reference(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Upsampling with pixel centres at ``i + 0.5`` and clamped edges, in plain NumPy."""
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(src).astype(int)
+        return low, np.minimum(low + 1, n_in - 1), src - low
+
+    y0, y1, fy = axis(values.shape[0], height)
+    x0, x1, fx = axis(values.shape[1], width)
+    fy, fx = fy[:, None], fx[None, :]
+    top = values[y0][:, x0] * (1 - fx) + values[y0][:, x1] * fx
+    bottom = values[y1][:, x0] * (1 - fx) + values[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize("shape", [(45, 70, 3), (45, 70), (90, 37, 1)])
+def test_overlay_at_the_original_size_equals_a_numpy_reference(shape) -> None:
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, shape).astype(np.uint8)
+    heat = rng.uniform(0, 1, (16, 16)).astype(np.float32)
+    alpha = 0.45
+    out = render.overlay(image, heat, alpha=alpha)
+    assert out.shape == (*shape[:2], 3) and out.dtype == np.uint8
+    rgb = np.broadcast_to(image.reshape(*shape[:2], -1), (*shape[:2], 3)).astype(np.float64)
+    up = bilinear_reference(heat.astype(np.float64), *shape[:2])
+    assert up.min() >= 0.0 and up.max() <= 1.0
+    colours = np.round(colormaps["jet"](up)[..., :3] * 255.0)
+    expected = (1 - alpha) * rgb + alpha * colours
+    # one grey level for float rounding and the truncation to uint8
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1.5
+
+
+def test_a_lit_quadrant_lights_up_that_quadrant_of_the_original() -> None:
+    heat = np.zeros((16, 16), np.float32)
+    heat[:8, :8] = 1.0  # top-left quadrant of the model-size heatmap
+    image = np.full((45, 70, 3), 128, np.uint8)  # non-square, not a multiple of 16
+    out = render.overlay(image, heat, alpha=1.0)
+    assert out.shape == image.shape
+    hot, cold = (render.colorize(np.full((1, 1), v), "jet")[0, 0] for v in (1.0, 0.0))
+    # Source row of output row y is (y + 0.5)·16/45 − 0.5: rows 0..20 read only heatmap rows
+    # 0..7 (and columns 0..32 only columns 0..7); rows from 24 (columns from 37) read none.
+    assert (out[:21, :33] == hot).all()
+    assert (out[24:] == cold).all() and (out[:, 37:] == cold).all()
+    middle = out[21:24, :33]
+    assert not (middle == hot).all(-1).any() and not (middle == cold).all(-1).any()
 
 
 def test_image_grid_tiles_grey_and_colour_images() -> None:
