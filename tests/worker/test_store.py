@@ -1,0 +1,270 @@
+"""``worker.store.JobStore`` against a real Redis: the atomic status transition (and a cancel
+racing the finish), idempotency keys, TTLs on every key a job makes, artifacts, and the
+tenant's job listing.
+
+The tests use a database of the session's Redis that is empty when they start (so every key
+in it is theirs), and delete what they made at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from tests.pipeline import wait_until
+from worker.contract import TERMINAL
+from worker.store import NS, JobStore
+
+TTL = 600  # not the default, so a key that took a hard-coded TTL shows
+STATS_JOBS = f"{NS}:stats:jobs"
+
+
+def database(url: str, index: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{index}"))
+
+
+@pytest.fixture(scope="module")
+def db_url(redis_url: str) -> Iterator[str]:
+    """A database nobody uses (empty at the start): whatever is in it afterwards is ours, and
+    is deleted at the end."""
+    for index in range(15, 0, -1):
+        url = database(redis_url, index)
+        client = redis.Redis.from_url(url)
+        try:
+            if client.dbsize() == 0:
+                break
+        except redis.ResponseError:  # fewer databases configured
+            continue
+    else:
+        pytest.fail("no empty Redis database for the store tests")
+    yield url
+    for key in client.scan_iter():
+        client.delete(key)
+
+
+@pytest.fixture()
+def db(db_url: str) -> redis.Redis:
+    return redis.Redis.from_url(db_url)
+
+
+@pytest.fixture()
+def store(db: redis.Redis) -> JobStore:
+    return JobStore(db, ttl=TTL)
+
+
+@pytest.fixture()
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex}"
+
+
+def new_job(store: JobStore, tenant: str, key: str | None = None,
+            inputs: tuple[bytes, ...] = (b"\x93NUMPY input",)) -> tuple[str, bool]:
+    return store.create_job(tenant, "activations", "shapes", "conv1", {"channels": None},
+                            list(inputs), [{"size": [64, 64]} for _ in inputs],
+                            idempotency_key=key)
+
+
+def counted(db: redis.Redis, status: str, kind: str = "activations") -> int:
+    return int(db.hget(STATS_JOBS, f"{kind}|{status}") or 0)
+
+
+def expire_now(db: redis.Redis, key: str) -> None:
+    """Let Redis expire ``key`` (1 ms TTL), and wait until it has."""
+    assert db.pexpire(key, 1)
+    wait_until(lambda: not db.exists(key), 10, f"{key} to expire")
+
+
+# -- status transitions ------------------------------------------------------------------
+@pytest.mark.parametrize(("current", "status", "allowed_from", "moved"), [
+    ("queued", "running", ("queued", "running"), True),  # a worker starts it
+    ("running", "running", ("queued", "running"), True),  # re-delivered after a worker died
+    ("running", "succeeded", ("running",), True),
+    ("running", "failed", ("running",), True),
+    ("queued", "canceled", ("queued", "running"), True),
+    ("running", "canceled", ("queued", "running"), True),
+    ("queued", "succeeded", ("running",), False),  # never finished without running
+    ("succeeded", "running", ("queued", "running"), False),  # a finished job is left alone
+    ("canceled", "running", ("queued", "running"), False),  # canceled before it started
+    ("failed", "canceled", ("queued", "running"), False),
+    ("canceled", "succeeded", ("running",), False),  # canceled while computing
+])
+def test_transition(store: JobStore, db: redis.Redis, tenant: str, current: str, status: str,
+                    allowed_from: tuple[str, ...], moved: bool) -> None:
+    job_id, _ = new_job(store, tenant)
+    store.update(job_id, status=current)
+    before = store.get_job(job_id)
+    counts = counted(db, status)
+    assert store.transition(job_id, status, allowed_from) is moved
+    after = store.get_job(job_id)
+    assert after["status"] == (status if moved else current)
+    assert counted(db, status) == counts + moved
+    stamp = "started" if status == "running" else "finished"
+    if moved:
+        assert isinstance(after[stamp], float) and after[stamp] >= before["created"]
+    else:
+        assert after == before  # a refused transition writes nothing
+
+
+def test_cancel_answers_whether_it_canceled(store: JobStore, tenant: str) -> None:
+    job_id, _ = new_job(store, tenant)
+    assert not store.is_canceled(job_id)
+    assert store.cancel(job_id) is True
+    assert store.is_canceled(job_id)
+    assert store.cancel(job_id) is False  # already over
+    assert store.get_job(job_id)["status"] == "canceled"
+
+
+def test_a_missing_job_is_not_transitioned_or_created(store: JobStore, db: redis.Redis) -> None:
+    job_id = uuid.uuid4().hex
+    keys, stats = db.dbsize(), db.hgetall(STATS_JOBS)
+    assert store.transition(job_id, "running", ("queued", "running")) is False
+    assert store.cancel(job_id) is False
+    assert store.get_job(job_id) is None
+    assert store.is_canceled(job_id)  # a worker holding a vanished job stops
+    assert not db.exists(store.job_key(job_id))
+    assert db.dbsize() == keys and db.hgetall(STATS_JOBS) == stats  # nothing written
+
+
+def test_cancel_racing_the_finish_leaves_one_end(store: JobStore, db: redis.Redis,
+                                                 db_url: str, tenant: str) -> None:
+    """The API's cancel and a worker's succeeded/failed, from threads on their own
+    connections, started together: exactly one wins each time, and the record says which."""
+    contenders = {
+        "canceled": lambda s, j: s.cancel(j),
+        "succeeded": lambda s, j: s.transition(j, "succeeded", ("running",)),
+        "failed": lambda s, j: s.transition(j, "failed", ("running",)),
+    }
+    stores = {end: JobStore.from_url(db_url, ttl=TTL) for end in contenders}
+    counts = {end: counted(db, end) for end in contenders}
+    rounds = 40
+    for _ in range(rounds):
+        job_id, _ = new_job(store, tenant)
+        assert store.transition(job_id, "running", ("queued",))
+        start = threading.Barrier(len(contenders))
+        won: dict[str, bool] = {}
+
+        def contend(end: str, job_id: str = job_id, start: threading.Barrier = start,
+                    won: dict[str, bool] = won) -> None:
+            start.wait(10)
+            won[end] = contenders[end](stores[end], job_id)
+
+        threads = [threading.Thread(target=contend, args=(end,)) for end in contenders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(won) == len(contenders), won  # every contender answered
+        winners = [end for end, ok in won.items() if ok]
+        assert len(winners) == 1, won
+        job = store.get_job(job_id)
+        assert job["status"] == winners[0] and job["status"] in TERMINAL
+        assert isinstance(job["finished"], float)
+    assert sum(counted(db, end) - counts[end] for end in contenders) == rounds
+
+
+# -- idempotency keys --------------------------------------------------------------------
+def test_the_same_key_returns_the_same_job(store: JobStore, db: redis.Redis,
+                                           tenant: str) -> None:
+    key = uuid.uuid4().hex
+    queued = counted(db, "queued")
+    job_id, created = new_job(store, tenant, key)
+    assert created is True
+    keys = db.dbsize()
+    again, created = new_job(store, tenant, key, inputs=(b"other", b"bytes"))
+    assert (again, created) == (job_id, False)
+    assert db.dbsize() == keys  # nothing new stored: no record, inputs or index entry
+    assert counted(db, "queued") == queued + 1
+    assert [j["id"] for j in store.tenant_jobs(tenant)] == [job_id]
+    assert store.get_input(job_id, 0) == b"\x93NUMPY input"
+    assert store.idempotent_job(tenant, key) == job_id
+    assert store.idempotent_job(tenant, None) is None
+    assert store.idempotent_job(tenant, uuid.uuid4().hex) is None
+
+
+def test_tenants_do_not_share_keys(store: JobStore, tenant: str) -> None:
+    key = "retry-1"
+    other = f"{tenant}-other"
+    mine, created_mine = new_job(store, tenant, key)
+    theirs, created_theirs = new_job(store, other, key)
+    assert created_mine and created_theirs and mine != theirs
+    assert store.idempotent_job(tenant, key) == mine
+    assert store.idempotent_job(other, key) == theirs
+    assert [j["id"] for j in store.tenant_jobs(other)] == [theirs]
+
+
+def test_an_expired_jobs_key_makes_a_new_job(store: JobStore, db: redis.Redis,
+                                             tenant: str) -> None:
+    key = uuid.uuid4().hex
+    old, _ = new_job(store, tenant, key)
+    expire_now(db, store.job_key(old))
+    assert store.idempotent_job(tenant, key) is None  # the key outlived its job
+    new, created = new_job(store, tenant, key)
+    assert created is True and new != old
+    assert store.get_job(new)["status"] == "queued"
+    assert store.idempotent_job(tenant, key) == new
+    assert 0 < db.pttl(f"{NS}:idem:{tenant}:{key}") <= TTL * 1000
+    assert new_job(store, tenant, key) == (new, False)
+
+
+# -- TTLs --------------------------------------------------------------------------------
+def test_every_key_a_job_makes_expires(store: JobStore, db: redis.Redis, tenant: str) -> None:
+    before = set(db.scan_iter())
+    job_id, _ = store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"in0", b"in1"],
+                                 [{}, {}], idempotency_key="k", originals=[b"orig0", None])
+    assert store.transition(job_id, "running", ("queued",))
+    store.set_progress(job_id, 0.5)
+    store.put_artifacts(job_id, {"heatmap": (b"npy", "application/x-npy"),
+                                 "overlay": (b"png", "image/png")})
+    store.update(job_id, result={"items": []}, progress=1.0)
+    assert store.transition(job_id, "succeeded", ("running",))
+    made = {k.decode() for k in set(db.scan_iter()) - before}
+    # The metrics counters behind /metrics are the one thing meant to outlive jobs.
+    made -= {f"{NS}:stats:{name}" for name in ("jobs", "duration_sum", "duration_count")}
+    assert made == {
+        store.job_key(job_id), store.input_key(job_id, 0), store.input_key(job_id, 1),
+        store.original_key(job_id, 0),  # the second image needed no original
+        store.artifact_key(job_id, "heatmap"), store.artifact_key(job_id, "overlay"),
+        f"{NS}:idem:{tenant}:k", f"{NS}:tenant:{tenant}:jobs",
+    }
+    ttls = {key: db.pttl(key) for key in made}
+    assert all(0 < ms <= TTL * 1000 for ms in ttls.values()), ttls
+
+
+# -- artifacts ---------------------------------------------------------------------------
+def test_artifacts_round_trip(store: JobStore, tenant: str) -> None:
+    job_id, _ = new_job(store, tenant)
+    every_byte = bytes(range(256)) * 64
+    store.put_artifacts(job_id, {"grid": (every_byte, "image/png"),
+                                 "activations": (b"\x93NUMPY\x00\x01", "application/x-npy")})
+    assert store.get_artifact(job_id, "grid") == every_byte
+    assert store.get_artifact(job_id, "activations") == b"\x93NUMPY\x00\x01"
+    assert store.get_job(job_id)["artifacts"] == {"grid": "image/png",
+                                                  "activations": "application/x-npy"}
+    # A second call adds to the list and replaces what it names again.
+    store.put_artifacts(job_id, {"grid": (b"new", "image/png"),
+                                 "filter_3": (b"f3", "image/png")})
+    assert store.get_artifact(job_id, "grid") == b"new"
+    assert store.get_artifact(job_id, "activations") == b"\x93NUMPY\x00\x01"
+    assert store.get_job(job_id)["artifacts"] == {
+        "grid": "image/png", "activations": "application/x-npy", "filter_3": "image/png"}
+    assert store.get_artifact(job_id, "missing") is None
+    assert store.get_artifact(uuid.uuid4().hex, "grid") is None
+
+
+# -- listing -----------------------------------------------------------------------------
+def test_tenant_jobs_newest_first(store: JobStore, db: redis.Redis, tenant: str) -> None:
+    made = [new_job(store, tenant)[0] for _ in range(4)]
+    other, _ = new_job(store, f"{tenant}-other")
+    listed = store.tenant_jobs(tenant)
+    assert [j["id"] for j in listed] == made[::-1]
+    assert [j["created"] for j in listed] == sorted((j["created"] for j in listed),
+                                                   reverse=True)
+    assert [j["id"] for j in store.tenant_jobs(tenant, limit=2)] == made[:1:-1]
+    assert other not in {j["id"] for j in listed}
+    expire_now(db, store.job_key(made[1]))
+    assert [j["id"] for j in store.tenant_jobs(tenant)] == [made[3], made[2], made[0]]
