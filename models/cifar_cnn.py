@@ -9,6 +9,7 @@ from collections.abc import Callable
 import keras
 
 from models.keras_internals import seeded_weights
+from models.saving import save_model_atomically
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
@@ -63,9 +64,5 @@ def train_cifar_cnn(cache_dir: str | os.PathLike, epochs: int = 10,
             on_epoch_end=lambda epoch, logs: progress(epoch + 1, epochs)))
     model.fit(x_train.astype("float32"), y_train, epochs=epochs, batch_size=64,
               validation_data=(x_test.astype("float32"), y_test), callbacks=callbacks, verbose=0)
-    os.makedirs(cache_dir, exist_ok=True)
-    target = os.path.join(cache_dir, "cifar10.keras")
-    tmp = target + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, target)
+    save_model_atomically(model, os.path.join(cache_dir, "cifar10.keras"))
     return model

@@ -83,7 +83,9 @@ def _sentence(n: int, pads: tuple[int, int], f_eff: int, s: int, size: int, exac
     return f"{head} → floor → {size}: {_uncovered(remainder, after)}"
 
 
-def _same_pads(n: int, f_eff: int, s: int) -> tuple[int, int]:
+def same_padding(n: int, f_eff: int, s: int) -> tuple[int, int]:
+    """``(before, after)`` zeros Keras (TensorFlow) pads for ``"same"``: ``ceil(n / s)``
+    outputs from an input of ``n`` with effective kernel ``f_eff`` and stride ``s``."""
     out = math.ceil(n / s)
     total = max((out - 1) * s + f_eff - n, 0)
     return total // 2, total - total // 2
@@ -129,7 +131,7 @@ def _resolve_padding(n: int, f_eff: int, s: int, padding: str | int) -> tuple[in
     if padding == "valid":
         return 0, 0
     if padding == "same":
-        return _same_pads(n, f_eff, s)
+        return same_padding(n, f_eff, s)
     raise ValueError(f"padding must be 'valid', 'same' or an int >= 0, got {padding!r}")
 
 

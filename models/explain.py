@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.conv_arithmetic import same_padding
 from models.graph import Probe, get_layer
 
 
@@ -29,19 +30,13 @@ class ConvGeometry:
     pad_before: tuple[int, int]  # zeros added above / left of the input (0 for valid)
 
 
-def conv_geometry(
-    layer: keras.Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]
-) -> ConvGeometry:
+def conv_geometry(layer: keras.Layer, in_hw: tuple[int, int]) -> ConvGeometry:
     """Kernel, strides, dilation and the top/left padding Keras (TF) uses for ``layer``."""
     kernel, strides, dilation = layer.kernel_size, layer.strides, layer.dilation_rate
-    pads = []
-    for axis in range(2):
-        if layer.padding == "same":
-            k_eff = (kernel[axis] - 1) * dilation[axis] + 1
-            total = max((out_hw[axis] - 1) * strides[axis] + k_eff - in_hw[axis], 0)
-            pads.append(total // 2)
-        else:
-            pads.append(0)
+    pads = [0, 0]
+    if layer.padding == "same":
+        pads = [same_padding(in_hw[a], (kernel[a] - 1) * dilation[a] + 1, strides[a])[0]
+                for a in range(2)]
     return ConvGeometry(tuple(kernel), tuple(strides), tuple(dilation), (pads[0], pads[1]))
 
 
@@ -83,7 +78,7 @@ def explain_unit(model: keras.Model, layer: str, image: np.ndarray, filter_index
         raise IndexError(
             f"unit (filter={filter_index}, y={y}, x={x}) outside the output {oh}×{ow}×{filters}"
         )
-    geo = conv_geometry(conv, inputs.shape[:2], (oh, ow))
+    geo = conv_geometry(conv, inputs.shape[:2])
     patch = receptive_patch(inputs, geo, y, x)
     kernel = np.asarray(conv.kernel.numpy()[..., filter_index], dtype=np.float64)
     sums = (patch * kernel).sum(axis=(0, 1))

@@ -5,8 +5,9 @@ affine map per output channel, ``y = (conv(x) - mean) * s + beta`` with
 ``s = gamma / sqrt(var + eps)``, so the pair equals one convolution with kernel ``W * s``
 and bias ``(b - mean) * s + beta``. Running the folded conv skips two elementwise passes over
 every such feature map, forward and backward. :func:`find_folds` lists the pairs of one
-(functional or Sequential) model that can be folded; :func:`folded_weights` computes the new
-weights once per conv layer and caches them for as long as the layer lives. The cache assumes
+(functional or Sequential) model that can be folded; :func:`folded_conv_weights` computes the
+new weights (also used to fold the ``shapes`` model after training) and :func:`folded_weights`
+keeps them as variables, once per conv layer, for as long as the layer lives. The cache assumes
 the model's weights do not change afterwards (models here are loaded once and only read).
 """
 
@@ -98,26 +99,37 @@ _CACHE: weakref.WeakKeyDictionary[Any, tuple[tf.Variable, tf.Variable]] = (
 _LOCK = threading.Lock()
 
 
+def folded_conv_weights(conv: Any, norm: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """Kernel ``W * s`` ``(kh, kw, c_in, c_out)`` and bias ``(b - mean) * s + beta``
+    ``(c_out,)`` of ``norm(conv(x))`` as one convolution, ``s = gamma / sqrt(var + eps)``.
+
+    Eager tensors computed from the layers' current weights (a missing conv bias counts as
+    zero; batch norm without ``scale`` / ``center`` as gamma 1 / beta 0).
+    """
+    with tf.init_scope():  # eager even when first asked for while tracing
+        scale = tf.math.rsqrt(tf.convert_to_tensor(norm.moving_variance) + norm.epsilon)
+        if norm.gamma is not None:
+            scale = scale * tf.convert_to_tensor(norm.gamma)
+        bias = -tf.convert_to_tensor(norm.moving_mean)
+        if conv.bias is not None:
+            bias = bias + tf.convert_to_tensor(conv.bias)
+        bias = bias * scale
+        if norm.beta is not None:
+            bias = bias + tf.convert_to_tensor(norm.beta)
+        return tf.convert_to_tensor(conv.kernel) * scale, bias
+
+
 def folded_weights(fold: Fold) -> tuple[tf.Variable, tf.Variable]:
-    """Kernel ``(kh, kw, c_in, c_out)`` and bias ``(c_out,)`` of the folded convolution."""
+    """:func:`folded_conv_weights` of ``fold`` as variables, cached while the conv lives."""
     with _LOCK:
         cached = _CACHE.get(fold.conv)
         if cached is not None:
             return cached
-        norm, conv = fold.norm, fold.conv
-        with tf.init_scope():  # eager even when first asked for while tracing
-            scale = tf.math.rsqrt(tf.convert_to_tensor(norm.moving_variance) + norm.epsilon)
-            if norm.gamma is not None:
-                scale = scale * tf.convert_to_tensor(norm.gamma)
-            bias = -tf.convert_to_tensor(norm.moving_mean)
-            if conv.bias is not None:
-                bias = bias + tf.convert_to_tensor(conv.bias)
-            bias = bias * scale
-            if norm.beta is not None:
-                bias = bias + tf.convert_to_tensor(norm.beta)
-            kernel = tf.convert_to_tensor(conv.kernel) * scale
-            cached = (tf.Variable(kernel, trainable=False, name=f"{conv.name}_folded_kernel"),
-                      tf.Variable(bias, trainable=False, name=f"{conv.name}_folded_bias"))
+        kernel, bias = folded_conv_weights(fold.conv, fold.norm)
+        with tf.init_scope():
+            name = fold.conv.name
+            cached = (tf.Variable(kernel, trainable=False, name=f"{name}_folded_kernel"),
+                      tf.Variable(bias, trainable=False, name=f"{name}_folded_bias"))
         _CACHE[fold.conv] = cached
         return cached
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.folding import folded_conv_weights
+from models.saving import atomic_write, save_model_atomically
 from models.shapes_data import CLASSES, generate_pairs, generate_shapes
 
 log = logging.getLogger(__name__)
@@ -99,21 +100,15 @@ def build_training_model(num_classes: int = len(CLASSES)) -> keras.Model:
 def fold_batch_norm(trained: keras.Model) -> keras.Model:
     """Fold each ``conv{i} -> bn{i} -> relu{i}`` of a trained batch-norm model into one conv.
 
-    In inference mode batch norm is a per-channel affine map ``y = (x - mean) * s + beta``
-    with ``s = gamma / sqrt(var + eps)``, so scaling the conv's kernel and bias gives the
-    same outputs with a plain conv + ReLU, as built by :func:`build_shapes_model`.
+    In inference mode batch norm is a per-channel affine map, so scaling the conv's kernel
+    and bias (:func:`models.folding.folded_conv_weights`) gives the same outputs with a plain
+    conv + ReLU, as built by :func:`build_shapes_model`.
     """
     model = build_shapes_model(trained.output_shape[-1])
     for index in range(1, len(_FILTERS) + 1):
-        conv, bn = trained.get_layer(f"conv{index}"), trained.get_layer(f"bn{index}")
-        gamma, beta, mean, var = (
-            keras.ops.convert_to_numpy(v).astype(np.float64)
-            for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
-        )
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        kernel, bias = (w.astype(np.float64) for w in conv.get_weights())
-        folded = [kernel * scale, (bias - mean) * scale + beta]
-        model.get_layer(f"conv{index}").set_weights([w.astype(np.float32) for w in folded])
+        kernel, bias = folded_conv_weights(trained.get_layer(f"conv{index}"),
+                                           trained.get_layer(f"bn{index}"))
+        model.get_layer(f"conv{index}").set_weights([np.asarray(kernel), np.asarray(bias)])
     model.get_layer("predictions").set_weights(trained.get_layer("predictions").get_weights())
     return model
 
@@ -203,19 +198,6 @@ def train_shapes_model(
     return model, metrics
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is shared with other processes
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_shapes_model(
     model: keras.Model, metrics: dict[str, Any], cache_dir: str | os.PathLike[str]
 ) -> Path:
@@ -231,9 +213,8 @@ def save_shapes_model(
     def write_meta(tmp: str) -> None:
         Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
-    _atomic_write(directory / META_FILE, write_meta)
-    _atomic_write(directory / MODEL_FILE, lambda tmp: model.save(tmp))
-    return directory / MODEL_FILE
+    atomic_write(directory / META_FILE, write_meta)
+    return save_model_atomically(model, directory / MODEL_FILE)
 
 
 def load_or_train_shapes(

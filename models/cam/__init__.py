@@ -19,5 +19,4 @@ def make_cam(method: str, model, layer: str | None = None, preprocess: str = "ra
     """The CAM object for ``method`` (one of :data:`METHODS`)."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
-    cls = METHODS[method]
-    return cls(model, layer, preprocess, jit_compile=getattr(cls, "jit", True))
+    return METHODS[method](model, layer, preprocess)

@@ -76,15 +76,11 @@ class BaseCAM:
     """Grad-CAM-style explanation of one layer of one model.
 
     ``images`` are raw pixels ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied
-    inside. Subclasses override :meth:`weights` (and set ``uses_gradients``). ``jit_compile``
-    None means the class's ``jit``.
+    inside. Subclasses override :meth:`weights` (and set ``uses_gradients``).
     """
 
     name = "base"
     uses_gradients = True
-    # XLA off by default: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and
-    # ~1.5x faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
-    jit = False
     # Input pixels per forward pass. Images are independent, so a batch runs as micro-batches
     # of about four 224x224 images; small models still get one pass. Measured on 2 CPU cores,
     # ResNet50 Grad-CAM at batch 16, 10 interleaved calls: 1.17 s median in one pass, 1.01 s
@@ -92,15 +88,15 @@ class BaseCAM:
     chunk_pixels = 4 * 224 * 224
 
     def __init__(
-        self, model: keras.Model, layer: str | None = None, preprocess: str = "raw",
-        jit_compile: bool | None = None,
+        self, model: keras.Model, layer: str | None = None, preprocess: str = "raw"
     ) -> None:
         self.layer = layer or last_spatial_layer(model)
         self.probe = Probe(model, self.layer, preprocess)
         if self.probe.layer is not None and len(self.probe.layer.output.shape) != 4:
             raise ValueError(f"layer {self.layer!r} has no spatial (4-D) output")
-        jit_compile = self.jit if jit_compile is None else jit_compile
-        self._compiled = tf.function(self._forward, jit_compile=jit_compile)
+        # No XLA: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and ~1.5x
+        # faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
+        self._compiled = tf.function(self._forward, jit_compile=False)
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""

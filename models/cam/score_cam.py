@@ -14,7 +14,6 @@ from models.cam.base import BaseCAM, CamInputs, normalize_maps
 class ScoreCAM(BaseCAM):
     name = "scorecam"
     uses_gradients = False
-    jit = False  # the per-channel forward passes are batched in a loop instead
     masked_batch = 64  # masked images per forward pass
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:

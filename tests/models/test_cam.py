@@ -22,12 +22,9 @@ ATOL = 2e-4  # compiled engine vs eager reference, after min-max scaling
 
 
 def graph_cam(method: str, model, layer: str | None = None):
-    """The CAM class of ``method`` without XLA (compiles in a fraction of the time).
-
-    :func:`make_cam` (XLA, the production path) is checked against the same references in
-    :func:`test_make_cam_compiled_equals_the_reference`.
-    """
-    return METHODS[method](model, layer, jit_compile=False)
+    """The CAM class of ``method``, built directly; :func:`make_cam` (the production path) is
+    checked against the same references in :func:`test_make_cam_equals_the_reference`."""
+    return METHODS[method](model, layer)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +92,7 @@ def test_gradient_methods_equal_the_reference(cnns, form: str, layer: str, metho
 
 
 @pytest.mark.parametrize("method", sorted(FORMULAS))
-def test_make_cam_compiled_equals_the_reference(cnns, method: str) -> None:
+def test_make_cam_equals_the_reference(cnns, method: str) -> None:
     check_against_reference(make_cam(method, cnns["nested"], "base/conv2"), "nested", "conv2",
                             method)
 
