@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def first_request(base: str) -> str:
+    """A Grad-CAM request on a sample image, ready to paste into a shell."""
+    sample = Path(__file__).resolve().parent / "static" / "samples" / "star.png"
+    return (f"curl -s -F image=@{shlex.quote(str(sample))} -F model=shapes -F kind=gradcam "
+            f"'{base}/v1/jobs?wait=30'")
 
 
 @click.group()
@@ -85,6 +93,7 @@ def up(host: str, port: int, workers: int) -> None:
             shutdown()
         time.sleep(0.5)
     click.echo(f"convscope is ready at {base}  (API docs: {base}/docs)")
+    click.echo(f"try it: {first_request(base)}")
     while True:
         time.sleep(1.0)
         if any(p.poll() is not None for p in procs):

@@ -3,6 +3,7 @@ gunicorn; a Grad-CAM job through `convscope submit`; SIGTERM leaves nothing runn
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ def test_up_runs_a_gradcam_job_and_stops_cleanly(data_dir: Path, tmp_path: Path,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True)
     reaper.append(up)
-    wait_for_line(up, "convscope is ready at", timeout=240)
+    lines = wait_for_line(up, "try it: curl", timeout=240)
     started = descendants(up.pid)
     names = " ".join(Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
                      for p in started if alive(p))
@@ -46,6 +47,13 @@ def test_up_runs_a_gradcam_job_and_stops_cleanly(data_dir: Path, tmp_path: Path,
     assert overlay.size == (64, 64)
     heat = np.load(job_dir / "heatmap.npy")
     assert heat.shape == (64, 64) and 0.0 <= heat.min() and heat.max() <= 1.0
+
+    first = subprocess.run(lines[-1].split("try it: ", 1)[1], shell=True, capture_output=True,
+                           text=True, timeout=120)  # the printed first request, pasted
+    assert json.loads(first.stdout)["status"] == "succeeded", first.stdout + first.stderr
+    worker_log = (data_dir / "logs" / "worker0.log").read_text()
+    assert "running on CPU" in worker_log
+    assert "cuInit" not in worker_log and "cuda drivers" not in worker_log
 
     os.kill(up.pid, signal.SIGTERM)
     up.wait(60)

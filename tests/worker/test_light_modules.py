@@ -20,13 +20,15 @@ module = importlib.import_module(sys.argv[1])
 app_built = None
 if sys.argv[1] == "worker.celery_app":
     app_built = module._default_app.cache_info().currsize > 0
-print(json.dumps({"loaded": sorted(m for m in sys.modules if m.split(".")[0] in %r),
+heavy = sys.argv[2].split(",")
+print(json.dumps({"loaded": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
                   "app_built": app_built}))
-""" % (HEAVY,)
+"""
 
 
 def probe(module: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", PROBE, module, ",".join(HEAVY)],
+                         capture_output=True, text=True,
                          check=True, timeout=120)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
