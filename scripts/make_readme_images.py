@@ -19,12 +19,14 @@ def main() -> None:
     from models import render
     from models.cam import make_cam
     from models.filters import AscentOptions, FilterVisualizer
+    from models.graph import last_spatial_layer
     from models.shapes_data import CLASSES, generate_pairs
     from models.shapes_model import load_or_train_shapes
 
     model = load_or_train_shapes(ROOT / "data" / "models")
     pairs = generate_pairs(4, seed=11)
-    cam = make_cam("gradcam", model)
+    layer = last_spatial_layer(model)
+    cam = make_cam("gradcam", model, layer)
     tiles, labels = [], []
     for i in range(len(pairs.images)):
         image = pairs.images[i].astype(np.float32)
@@ -40,7 +42,6 @@ def main() -> None:
     docs.mkdir(exist_ok=True)
     (docs / "gradcam-overlay.png").write_bytes(
         render.to_png(render.tile_grid(tiles, labels, columns=3)))
-    layer = cam.layer
     viz = FilterVisualizer(model, layer)
     out = viz.run(list(range(min(16, viz.num_channels))), AscentOptions(steps=128, seed=0))
     big = np.stack([np.kron(im, np.ones((2, 2, 1), np.uint8)) for im in out.images])

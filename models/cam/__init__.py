@@ -15,8 +15,9 @@ METHODS: dict[str, type[BaseCAM]] = {
 __all__ = ["METHODS", "BaseCAM", "CamResult", "make_cam"]
 
 
-def make_cam(method: str, model, layer: str | None = None, preprocess: str = "raw") -> BaseCAM:
-    """The CAM object for ``method`` (one of :data:`METHODS`)."""
+def make_cam(method: str, model, layer: str, preprocess: str = "raw") -> BaseCAM:
+    """The CAM object for ``method`` (one of :data:`METHODS`) on ``layer`` (a path; required:
+    the default, :func:`models.graph.last_spatial_layer`, is resolved once by the caller)."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
     return METHODS[method](model, layer, preprocess)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.graph import Probe, last_spatial_layer
+from models.graph import Probe, get_layer
 
 
 @dataclass
@@ -75,8 +75,10 @@ def _resolve_targets(
 class BaseCAM:
     """Grad-CAM-style explanation of one layer of one model.
 
-    ``images`` are raw pixels ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied
-    inside. Subclasses override :meth:`weights` (and set ``uses_gradients``).
+    ``layer`` is the path of the explained layer, always given (callers that want the usual
+    default pass :func:`models.graph.last_spatial_layer`). ``images`` are raw pixels
+    ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied inside. Subclasses
+    override :meth:`weights` (and set ``uses_gradients``).
     """
 
     name = "base"
@@ -88,12 +90,15 @@ class BaseCAM:
     chunk_pixels = 4 * 224 * 224
 
     def __init__(
-        self, model: keras.Model, layer: str | None = None, preprocess: str = "raw"
+        self, model: keras.Model, layer: str, preprocess: str = "raw"
     ) -> None:
-        self.layer = layer or last_spatial_layer(model)
-        self.probe = Probe(model, self.layer, preprocess)
-        if self.probe.layer is not None and len(self.probe.layer.output.shape) != 4:
-            raise ValueError(f"layer {self.layer!r} has no spatial (4-D) output")
+        if not isinstance(layer, str) or not layer:
+            raise TypeError(f"layer must be a layer path such as models.graph."
+                            f"last_spatial_layer(model) gives, got {layer!r}")
+        self.layer = layer
+        self.probe = Probe(model, layer, preprocess)
+        if len(get_layer(model, layer).output.shape) != 4:
+            raise ValueError(f"layer {layer!r} has no spatial (4-D) output")
         # No XLA: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and ~1.5x
         # faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
         self._compiled = tf.function(self._forward, jit_compile=False)

@@ -15,13 +15,14 @@ import pytest
 import tensorflow as tf
 
 from models.cam import METHODS, make_cam
+from models.graph import last_spatial_layer
 from tests.models import tiny_models as tm
 
 H = W = tm.SIZE
 ATOL = 2e-4  # compiled engine vs eager reference, after min-max scaling
 
 
-def graph_cam(method: str, model, layer: str | None = None):
+def graph_cam(method: str, model, layer: str):
     """The CAM class of ``method``, built directly; :func:`make_cam` (the production path) is
     checked against the same references in :func:`test_make_cam_equals_the_reference`."""
     return METHODS[method](model, layer)
@@ -215,7 +216,7 @@ def test_default_target_is_the_top_prediction_per_image(cnns, form: str) -> None
     model, x = cnns[form], tm.images(4)
     top = np.argmax(np.asarray(model(x)), axis=-1)
     assert len(set(top.tolist())) > 1  # the images disagree, so one target for all would fail
-    cam = make_cam("gradcam", model)
+    cam = make_cam("gradcam", model, last_spatial_layer(model))
     result = cam(x)
     assert result.class_index.tolist() == top.tolist()
     np.testing.assert_allclose(result.heatmaps, cam(x, class_index=top).heatmaps, atol=1e-6)
@@ -223,18 +224,27 @@ def test_default_target_is_the_top_prediction_per_image(cnns, form: str) -> None
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_heatmaps_are_in_unit_range_at_input_size(cnns, method: str) -> None:
-    result = graph_cam(method, cnns["sequential"])(tm.images(2, seed=9))
+    model = cnns["sequential"]
+    result = graph_cam(method, model, last_spatial_layer(model))(tm.images(2, seed=9))
     assert result.heatmaps.shape == (2, H, W)
     assert result.heatmaps.min() >= 0.0 and result.heatmaps.max() <= 1.0
     for heat in result.heatmaps:
         assert heat.min() == pytest.approx(0.0) and heat.max() == pytest.approx(1.0)
 
 
-def test_default_layer_is_the_last_4d_layer(cnns) -> None:
-    assert make_cam("gradcam", cnns["sequential"]).layer == "pool"
-    assert make_cam("gradcam", cnns["functional"]).layer == "pool"
-    assert make_cam("gradcam", cnns["nested"]).layer == "base/pool"
-    assert make_cam("layercam", tm.residual()).layer == "relu"
+def test_the_usual_default_layer_is_the_last_4d_layer(cnns) -> None:
+    assert last_spatial_layer(cnns["sequential"]) == "pool"
+    assert last_spatial_layer(cnns["functional"]) == "pool"
+    assert last_spatial_layer(cnns["nested"]) == "base/pool"
+    assert last_spatial_layer(tm.residual()) == "relu"
+
+
+@pytest.mark.parametrize("layer", [None, ""])
+def test_the_layer_is_required(cnns, layer) -> None:
+    with pytest.raises(TypeError, match="last_spatial_layer"):
+        make_cam("gradcam", cnns["functional"], layer)
+    with pytest.raises(TypeError):
+        make_cam("gradcam", cnns["functional"])  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("layer", ["flatten", "predictions"])
@@ -246,8 +256,8 @@ def test_non_spatial_layer_raises(cnns, layer: str) -> None:
 def test_unknown_method_and_bad_class_index_raise(cnns) -> None:
     assert set(METHODS) == {"gradcam", "gradcam++", "layercam", "scorecam"}
     with pytest.raises(ValueError, match="gradcam\\+\\+\\+"):
-        make_cam("gradcam+++", cnns["functional"])
-    cam = make_cam("gradcam", cnns["functional"])
+        make_cam("gradcam+++", cnns["functional"], "pool")
+    cam = make_cam("gradcam", cnns["functional"], "pool")
     with pytest.raises(ValueError, match="3 entries"):
         cam(tm.images(2), class_index=[0, 1, 2])
     # The model has 3 classes. Under XLA a gather clamps a bad index instead of failing, so
