@@ -82,7 +82,11 @@ def _compute(store: JobStore, job: dict) -> tuple[dict, dict]:
     run = KINDS.get(job["kind"])
     if run is None:
         raise InvalidInputError(f"unknown kind {job['kind']!r}")
-    return run(_context(store, job))
+    ctx = _context(store, job)
+    result, artifacts = run(ctx)
+    # Maps of a model with random weights show its architecture, not learned features.
+    result["random_weights"] = bool(ctx.loaded.info.random_weights)
+    return result, artifacts
 
 
 def run_job(job_id: str) -> None:
