@@ -114,9 +114,9 @@ class JobStore:
         pipe = self.r.pipeline()
         for i, data in enumerate(inputs):
             pipe.set(self.input_key(job_id, i), data, ex=self.ttl)
-        for i, data in enumerate(originals or []):
-            if data is not None:
-                pipe.set(self.original_key(job_id, i), data, ex=self.ttl)
+        for i, original in enumerate(originals or []):
+            if original is not None:
+                pipe.set(self.original_key(job_id, i), original, ex=self.ttl)
         pipe.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in record.items()})
         pipe.expire(self.job_key(job_id), self.ttl)
         index = f"{NS}:tenant:{tenant}:jobs"

@@ -5,7 +5,6 @@ the batch client waiting as told. Real Redis and worker, as for the other pipeli
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -123,38 +122,3 @@ def test_no_limit_when_off(settings, worker) -> None:
     for _ in range(5):
         assert submit(client, "gradcam", [IMAGE], headers=auth).status_code == 202
     assert not list(redis.Redis.from_url(settings.redis_url).scan_iter(f"{NS}:rate:{tenant}:*"))
-
-
-def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
-    """``convscope batch``'s engine against a live API limited to 2 new jobs per second, whose
-    current and next two windows are already full: its first POSTs are refused for certain,
-    whatever the machine's speed, and the client waits them out (Retry-After)."""
-    from werkzeug.serving import make_server
-
-    from service.app import create_app
-    from service.batch import run_batch
-    from service.client import Client
-    from tests.cli.conftest import write_shape_images
-
-    key = uuid.uuid4().hex
-    app = create_app(dataclasses.replace(settings, api_keys=(key,), rate_limit="2/second"))
-    refused: list[int] = []
-    app.after_request(lambda res: (refused.append(1) if res.status_code == 429 else None, res)[1])
-    r = redis.Redis.from_url(settings.redis_url)
-    now = int(r.time()[0])
-    for start in range(now, now + 3):  # this window and the next two are used up
-        r.set(f"{NS}:rate:{tenant_of(key)}:writes:{start}", 2, ex=10)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = Client(f"http://127.0.0.1:{server.server_port}", api_key=key)
-        images = write_shape_images(tmp_path / "in", 6)
-        summary = run_batch(client, str(tmp_path / "in"), tmp_path / "out", concurrency=4,
-                            model="shapes", kind="gradcam", layer=None, options={})
-    finally:
-        server.shutdown()
-    assert refused  # the limit was hit ...
-    assert summary == {"done": len(images), "failed": 0, "skipped": 0}  # ... and waited out
-    jobs = QueueCount.read(r, tenant_of(key)).jobs
-    assert jobs == len(images)  # one job per image: no duplicates from the retries

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
-from tests.pipeline import start_worker, stop_process_group, wait_ready
+from service.launcher import stop as stop_process_group
+from tests.pipeline import start_worker, wait_ready, wait_until
 from tests.service.job_http import artifacts, poll, submit
 from tests.service.test_worker_safety import children
 
@@ -53,13 +53,13 @@ def test_killed_child_job_is_redelivered_and_succeeds(lone_worker) -> None:
                  options={"filters": [0, 3, 5, 7], "steps": 200, "size": 64, "seed": 4})
     assert res.status_code == 202, res.get_json()
     job_id = res.get_json()["id"]
-    deadline = time.monotonic() + 120
-    job = client.get(f"/v1/jobs/{job_id}").get_json()
-    while not (job["status"] == "running" and 0 < job["progress"] < 0.5):
-        assert job["status"] in ("queued", "running"), job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
+
+    def mid_ascent() -> bool:
         job = client.get(f"/v1/jobs/{job_id}").get_json()
+        assert job["status"] in ("queued", "running"), job
+        return job["status"] == "running" and 0 < job["progress"] < 0.5
+
+    wait_until(mid_ascent, 120, "the ascent to be under way")
     (child,) = children(proc.pid)
     os.kill(child, signal.SIGKILL)
 
