@@ -21,6 +21,7 @@ from models.graph import LayerNotFoundError, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, UnknownModelError
+from worker.contract import ACTIVE
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.settings import get_settings
@@ -93,7 +94,7 @@ def run_job(job_id: str) -> None:
     """Run a job to an end state; never raises (the worker must survive any input)."""
     store = _store()
     job = store.get_job(job_id)
-    if job is None or not store.transition(job_id, "running", ("queued", "running")):
+    if job is None or not store.transition(job_id, "running", ACTIVE):
         return  # expired, canceled before start, or already finished
     started = time.monotonic()
     try:

@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from worker.contract import ACTIVE
+
 NS = "convscope:v1"
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -162,7 +164,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or running job; False if it had already ended."""
-        return self.transition(job_id, "canceled", ("queued", "running"))
+        return self.transition(job_id, "canceled", ACTIVE)
 
     def tenant_jobs(self, tenant: str, limit: int = 50) -> list[dict]:
         ids = self.r.zrevrange(f"{NS}:tenant:{tenant}:jobs", 0, limit - 1)
