@@ -22,6 +22,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from models.keras_internals import call_count, graph_nodes, is_functional, producer
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -34,8 +36,7 @@ class Fold:
 def _plain_float32(op: Any) -> bool:
     """float32 compute and variables (no mixed precision), called in exactly one graph."""
     policy = getattr(op, "dtype_policy", None)
-    return (getattr(policy, "name", None) == "float32"
-            and len(getattr(op, "_inbound_nodes", ())) == 1)
+    return getattr(policy, "name", None) == "float32" and call_count(op) == 1
 
 
 def _foldable_conv(op: Any) -> bool:
@@ -51,7 +52,7 @@ def _foldable_norm(op: Any) -> bool:
 
 def has_graph(model: Any) -> bool:
     """A Sequential or functional model (a subclassed model has no graph to fold in)."""
-    return isinstance(model, keras.Sequential) or hasattr(model, "_nodes_by_depth")
+    return isinstance(model, keras.Sequential) or is_functional(model)
 
 
 def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
@@ -61,21 +62,16 @@ def _pairs(model: keras.Model) -> Iterable[tuple[Any, Any]]:
                   if not isinstance(layer, keras.layers.InputLayer)]
         yield from zip(layers, layers[1:], strict=False)
         return
+    nodes = graph_nodes(model)
     consumers: dict[int, list[Any]] = {}  # a layer called twice is refused by _plain_float32
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is None or node.is_input:
-                continue
-            for tensor in node.input_tensors:
-                producer = tensor._keras_history.operation
-                consumers.setdefault(id(producer), []).append(node.operation)
-    outputs = {id(t._keras_history.operation) for t in model.outputs}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            op = node.operation
-            users = consumers.get(id(op), [])
-            if op is not None and len(users) == 1 and id(op) not in outputs:
-                yield op, users[0]
+    for node in nodes:
+        for tensor in node.inputs:
+            consumers.setdefault(id(producer(tensor)), []).append(node.operation)
+    outputs = {id(producer(t)) for t in model.outputs}
+    for node in nodes:
+        users = consumers.get(id(node.operation), [])
+        if len(users) == 1 and id(node.operation) not in outputs:
+            yield node.operation, users[0]
 
 
 def find_folds(model: keras.Model, keep: Iterable[Any] = ()) -> list[Fold]:

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from models.folding import Fold, find_folds, folded_weights, has_graph, run_folded_conv
+from models.keras_internals import accepts_training, producer, run_graph
 from models.preprocess import preprocess_images
 
 _SQUASHING = {"softmax", "sigmoid"}
@@ -84,7 +85,7 @@ def last_spatial_layer(model: keras.Model) -> str:
 def _output_operation(model: keras.Model) -> Any:
     if isinstance(model, keras.Sequential):
         return model.layers[-1]
-    return model.outputs[0]._keras_history.operation
+    return producer(model.outputs[0])
 
 
 def _squashing_name(op: Any) -> str | None:
@@ -176,14 +177,13 @@ class Probe:
                 if not isinstance(layer, keras.layers.InputLayer):
                     x = wrap(layer)(x)
             return x
-        # As Functional.call does: inputs matched to the model's by name, cast, reshaped.
-        return model._run_through_graph(model._standardize_inputs(x), operation_fn=wrap)
+        return run_graph(model, x, wrap)
 
     def _call_op(
         self, op: Any, prefix: str, cap: dict, outermost: bool, args: tuple, kwargs: dict
     ) -> Any:
         path = prefix + getattr(op, "name", "")
-        if "training" in getattr(op, "_call_context_args", {}):
+        if accepts_training(op):
             kwargs["training"] = False
         target = self.layer_path
         fold = self._folds.get(id(op))

@@ -30,6 +30,7 @@ import keras
 
 from models.conv_arithmetic import conv_output_size, conv_params
 from models.graph import output_shape, walk_layers
+from models.keras_internals import graph_nodes
 
 L = keras.layers
 _CONVS = (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D)
@@ -95,16 +96,12 @@ class _Propagation:
                     states = self.apply(layer, states, prefix, n_out=1)
             return states
         values = {id(t): s for t, s in zip(model.inputs, inputs, strict=True)}
-        by_depth = model._nodes_by_depth
-        for depth in sorted(by_depth, reverse=True):
-            for node in by_depth[depth]:
-                if node.is_input or node.operation is None:
-                    continue
-                if any(id(t) not in values for t in node.input_tensors):
-                    continue
-                ins = [values[id(t)] for t in node.input_tensors]
-                outs = self.apply(node.operation, ins, prefix, n_out=len(node.outputs))
-                values.update({id(t): s for t, s in zip(node.outputs, outs, strict=True)})
+        for node in graph_nodes(model):
+            if any(id(t) not in values for t in node.inputs):
+                continue
+            ins = [values[id(t)] for t in node.inputs]
+            outs = self.apply(node.operation, ins, prefix, n_out=len(node.outputs))
+            values.update({id(t): s for t, s in zip(node.outputs, outs, strict=True)})
         return [values.get(id(t)) for t in model.outputs]
 
     def apply(self, op: Any, ins: list[State], prefix: str, n_out: int) -> list[State]:
