@@ -25,7 +25,6 @@ from models.filters.parametrization import FourierImage
 from models.filters.transforms import standard_transforms
 from models.graph import Probe, ProbeOutput, get_layer
 
-
 MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
 MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels
 

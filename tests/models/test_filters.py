@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from models.filters import AscentCanceled, AscentOptions, FilterVisualizer
 from models.filters.parametrization import FourierImage
-from models.filters.transforms import Jitter, RandomRotate, RandomScale
+from models.filters.transforms import Jitter, RandomRotate, RandomScale, warp
 from tests.models import tiny_models as tm
 
 FAST = AscentOptions(steps=6, seed=0)
@@ -176,6 +176,16 @@ def test_scale_two_samples_half_way_between_pixels() -> None:
                 + fy * (1 - fx) * src[:, y1, x0] + fy * fx * src[:, y1, x1]
             )
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_warp_reflects_at_the_border() -> None:
+    """A shift by two columns reads past the right edge: the image mirrored (d c b a | a b c d
+    | d c b a), as NumPy's "symmetric" padding."""
+    images = _batch(6)
+    shift = tf.constant([[1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0, 0.0]] * 2)  # samples (x + 2, y)
+    got = warp(images, shift).numpy()
+    padded = np.pad(images.numpy(), ((0, 0), (0, 0), (0, 2), (0, 0)), mode="symmetric")
+    np.testing.assert_allclose(got, padded[:, :, 2:], atol=1e-6)
 
 
 @pytest.mark.parametrize("make, text", [
