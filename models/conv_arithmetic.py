@@ -9,7 +9,8 @@ dilation ``d`` (effective size ``f_eff = d·(f − 1) + 1``), stride ``s`` and p
 Padding follows Keras: ``"valid"`` is ``p = 0``; ``"same"`` gives ``ceil(n / s)`` outputs and
 pads ``max((out − 1)·s + f_eff − n, 0)`` zeros in total, ``total // 2`` before and the rest
 after; an ``int`` ``p`` pads ``p`` zeros on both sides (``ZeroPadding2D(p)`` then ``"valid"``).
-Pooling uses the same formula with no parameters (see :func:`pool_output_size`).
+Pooling uses the same formula with the window as the kernel (Keras's pooling stride defaults
+to the window) and no parameters.
 """
 
 from __future__ import annotations
@@ -133,13 +134,6 @@ def _resolve_padding(n: int, f_eff: int, s: int, padding: str | int) -> tuple[in
     if padding == "same":
         return same_padding(n, f_eff, s)
     raise ValueError(f"padding must be 'valid', 'same' or an int >= 0, got {padding!r}")
-
-
-def pool_output_size(
-    n: int, pool: int, s: int | None = None, padding: str | int = "valid"
-) -> OutputSize:
-    """Output size of a pooling window ``pool`` (stride defaults to ``pool``, as in Keras)."""
-    return conv_output_size(n, pool, pool if s is None else s, padding)
 
 
 def conv_params(

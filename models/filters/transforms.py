@@ -31,32 +31,6 @@ class Jitter:
         return tf.slice(padded, [0, dy, dx, 0], size)
 
 
-class RandomScale:
-    """Zoom by a factor drawn uniformly from ``[low, high]`` about the centre."""
-
-    def __init__(self, low: float = 0.9, high: float = 1.1) -> None:
-        if not 0 < low <= high:
-            raise ValueError(f"scale range must satisfy 0 < low <= high, got ({low}, {high})")
-        self.low, self.high = low, high
-
-    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        factor = tf.random.stateless_uniform((), seed, self.low, self.high)
-        return _affine(images, factor, 0.0)
-
-
-class RandomRotate:
-    """Rotate by an angle drawn uniformly from ``[-degrees, degrees]`` about the centre."""
-
-    def __init__(self, degrees: float = 5.0) -> None:
-        if degrees < 0:
-            raise ValueError(f"rotation degrees must be >= 0, got {degrees}")
-        self.degrees = degrees
-
-    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        angle = tf.random.stateless_uniform((), seed, -self.degrees, self.degrees)
-        return _affine(images, tf.constant(1.0), angle * (math.pi / 180.0))
-
-
 class RandomAffine:
     """Zoom and rotate in one resampling (one bilinear pass instead of two).
 
@@ -64,15 +38,17 @@ class RandomAffine:
     """
 
     def __init__(self, low: float = 0.9, high: float = 1.1, degrees: float = 5.0) -> None:
-        RandomScale(low, high)  # the same argument checks
-        RandomRotate(degrees)
+        if not 0 < low <= high:
+            raise ValueError(f"scale range must satisfy 0 < low <= high, got ({low}, {high})")
+        if degrees < 0:
+            raise ValueError(f"rotation degrees must be >= 0, got {degrees}")
         self.low, self.high, self.degrees = low, high, degrees
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         draws = tf.random.stateless_uniform((2,), seed, 0.0, 1.0)
         factor = self.low + (self.high - self.low) * draws[0]
         angle = (2.0 * draws[1] - 1.0) * self.degrees * (math.pi / 180.0)
-        return _affine(images, factor, angle)
+        return warp(images, affine_matrix(images, factor, angle))
 
 
 def affine_matrix(images: tf.Tensor, scale: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
@@ -101,11 +77,6 @@ def warp(images: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """
     return keras.ops.image.affine_transform(images, matrix, interpolation="bilinear",
                                             fill_mode="reflect")
-
-
-def _affine(images: tf.Tensor, scale: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
-    """Zoom by ``scale`` and rotate by ``angle`` radians about the centre (bilinear, reflect)."""
-    return warp(images, affine_matrix(images, scale, angle))
 
 
 def standard_transforms(size: int) -> list:

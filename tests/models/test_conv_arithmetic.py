@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.conv_arithmetic import conv_output_size, conv_params, pool_output_size
+from models.conv_arithmetic import conv_output_size, conv_params
 
 SIZES = (5, 6, 7, 8, 11, 16, 17, 32, 33)
 KERNELS = (1, 2, 3, 5)
@@ -41,18 +41,21 @@ def test_conv_output_size_matches_keras_over_grid() -> None:
         assert got.is_integer == float(got.exact).is_integer()
 
 
-def test_pool_output_size_matches_keras_over_grid() -> None:
+def test_pooling_output_size_matches_keras_over_grid() -> None:
+    """A pooling window is a kernel without weights (the layer table relies on this)."""
     for n, f, s, padding in itertools.product(SIZES, KERNELS, STRIDES, ("valid", "same")):
         if padding == "valid" and f > n:
             continue
         pool = keras.layers.MaxPooling2D((f, 1), strides=(s, 1), padding=padding)
-        assert pool_output_size(n, f, s, padding).size == _keras_height(pool, n), (n, f, s)
+        assert conv_output_size(n, f, s, padding).size == _keras_height(pool, n), (n, f, s)
 
 
 def test_pool_stride_defaults_to_pool_size_like_keras() -> None:
+    """The layer table reads a pooling layer's strides: Keras fills them with the window."""
     for n, f in itertools.product(SIZES, (2, 3)):
         pool = keras.layers.AveragePooling2D((f, 1))
-        assert pool_output_size(n, f).size == _keras_height(pool, n)
+        assert tuple(pool.strides) == (f, 1)
+        assert conv_output_size(n, f, pool.strides[0]).size == _keras_height(pool, n)
 
 
 @pytest.mark.parametrize("p", [0, 1, 2, 3])

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from models.filters import AscentCanceled, AscentOptions, FilterVisualizer
 from models.filters.parametrization import FourierImage
-from models.filters.transforms import Jitter, RandomRotate, RandomScale, warp
+from models.filters.transforms import Jitter, RandomAffine, affine_matrix, warp
 from tests.models import tiny_models as tm
 
 FAST = AscentOptions(steps=6, seed=0)
@@ -155,13 +155,13 @@ def test_jitter_is_a_window_of_the_reflect_padded_image() -> None:
 
 def test_zero_rotation_and_unit_scale_keep_the_image() -> None:
     images = _batch()
-    out = RandomScale(1.0, 1.0)(RandomRotate(0.0)(images, SEED), SEED)
+    out = RandomAffine(1.0, 1.0, 0.0)(images, SEED)
     np.testing.assert_allclose(out.numpy(), images.numpy(), atol=1e-5)
 
 
 def test_scale_two_samples_half_way_between_pixels() -> None:
     images = _batch(5)
-    got = RandomScale(2.0, 2.0)(images, SEED).numpy()
+    got = RandomAffine(2.0, 2.0, 0.0)(images, SEED).numpy()
     # Zoom ×2 about the centre (2, 2): output pixel p samples the input at 2 + (p − 2) / 2.
     pos = 2.0 + (np.arange(5) - 2.0) / 2.0  # 1, 1.5, 2, 2.5, 3
     src = images.numpy()
@@ -190,9 +190,9 @@ def test_warp_reflects_at_the_border() -> None:
 
 @pytest.mark.parametrize("make, text", [
     (lambda: Jitter(-1), "got -1"),
-    (lambda: RandomScale(0.0, 1.0), r"got \(0.0, 1.0\)"),
-    (lambda: RandomScale(1.2, 1.1), r"got \(1.2, 1.1\)"),
-    (lambda: RandomRotate(-3.0), "got -3.0"),
+    (lambda: RandomAffine(0.0, 1.0), r"got \(0.0, 1.0\)"),
+    (lambda: RandomAffine(1.2, 1.1), r"got \(1.2, 1.1\)"),
+    (lambda: RandomAffine(1.0, 1.0, -3.0), "got -3.0"),
     (lambda: FourierImage(1, 8, 8, channels=2), "got 2"),
     (lambda: FourierImage(0, 8, 8), "n=0"),
 ])  # fmt: skip
@@ -212,19 +212,19 @@ def test_fourier_image_is_in_unit_range(n: int, h: int, w: int, c: int) -> None:
     assert not np.array_equal(FourierImage(n, h, w, c, seed=2, init_std=1.0)().numpy(), pixels)
 
 
-def test_random_affine_is_scale_then_rotate_in_one_pass() -> None:
-    """RandomAffine(s, s, 0) equals RandomScale(s, s); (1, 1, d) with d=0 is the identity."""
-    from models.filters.transforms import RandomAffine, RandomScale
+def test_a_quarter_turn_about_the_centre_is_rot90() -> None:
+    images = _batch(7)
+    got = warp(images, affine_matrix(images, tf.constant(1.0), tf.constant(np.pi / 2))).numpy()
+    np.testing.assert_allclose(got, np.rot90(images.numpy(), k=1, axes=(1, 2)), atol=1e-5)
 
-    rng = np.random.default_rng(3)
-    images = tf.constant(rng.uniform(0, 1, (2, 12, 12, 3)).astype(np.float32))
-    seed = tf.constant([1, 2])
-    np.testing.assert_allclose(RandomAffine(1.5, 1.5, 0.0)(images, seed).numpy(),
-                               RandomScale(1.5, 1.5)(images, seed).numpy(), atol=1e-6)
-    np.testing.assert_allclose(RandomAffine(1.0, 1.0, 0.0)(images, seed).numpy(),
-                               images.numpy(), atol=1e-5)
-    with pytest.raises(ValueError, match="-2"):
-        RandomAffine(1.0, 1.0, -2)
+
+def test_random_affine_is_reproducible_per_seed() -> None:
+    images = _batch(12)
+    affine = RandomAffine(0.9, 1.1, 8.0)
+    first = affine(images, tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(affine(images, tf.constant([1, 2])).numpy(), first)
+    assert np.abs(first - images.numpy()).max() > 0.01  # it moved the image
+    assert np.abs(affine(images, tf.constant([1, 3])).numpy() - first).max() > 0.01
 
 
 def test_micro_batches_give_the_same_ascent(cnns, monkeypatch) -> None:
