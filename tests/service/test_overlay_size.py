@@ -1,0 +1,42 @@
+"""Overlays come back at the size the image was sent; the model gets it squashed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from service.images import decode_image
+from tests.service.job_http import encode, load_npy, run
+
+
+def test_overlay_is_drawn_at_the_original_size(client) -> None:
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)  # 120 wide, 90 high
+    job = run(client, "gradcam", [encode(photo)])
+    item = job["result"]["items"][0]
+    assert item["overlay_size"] == [90, 120] and item["resize"] == "squash"
+    assert job["inputs"][0]["original_size"] == [90, 120]
+    assert job["inputs"][0]["resized_size"] == [64, 64]
+    heat = load_npy(client.get(f"/v1/jobs/{job['id']}/artifacts/heatmap").data)
+    assert heat.shape == (64, 64)
+    with Image.open(io.BytesIO(client.get(f"/v1/jobs/{job['id']}/artifacts/overlay").data)) as o:
+        assert o.size == (120, 90)
+        overlay = np.asarray(o.convert("RGB"), dtype=np.float32)
+    # The overlay is 55 % the photo: where the photo is brighter, so is the overlay.
+    assert np.corrcoef(overlay.mean(-1).ravel(), photo.mean(-1).ravel())[0, 1] > 0.5
+
+
+def test_a_same_size_image_keeps_no_second_copy(client) -> None:
+    job = run(client, "gradcam", [encode(np.zeros((64, 64, 3), np.uint8))])
+    assert job["inputs"][0]["original_stored"] is False
+    assert job["result"]["items"][0]["overlay_size"] == [64, 64]
+
+
+def test_large_originals_are_scaled_down_for_display() -> None:
+    image = encode(np.full((300, 400, 3), 200, np.uint8))
+    decoded = decode_image(image, [64, 64, 3], max_pixels=10**6, max_display_pixels=30_000)
+    assert decoded.pixels.shape == (64, 64, 3)
+    h, w = decoded.original.shape[:2]
+    assert h * w <= 30_000 and abs(w / h - 4 / 3) < 0.02  # aspect ratio kept
