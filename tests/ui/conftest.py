@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.cli.conftest import write_shape_images
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -40,13 +42,17 @@ def page_errors() -> list[str]:
 
 
 def open_page(browser, url: str, errors: list[str], width: int = 1280,
-              height: int = 800):
+              height: int = 800, before: Callable[[object], None] | None = None):
+    """A new context and page at ``url``; ``before(page)`` runs before it loads (listeners,
+    routes)."""
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(60_000)
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     page.on("console", lambda msg: errors.append(f"console: {msg.text}")
             if msg.type == "error" else None)
+    if before is not None:
+        before(page)
     page.goto(url + "/")
     return page
 
@@ -56,6 +62,12 @@ def page(browser, api_url: str, page_errors: list[str]) -> Iterator[object]:
     page = open_page(browser, api_url, page_errors)
     yield page
     page.context.close()
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    """One generated shapes image (a known shape on a textured background)."""
+    return write_shape_images(tmp_path / "images", 1, seed=11)[0]
 
 
 def screenshot(target, name: str, doc: bool = False, **options) -> Path:

@@ -17,37 +17,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cli.conftest import write_shape_images
 from tests.ui.conftest import open_page, screenshot
-
-JOB_TIMEOUT = 180_000  # ms: the first job may queue behind the worker describing models
-
-
-def layers_of(api_url: str, model: str = "shapes") -> list[dict]:
-    response = requests.get(f"{api_url}/v1/models/{model}/layers?wait=30", timeout=60)
-    response.raise_for_status()
-    return response.json()["layers"]
-
-
-def latest_job(api_url: str, kind: str) -> dict:
-    jobs = requests.get(f"{api_url}/v1/jobs?limit=20", timeout=10).json()["jobs"]
-    return next(j for j in jobs if j["kind"] == kind and j["status"] == "succeeded")
-
-
-def number(page, selector: str) -> float:
-    return float(page.locator(selector).inner_text().strip())
-
-
-def wait_image(page, selector: str) -> int:
-    """Wait until the <img> has loaded; return its naturalWidth."""
-    loaded = "s => (e => e?.complete && e.naturalWidth > 0)(document.querySelector(s))"
-    page.wait_for_function(loaded, arg=selector, timeout=JOB_TIMEOUT)
-    return page.eval_on_selector(selector, "e => e.naturalWidth")
-
-
-def wait_ready(page) -> None:
-    page.wait_for_selector("#layer-table tbody tr", timeout=90_000)
-    assert page.input_value("#model-select") == "shapes"
+from tests.ui.flows import (
+    JOB_TIMEOUT,
+    latest_job,
+    layers_of,
+    number,
+    overflow,
+    wait_image,
+    wait_ready,
+)
 
 
 def expected_arithmetic(row: dict, n: int, c_in: int) -> tuple[str, str]:
@@ -63,15 +42,6 @@ def expected_arithmetic(row: dict, n: int, c_in: int) -> tuple[str, str]:
     size = f"({n} + {pad} − {f})/{s} + 1 = {value}"
     params = f"({f}·{f}·{c_in} + 1)·{row['filters']} = {(f * f * c_in + 1) * row['filters']}"
     return size, params
-
-
-def overflow(page) -> tuple[int, int]:
-    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-
-
-@pytest.fixture()
-def image(tmp_path: Path) -> Path:
-    return write_shape_images(tmp_path / "images", 1, seed=11)[0]
 
 
 def check_layers(page, api_url: str) -> tuple[list[dict], dict]:
@@ -98,9 +68,16 @@ def run_activations(page, api_url: str, layer: dict) -> int:
     page.select_option("#layer-select", layer["name"])
     page.click("#act-run")
     page.wait_for_selector("#act-result:not([hidden])", timeout=JOB_TIMEOUT)
-    assert wait_image(page, "#act-grid") > 0
     h, w, c = layer["output_shape"]
+    # Each channel is drawn once (the API's tiled grid is a download, not a second copy).
     assert page.locator("#act-channels canvas").count() == c
+    assert page.locator("#activations-card img:visible").count() == 0
+    labels = page.locator("#act-result .channel span").all_inner_texts()
+    assert sorted(labels, key=int) == [str(i) for i in range(c)]
+    grid = page.get_attribute("#act-grid-link", "href")
+    png = page.evaluate("async u => [...new Uint8Array(await (await fetch(u)).arrayBuffer())"
+                        ".slice(1, 4)].map(b => String.fromCharCode(b)).join('')", grid)
+    assert png == "PNG"
     assert page.eval_on_selector("#act-channels canvas", "e => [e.width, e.height]") == [w, h]
     assert page.locator("#act-predictions li").count() >= 1
     stats = latest_job(api_url, "activations")["result"]["items"][0]["channels"]
@@ -142,8 +119,8 @@ def run_explain(page, layer: dict, layer_in_channels: int) -> None:
     assert shown["total"] == pytest.approx(shown["sum"] + shown["bias"], rel=1e-4, abs=1e-6)
     assert shown["model"] == pytest.approx(shown["activation"], rel=1e-3, abs=1e-5)
     assert shown["map-value"] == pytest.approx(shown["activation"], rel=1e-3, abs=1e-5)
-    tables = page.locator("#explain-channels table.unit")
-    assert tables.count() == layer_in_channels
+    blocks = page.locator("#explain-channels .unit")
+    assert blocks.count() == layer_in_channels
     sums = [float(s) for s in page.locator("#explain-channels .channel-sum").all_text_contents()]
     assert sum(sums) == pytest.approx(shown["sum"], rel=1e-3, abs=1e-4)
 
@@ -349,7 +326,6 @@ def test_phone_width_does_not_overflow(browser, api_url: str, image: Path,
         page.select_option("#layer-select", layer["name"])
         page.click("#act-run")
         page.wait_for_selector("#act-result:not([hidden])", timeout=JOB_TIMEOUT)
-        wait_image(page, "#act-grid")
         page.click("#act-channels .channel >> nth=0")
         page.click("#act-explain-max")
         page.wait_for_selector("#explain-result:not([hidden])", timeout=JOB_TIMEOUT)

@@ -1,5 +1,6 @@
-// Activations card: the API's grid PNG, and every channel drawn client-side from the NPY,
-// clickable to enlarge (with its statistics) and to pick a unit to explain.
+// Activations card: every channel drawn once, client-side from the NPY, clickable to enlarge
+// (with its statistics) and to pick a unit to explain. The API's grid PNG (the same channels,
+// tiled) is offered as a download, not shown a second time.
 
 import { UrlPool, artifactBuffer } from "./api.js";
 import { drawChannel } from "./colormap.js";
@@ -22,7 +23,9 @@ async function run() {
   const item = job.result.items[0];
   try {
     urls.release();
-    $("act-grid").src = await urls.artifact(job.id, item.artifacts.grid);
+    const grid = $("act-grid-link");
+    grid.href = await urls.artifact(job.id, item.artifacts.grid);
+    grid.download = `${state.model.id}-${layer.name.replace(/\W+/g, "_")}-feature-maps.png`;
     const array = parseNpy(await artifactBuffer(job.id, item.artifacts.activations));
     current = { layer, array, stats: item.channels, zoom: null, cursor: null };
     renderPredictions($("act-predictions"), item.predictions);
