@@ -36,6 +36,18 @@ function renderTable() {
   fill(select, ...layers.map((l) => el("option", { value: l.name, text: `${l.name} (${l.type})` })));
   select.disabled = layers.length === 0;
   if (layers.length) selectLayer(defaultLayer(layers));
+  updateScrollCue();
+}
+
+// A table wider than its box (phones) says so: a hint line, and a shadow on each edge that
+// has more columns beyond it.
+function updateScrollCue() {
+  const wrap = $("layer-scroll");
+  const hidden = wrap.scrollWidth - wrap.clientWidth;
+  const frame = $("layer-frame");
+  frame.classList.toggle("more-left", hidden > 1 && wrap.scrollLeft > 1);
+  frame.classList.toggle("more-right", hidden > 1 && wrap.scrollLeft < hidden - 1);
+  $("layers-scroll-hint").hidden = hidden <= 1;
 }
 
 function formulaBlock(title, generic, filled, check) {
@@ -110,5 +122,9 @@ export function selectLayer(name) {
 
 export function initLayers() {
   $("layer-select").addEventListener("change", (e) => selectLayer(e.target.value));
+  $("layer-scroll").addEventListener("scroll", updateScrollCue, { passive: true });
+  const resized = new ResizeObserver(updateScrollCue);
+  resized.observe($("layer-scroll"));
+  resized.observe($("layer-table"));
   on("model", renderTable);
 }
