@@ -15,11 +15,16 @@ import numpy as np
 import tensorflow as tf
 
 from models.conv_arithmetic import same_padding
+from models.errors import InvalidInputError
 from models.graph import Probe, get_layer
 
 
-class LayerNotConvError(ValueError):
+class LayerNotConvError(InvalidInputError):
     """The layer is not a Conv2D layer this explanation applies to."""
+
+
+class UnitOutOfRangeError(InvalidInputError, IndexError):
+    """The unit (filter, y, x) lies outside the layer's output."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def explain_unit(model: keras.Model, layer: str, image: np.ndarray, filter_index
     inputs, produced = out.layer_input.numpy()[0], out.activation.numpy()[0]
     oh, ow, filters = produced.shape
     if not (0 <= filter_index < filters and 0 <= y < oh and 0 <= x < ow):
-        raise IndexError(
+        raise UnitOutOfRangeError(
             f"unit (filter={filter_index}, y={y}, x={x}) outside the output {oh}×{ow}×{filters}"
         )
     geo = conv_geometry(conv, inputs.shape[:2])

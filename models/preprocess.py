@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from models.errors import InvalidInputError
+
 PREPROCESS_MODES = ("raw", "unit", "tf", "caffe", "torch")
 
 # ImageNet channel statistics used by keras.applications (RGB order).
@@ -23,9 +25,10 @@ _TORCH_STD = (0.229, 0.224, 0.225)
 
 
 def check_mode(mode: str) -> str:
-    """Return ``mode`` if known, else raise ValueError naming the valid ones."""
+    """Return ``mode`` if known, else raise InvalidInputError naming the valid ones."""
     if mode not in PREPROCESS_MODES:
-        raise ValueError(f"unknown preprocess mode {mode!r}; expected one of {PREPROCESS_MODES}")
+        raise InvalidInputError(
+            f"unknown preprocess mode {mode!r}; expected one of {PREPROCESS_MODES}")
     return mode
 
 

@@ -7,6 +7,7 @@ from models.cam.grad_cam import GradCAM
 from models.cam.grad_cam_plus_plus import GradCAMPlusPlus
 from models.cam.layer_cam import LayerCAM
 from models.cam.score_cam import ScoreCAM
+from models.errors import InvalidInputError
 
 METHODS: dict[str, type[BaseCAM]] = {
     cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM)
@@ -19,5 +20,5 @@ def make_cam(method: str, model, layer: str, preprocess: str = "raw") -> BaseCAM
     """The CAM object for ``method`` (one of :data:`METHODS`) on ``layer`` (a path; required:
     the default, :func:`models.graph.last_spatial_layer`, is resolved once by the caller)."""
     if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
+        raise InvalidInputError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
     return METHODS[method](model, layer, preprocess)

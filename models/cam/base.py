@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.errors import InvalidInputError
 from models.graph import Probe, get_layer
 
 
@@ -63,12 +64,13 @@ def _resolve_targets(
     if targets.size == 1:
         targets = np.repeat(targets, batch)
     if targets.shape != (batch,):
-        raise ValueError(f"class_index has {targets.size} entries for a batch of {batch} images")
+        raise InvalidInputError(
+            f"class_index has {targets.size} entries for a batch of {batch} images")
     # Checked here: an XLA gather clamps a bad index silently instead of failing.
     bad = targets[(targets < 0) | (targets >= num_classes)]
     if bad.size:
-        raise ValueError(f"class_index {bad.tolist()} out of range: the model has {num_classes} "
-                         "classes")
+        raise InvalidInputError(
+            f"class_index {bad.tolist()} out of range: the model has {num_classes} classes")
     return tf.constant(targets, tf.int32)
 
 
@@ -98,7 +100,7 @@ class BaseCAM:
         self.layer = layer
         self.probe = Probe(model, layer, preprocess)
         if len(get_layer(model, layer).output.shape) != 4:
-            raise ValueError(f"layer {layer!r} has no spatial (4-D) output")
+            raise InvalidInputError(f"layer {layer!r} has no spatial (4-D) output")
         # No XLA: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and ~1.5x
         # faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
         self._compiled = tf.function(self._forward, jit_compile=False)

@@ -164,7 +164,7 @@ class FilterVisualizer:
         filters = [int(f) for f in filters]
         bad = [f for f in filters if not 0 <= f < self.num_channels]
         if not filters or bad:
-            raise ValueError(
+            raise InvalidInputError(
                 f"filters {bad or filters} out of range: layer has {self.num_channels} channels"
             )
         return filters

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from models.cam import METHODS, make_cam
+from models.errors import InvalidInputError
 from models.graph import last_spatial_layer
 from tests.models import tiny_models as tm
 
@@ -255,14 +256,14 @@ def test_non_spatial_layer_raises(cnns, layer: str) -> None:
 
 def test_unknown_method_and_bad_class_index_raise(cnns) -> None:
     assert set(METHODS) == {"gradcam", "gradcam++", "layercam", "scorecam"}
-    with pytest.raises(ValueError, match="gradcam\\+\\+\\+"):
+    with pytest.raises(InvalidInputError, match="gradcam\\+\\+\\+"):
         make_cam("gradcam+++", cnns["functional"], "pool")
     cam = make_cam("gradcam", cnns["functional"], "pool")
-    with pytest.raises(ValueError, match="3 entries"):
+    with pytest.raises(InvalidInputError, match="3 entries"):
         cam(tm.images(2), class_index=[0, 1, 2])
     # The model has 3 classes. Under XLA a gather clamps a bad index instead of failing, so
     # without a check class 7 came back as "class 7" with class 2's score.
-    with pytest.raises(ValueError, match=r"\[7\] out of range"):
+    with pytest.raises(InvalidInputError, match=r"\[7\] out of range"):
         cam(tm.images(2), class_index=[7, 1])
     with pytest.raises(ValueError, match=r"\[-2, -2\] out of range"):
         cam(tm.images(2), class_index=-2)

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from models.errors import InvalidInputError
 from models.explain import LayerNotConvError, explain_unit
 from tests.models import tiny_models as tm
 
@@ -235,5 +236,5 @@ def test_depthwise_conv_is_not_explained() -> None:
 @pytest.mark.parametrize("unit", [(2, 0, 0), (0, 3, 0), (0, 0, 3), (-1, 0, 0), (0, -1, 0)])
 def test_out_of_range_unit_raises(unit: tuple[int, int, int]) -> None:
     f, y, x = unit
-    with pytest.raises(IndexError, match="3×3×2"):
+    with pytest.raises(InvalidInputError, match="3×3×2"):
         explain_unit(course_model(), "conv", IMAGE, f, y, x)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models.errors import InvalidInputError
 from models.filters import AscentCanceled, AscentOptions, FilterVisualizer
 from models.filters.parametrization import FourierImage
 from models.filters.transforms import Jitter, RandomAffine, affine_matrix, warp
@@ -101,7 +102,7 @@ def test_out_of_range_filter_names_the_index(conv1, filters: list[int], bad: str
 
 
 def test_no_filters_raises(conv1) -> None:
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(InvalidInputError, match="out of range"):
         conv1.run([], FAST)
 
 
