@@ -144,7 +144,7 @@ function explainMax() {
 function reset() {
   current = null;
   $("act-result").hidden = true;
-  panel.setStatus("");
+  panel.reset();
 }
 
 export function initActivations() {

@@ -84,13 +84,18 @@ function fromInputs() {
     x: read("explain-x"), value: null });
 }
 
+function reset() {
+  $("explain-result").hidden = true;
+  fill($("explain-channels"));
+  panel.reset();
+}
+
 export function initExplain() {
   panel.button.addEventListener("click", fromInputs);
   on("explain-request", (request) => {
     explain(request);
     $("explain-card").scrollIntoView({ behavior: "smooth", block: "nearest" });
   });
-  on("model", () => {
-    $("explain-result").hidden = true;
-  });
+  on("model", reset);
+  on("image", reset);
 }

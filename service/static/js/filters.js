@@ -7,6 +7,7 @@ import { on, state } from "./state.js";
 
 const panel = new JobPanel("filters");
 const urls = new UrlPool();
+let runs = 0; // the latest run (a model switch or a new run makes older ones stale)
 const MAX_FILTERS = 64;
 
 function setProgress(fraction) {
@@ -40,13 +41,17 @@ async function run() {
   }
   const steps = Number($("filters-steps").value) || 64;
   const layer = state.layer;
+  const generation = ++runs;
   setProgress(0);
   $("filters-result").hidden = true;
   $("filters-cancel").disabled = false;
   const job = await panel.run({ model: state.model.id, kind: "filters", layer: layer ? layer.name : null,
     options: { filters, steps } }, (j) => setProgress(j.progress || 0));
+  if (!job) {
+    if (generation === runs) $("filters-cancel").disabled = true;
+    return;
+  }
   $("filters-cancel").disabled = true;
-  if (!job) return;
   setProgress(1);
   urls.release();
   const figures = [];
@@ -72,12 +77,17 @@ function syncRange(layer) {
   if (Number($("filters-to").value) > channels - 1) $("filters-to").value = String(Math.min(7, channels - 1));
 }
 
+function reset() {
+  runs++;
+  $("filters-result").hidden = true;
+  $("filters-cancel").disabled = true;
+  setProgress(0);
+  panel.reset();
+}
+
 export function initFilters() {
   panel.button.addEventListener("click", run);
   $("filters-cancel").addEventListener("click", () => panel.cancel());
   on("layer", syncRange);
-  on("model", () => {
-    $("filters-result").hidden = true;
-    setProgress(0);
-  });
+  on("model", reset);
 }

@@ -59,7 +59,7 @@ function setOpacity() {
 
 function reset() {
   $("cam-result").hidden = true;
-  panel.setStatus("");
+  panel.reset();
 }
 
 export function initGradcam() {

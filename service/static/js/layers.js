@@ -35,7 +35,12 @@ function renderTable() {
   const select = $("layer-select");
   fill(select, ...layers.map((l) => el("option", { value: l.name, text: `${l.name} (${l.type})` })));
   select.disabled = layers.length === 0;
-  if (layers.length) selectLayer(defaultLayer(layers));
+  if (layers.length) {
+    selectLayer(defaultLayer(layers));
+  } else {
+    fill($("arithmetic"));
+    $("layer-hint").textContent = "";
+  }
   updateScrollCue();
 }
 

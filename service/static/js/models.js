@@ -1,7 +1,7 @@
 // Model card: pick a model (GET /v1/models), load its layer table, upload a .keras model.
 
 import { getLayers, getModel, listModels, uploadModel } from "./api.js";
-import { $, clearError, el, showError, shape } from "./dom.js";
+import { $, clearError, el, fill, showError, shape } from "./dom.js";
 import { emit, state } from "./state.js";
 
 const GROUPS = [["builtin", "Built-in"], ["application", "keras.applications"], ["upload", "Uploaded"]];
@@ -17,8 +17,21 @@ function groupOf(model) {
 }
 
 function optionText(model) {
-  const status = model.status && model.status !== "ready" ? ` (${model.status})` : "";
-  return `${model.name || model.id}${status}`;
+  const notes = [];
+  if (model.status && model.status !== "ready") notes.push(model.status);
+  if (model.random_weights === true) notes.push("random weights");
+  return `${model.name || model.id}${notes.length ? ` (${notes.join(", ")})` : ""}`;
+}
+
+// A model whose weights are random (keras.applications without weights, untrained built-ins).
+function showWeightsNotice(model) {
+  const notice = $("model-notice");
+  notice.hidden = !(model && model.random_weights === true);
+  if (notice.hidden) return;
+  fill(notice, el("strong", { text: "random weights: " }),
+    "the maps show the architecture, not learned features. ",
+    el("span", { className: "hint", text: `${model.name || model.id} has no trained weights here` +
+      `${model.source ? ` (${model.source})` : ""}; predictions and Grad-CAM are not meaningful.` }));
 }
 
 function describe(model, layers) {
@@ -71,17 +84,25 @@ async function layersWhenReady(id, token) {
   return getLayers(id);
 }
 
+// Selecting a model clears everything computed for the previous one at once ("model" with
+// null), then announces the new one when its layer table has arrived.
 export async function selectModel(id) {
   const token = ++selection;
   clearError($("model-error"));
+  Object.assign(state, { model: null, layers: [], layer: null });
+  emit("model", null);
+  const listed = models.find((m) => m.id === id);
+  showWeightsNotice(listed);
   $("model-info").textContent = "Loading the layer table…";
   try {
     const layers = await layersWhenReady(id, token);
-    const model = await getModel(id);
+    const record = await getModel(id);
     if (token !== selection) return;
+    const model = { ...record, random_weights: record.random_weights ?? (listed || {}).random_weights };
     state.model = model;
     state.layers = layers;
     $("model-info").textContent = describe(model, layers);
+    showWeightsNotice(model);
     emit("model", model);
   } catch (err) {
     if (token !== selection) return;

@@ -37,7 +37,7 @@ export class JobPanel {
     try {
       const job = await runJob(spec, {
         onSubmitted: (id) => {
-          this.jobId = id;
+          if (generation === this.generation) this.jobId = id;
         },
         onUpdate: (j) => {
           if (generation !== this.generation) return;
@@ -60,6 +60,15 @@ export class JobPanel {
         this.jobId = null;
       }
     }
+  }
+
+  // Forget the running job (its answer will be dropped), the status and the error.
+  reset() {
+    this.generation++;
+    this.jobId = null;
+    this.button.disabled = false;
+    this.setStatus("");
+    clearError(this.error);
   }
 
   async cancel() {
