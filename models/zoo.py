@@ -75,6 +75,14 @@ def _imagenet_classes(weights_dir: Path) -> list[str] | None:
     return [index[str(i)][1] for i in range(len(index))]
 
 
+def weights_files(data_dir: str | os.PathLike, model_id: str) -> list[Path]:
+    """Where an application's local weights may be, in order: Keras 3's ``<id>.weights.h5``
+    or the legacy HDF5 file Keras downloads, renamed ``<id>.h5`` (the suffix picks the
+    reader). ``worker.uploads.weights_paths`` installs to these names (a test checks)."""
+    folder = Path(data_dir) / "weights"
+    return [folder / f"{model_id}.weights.h5", folder / f"{model_id}.h5"]
+
+
 def load_application(model_id: str, data_dir: str | os.PathLike,
                      allow_download: bool = False) -> LoadedModel:
     """``keras.applications`` model: local weights file, else download if allowed, else none.
@@ -84,8 +92,8 @@ def load_application(model_id: str, data_dir: str | os.PathLike,
     """
     ctor_name, mode = APPLICATIONS[model_id]
     weights_dir = Path(data_dir) / "weights"
-    local = weights_dir / f"{model_id}.weights.h5"
-    if local.exists():
+    local = next((p for p in weights_files(data_dir, model_id) if p.exists()), None)
+    if local is not None:
         weights, source = str(local), f"keras.applications.{ctor_name} ({local.name})"
     elif allow_download:
         weights, source = "imagenet", f"keras.applications.{ctor_name} (imagenet download)"

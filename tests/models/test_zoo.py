@@ -137,6 +137,22 @@ def test_a_local_weights_file_is_loaded_and_not_random(tmp_path: Path) -> None:
     assert digest(random_one) != digest(trained)
 
 
+def test_the_legacy_file_keras_downloads_is_loaded_too(tmp_path: Path) -> None:
+    """ImageNet weights as Keras publishes them: weights-only HDF5 in the legacy layout,
+    installed as ``<id>.h5`` (what ``convscope models weights`` does with such a file)."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with seeded_weights(RANDOM_WEIGHTS_SEED + 2):
+        trained = keras.applications.MobileNetV2(weights=None)
+    (tmp_path / "weights").mkdir()
+    with h5py.File(tmp_path / "weights" / "mobilenetv2.h5", "w") as fh:
+        legacy_h5_format.save_weights_to_hdf5_group(fh, trained)
+    loaded = load_builtin("mobilenetv2", tmp_path)
+    assert loaded.info.random_weights is False and "mobilenetv2.h5" in loaded.info.source
+    assert_same_weights(loaded.model, trained)
+
+
 def test_an_uploaded_model_has_its_own_weights(tmp_path: Path) -> None:
     path = tmp_path / "up.keras"
     tm.functional().save(path)

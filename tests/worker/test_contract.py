@@ -30,6 +30,14 @@ def test_catalog_lists_the_zoos_builtin_models() -> None:
     assert set(TRAINABLE_MODELS) | set(APPLICATION_MODELS) == set(BUILTIN_MODELS)
 
 
+def test_weights_files_are_where_the_zoo_looks(tmp_path) -> None:
+    from models.zoo import weights_files
+    from worker.uploads import weights_paths
+
+    for model_id in APPLICATION_MODELS:
+        assert weights_paths(tmp_path, model_id) == weights_files(tmp_path, model_id)
+
+
 def test_every_kind_has_a_runner_and_defaults() -> None:
     from worker.kinds import KINDS
 
