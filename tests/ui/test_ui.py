@@ -152,7 +152,7 @@ def run_gradcam(page) -> None:
     page.select_option("#cam-method", "layercam")
     page.click("#cam-run")
     page.wait_for_function(
-        "() => document.getElementById('cam-summary').textContent.includes('LayerCAM')",
+        "() => document.getElementById('cam-summary').textContent.startsWith('layercam')",
         timeout=JOB_TIMEOUT)
     assert wait_image(page, "#cam-heatmap") > 0
 

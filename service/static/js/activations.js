@@ -10,14 +10,14 @@ import { JobPanel } from "./panel.js";
 import { renderPredictions } from "./predictions.js";
 import { emit, isConv, on, state } from "./state.js";
 
-const panel = new JobPanel("act");
+const panel = new JobPanel("act", "activations");
 const urls = new UrlPool();
 let current = null; // {layer, array, stats, zoom: {c, map}, cursor: {y, x}}
 
 async function run() {
-  if (!panel.ready("activations")) return;
+  if (!panel.ready()) return;
   const layer = state.layer;
-  const job = await panel.run({ model: state.model.id, kind: "activations", layer: layer.name,
+  const job = await panel.run({ model: state.model.id, layer: layer.name,
     options: {}, images: [state.image] });
   if (!job) return;
   const item = job.result.items[0];
@@ -148,6 +148,7 @@ function reset() {
 }
 
 export function initActivations() {
+  on("contract", () => panel.checkKind());
   panel.button.addEventListener("click", run);
   $("act-zoom").addEventListener("click", onZoomClick);
   $("act-zoom").addEventListener("keydown", onZoomKey);

@@ -1,5 +1,6 @@
-// The public HTTP contract, and nothing else: /v1/models, /v1/jobs, artifacts.
-// Every call is async; errors become ApiError carrying the problem+json fields.
+// The public HTTP contract, and nothing else: /v1/contract, /v1/models, /v1/jobs, artifacts.
+// Every call is async; errors become ApiError carrying the problem+json fields. Names the API
+// defines (kinds, methods, modes, statuses, defaults, limits) come from GET /v1/contract.
 
 const KEY_STORAGE = "convscope.apiKey";
 
@@ -86,29 +87,51 @@ export async function submitJob({ model, kind, layer, options, images = [] }) {
 
 export const cancelJob = (id) => request("DELETE", `/v1/jobs/${id}`).then((r) => r.json());
 
-const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+// GET /v1/contract, filled in once by loadContract() before the page starts.
+export const contract = {};
+let contractLoad = null;
+
+export function loadContract() {
+  contractLoad = contractLoad || getJson("/v1/contract").then((body) => Object.assign(contract, body))
+    .catch((err) => {
+      contractLoad = null; // a later call (e.g. after an API key is saved) tries again
+      throw err;
+    });
+  return contractLoad;
+}
+
+export function isTerminal(status) {
+  if (!contract.terminal) throw new Error("the API contract is not loaded");
+  return contract.terminal.includes(status);
+}
+
+// A job that ended without a result and without an error (it was stopped, e.g. canceled).
+export class JobStopped extends ApiError {
+  constructor(job) {
+    super({ title: `Job ${job.status}`, detail: `the job was ${job.status}`, code: job.status });
+    this.jobStatus = job.status;
+  }
+}
 
 // Long-polls GET /v1/jobs/{id}?wait=1 until the job ends; calls onUpdate with each record.
 export async function waitForJob(id, { onUpdate, signal } = {}) {
   for (;;) {
     const job = await getJson(`/v1/jobs/${id}?wait=1`, { signal });
     if (onUpdate) onUpdate(job);
-    if (TERMINAL.has(job.status)) return job;
+    if (isTerminal(job.status)) return job;
   }
 }
 
-// Submit, then wait; a failed or canceled job becomes an ApiError (code from the job).
+// Submit, then wait. A job that ended with an error becomes an ApiError (code from the job),
+// one that ended with neither error nor result a JobStopped.
 export async function runJob(spec, { onUpdate, onSubmitted, signal } = {}) {
   const { id } = await submitJob(spec);
   if (onSubmitted) onSubmitted(id);
   const job = await waitForJob(id, { onUpdate, signal });
-  if (job.status === "failed") {
-    const error = job.error || {};
-    throw new ApiError({ title: "Job failed", detail: error.message, code: error.code });
+  if (job.error) {
+    throw new ApiError({ title: `Job ${job.status}`, detail: job.error.message, code: job.error.code });
   }
-  if (job.status === "canceled") {
-    throw new ApiError({ title: "Canceled", detail: "the job was canceled", code: "canceled" });
-  }
+  if (job.result == null) throw new JobStopped(job);
   return job;
 }
 

@@ -46,9 +46,10 @@ export function num(x, digits = 4) {
 
 export const shape = (s) => (s ? s.map((d) => (d == null ? "?" : d)).join("×") : "–");
 
+// "queued…", "running… 40%" (the status as the API names it; progress once there is some)
 export function jobStatusText(job) {
-  if (job.status === "running") return `running… ${Math.round((job.progress || 0) * 100)}%`;
-  return `${job.status}…`;
+  const progress = job.progress > 0 ? ` ${Math.round(job.progress * 100)}%` : "";
+  return `${job.status}…${progress}`;
 }
 
 // Replace an element's children.

@@ -1,12 +1,13 @@
 // Explain-a-unit card: patch × kernel per input channel, the per-channel sums, the bias, the
 // total (pre-activation), the activation after the activation function, the model's own value.
 
+import { contract } from "./api.js";
 import { inputShapeOf } from "./arithmetic.js";
 import { $, el, fill, num } from "./dom.js";
 import { JobPanel } from "./panel.js";
 import { on, state } from "./state.js";
 
-const panel = new JobPanel("explain");
+const panel = new JobPanel("explain", "explain");
 const SHOWN = 12; // channel tables shown before "show all"
 const TOLERANCE = 1e-3;
 
@@ -62,12 +63,12 @@ function render(item, request) {
 }
 
 async function explain(request) {
-  if (!panel.ready("explain")) return;
+  if (!panel.ready()) return;
   $("explain-filter").value = request.filter;
   $("explain-y").value = request.y;
   $("explain-x").value = request.x;
   $("explain-result").hidden = true;
-  const job = await panel.run({ model: state.model.id, kind: "explain", layer: request.layer.name,
+  const job = await panel.run({ model: state.model.id, layer: request.layer.name,
     options: { filter: request.filter, y: request.y, x: request.x }, images: [state.image] });
   if (!job) return;
   render(job.result.items[0], request);
@@ -84,6 +85,14 @@ function fromInputs() {
     x: read("explain-x"), value: null });
 }
 
+function applyContract() {
+  const defaults = contract.option_defaults[panel.kind] || {};
+  for (const key of ["filter", "y", "x"]) {
+    if (defaults[key] != null) $(`explain-${key}`).value = String(defaults[key]);
+  }
+  panel.checkKind();
+}
+
 function reset() {
   $("explain-result").hidden = true;
   fill($("explain-channels"));
@@ -92,6 +101,7 @@ function reset() {
 
 export function initExplain() {
   panel.button.addEventListener("click", fromInputs);
+  on("contract", applyContract);
   on("explain-request", (request) => {
     explain(request);
     $("explain-card").scrollIntoView({ behavior: "smooth", block: "nearest" });

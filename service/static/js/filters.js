@@ -1,14 +1,13 @@
 // Filter patterns card: a range of channels, a live progress bar, a cancel button.
 
-import { UrlPool } from "./api.js";
+import { UrlPool, contract } from "./api.js";
 import { $, el, fill, num } from "./dom.js";
 import { JobPanel } from "./panel.js";
 import { on, state } from "./state.js";
 
-const panel = new JobPanel("filters");
+const panel = new JobPanel("filters", "filters");
 const urls = new UrlPool();
 let runs = 0; // the latest run (a model switch or a new run makes older ones stale)
-const MAX_FILTERS = 64;
 
 function setProgress(fraction) {
   const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
@@ -26,12 +25,13 @@ function channelRange() {
   if (channels != null && to >= channels) {
     throw new Error(`Channels: this layer has channels 0…${channels - 1}.`);
   }
-  if (to - from + 1 > MAX_FILTERS) throw new Error(`At most ${MAX_FILTERS} channels per run.`);
+  const most = contract.max_filters_per_job;
+  if (to - from + 1 > most) throw new Error(`At most ${most} channels per run.`);
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
 
 async function run() {
-  if (!panel.ready("filters")) return;
+  if (!panel.ready()) return;
   let filters;
   try {
     filters = channelRange();
@@ -39,13 +39,13 @@ async function run() {
     panel.error.textContent = err.message;
     return;
   }
-  const steps = Number($("filters-steps").value) || 64;
+  const steps = Number($("filters-steps").value) || defaults().steps;
   const layer = state.layer;
   const generation = ++runs;
   setProgress(0);
   $("filters-result").hidden = true;
   $("filters-cancel").disabled = false;
-  const job = await panel.run({ model: state.model.id, kind: "filters", layer: layer ? layer.name : null,
+  const job = await panel.run({ model: state.model.id, layer: layer ? layer.name : null,
     options: { filters, steps } }, (j) => setProgress(j.progress || 0));
   if (!job) {
     if (generation === runs) $("filters-cancel").disabled = true;
@@ -74,7 +74,20 @@ function syncRange(layer) {
   if (!layer || !layer.output_shape || layer.output_shape.length !== 3) return;
   const channels = layer.output_shape[2];
   for (const id of ["filters-from", "filters-to"]) $(id).max = String(channels - 1);
-  if (Number($("filters-to").value) > channels - 1) $("filters-to").value = String(Math.min(7, channels - 1));
+  if (Number($("filters-to").value) > channels - 1) {
+    $("filters-to").value = String(Math.min(contract.default_filter_count, channels) - 1);
+  }
+}
+
+const defaults = () => contract.option_defaults[panel.kind];
+
+// Defaults and limits from the contract: steps, the most steps, the first channels shown.
+function applyContract() {
+  const steps = $("filters-steps");
+  steps.value = String(defaults().steps);
+  steps.max = String(contract.max_filter_steps);
+  $("filters-to").value = String(contract.default_filter_count - 1);
+  panel.checkKind();
 }
 
 function reset() {
@@ -88,6 +101,7 @@ function reset() {
 export function initFilters() {
   panel.button.addEventListener("click", run);
   $("filters-cancel").addEventListener("click", () => panel.cancel());
+  on("contract", applyContract);
   on("layer", syncRange);
   on("model", reset);
 }

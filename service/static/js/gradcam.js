@@ -1,28 +1,30 @@
-// Grad-CAM card: method selector, top predictions (click one to re-run for that class), and the
-// heatmap PNG over the original image with an opacity slider.
+// Grad-CAM card: method selector (the contract's CAM methods), top predictions (click one to
+// re-run for that class), and the heatmap PNG over the original image with an opacity slider.
 
-import { UrlPool } from "./api.js";
-import { $, fill, num } from "./dom.js";
+import { UrlPool, contract } from "./api.js";
+import { $, el, fill, num } from "./dom.js";
 import { JobPanel } from "./panel.js";
 import { renderPredictions } from "./predictions.js";
 import { isSpatial, on, state } from "./state.js";
 
-const panel = new JobPanel("cam");
+const panel = new JobPanel("cam", "gradcam");
 const urls = new UrlPool();
 
 function options(classIndex) {
   const opts = { method: $("cam-method").value };
   const classes = state.model.classes;
-  if (classes && classes.length) opts.top_k = Math.min(5, classes.length);
+  const topK = contract.option_defaults[panel.kind].top_k;
+  if (classes && classes.length && topK != null) opts.top_k = Math.min(topK, classes.length);
   if (classIndex != null) opts.class_index = classIndex;
   return opts;
 }
 
 async function run(classIndex) {
-  if (!panel.ready("gradcam")) return;
+  if (!panel.ready()) return;
   const useSelected = $("cam-use-layer").checked && isSpatial(state.layer);
   const imageUrl = state.imageUrl;
-  const job = await panel.run({ model: state.model.id, kind: "gradcam",
+  const method = $("cam-method").value;
+  const job = await panel.run({ model: state.model.id,
     layer: useSelected ? state.layer.name : null, options: options(classIndex),
     images: [state.image] });
   if (!job) return;
@@ -35,7 +37,7 @@ async function run(classIndex) {
     $("cam-stack").style.aspectRatio = `${w || 1} / ${h || 1}`;
     const labels = state.model.classes || [];
     const label = labels[item.class_index] != null ? labels[item.class_index] : `class ${item.class_index}`;
-    fill($("cam-summary"), `${methodName()} for “${label}” (class ${item.class_index}), score `,
+    fill($("cam-summary"), `${item.method || method} for “${label}” (class ${item.class_index}), score `,
       num(item.score), ` — layer ${job.result.layer || job.layer}`);
     $("cam-summary").dataset.classIndex = String(item.class_index);
     renderPredictions($("cam-predictions"), item.predictions,
@@ -46,9 +48,11 @@ async function run(classIndex) {
   }
 }
 
-function methodName() {
-  const select = $("cam-method");
-  return select.options[select.selectedIndex].text;
+function fillMethods() {
+  const methods = contract.cam_methods;
+  fill($("cam-method"), ...methods.map((m) => el("option", { value: m, text: m })));
+  $("cam-method").value = contract.option_defaults[panel.kind].method || methods[0];
+  panel.checkKind();
 }
 
 function setOpacity() {
@@ -66,6 +70,7 @@ export function initGradcam() {
   panel.button.addEventListener("click", () => run(null));
   $("cam-opacity").addEventListener("input", setOpacity);
   setOpacity();
+  on("contract", fillMethods);
   on("model", reset);
   on("image", reset);
 }

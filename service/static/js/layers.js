@@ -1,5 +1,6 @@
 // Layer card: the layer table, the selected layer, and its conv arithmetic spelled out.
 
+import { contract } from "./api.js";
 import { explainRow } from "./arithmetic.js";
 import { $, el, fill, shape } from "./dom.js";
 import { emit, isConv, isSpatial, on, state } from "./state.js";
@@ -117,10 +118,11 @@ export function selectLayer(name) {
     button.closest("tr").classList.toggle("selected", on_);
   }
   const kinds = [];
-  if (isSpatial(layer)) kinds.push("feature maps", "filter patterns", "Grad-CAM");
-  if (isConv(layer)) kinds.push("unit explanations");
+  if (isSpatial(layer)) kinds.push(...contract.spatial_kinds);
+  if (isConv(layer)) kinds.push(...contract.conv_kinds);
   $("layer-hint").textContent = kinds.length
-    ? `Usable for ${kinds.join(", ")}.` : "Not a spatial layer: pick a conv or pooling layer.";
+    ? `Usable for the job kinds ${kinds.join(", ")}.`
+    : "Not a spatial layer: pick a conv or pooling layer.";
   renderArithmetic(layer);
   emit("layer", layer);
 }

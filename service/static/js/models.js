@@ -2,7 +2,7 @@
 
 import { getLayers, getModel, listModels, uploadModel } from "./api.js";
 import { $, clearError, el, fill, showError, shape } from "./dom.js";
-import { emit, state } from "./state.js";
+import { emit, on, state } from "./state.js";
 
 const GROUPS = [["builtin", "Built-in"], ["application", "keras.applications"], ["upload", "Uploaded"]];
 const BUILTIN = new Set(["shapes", "cifar10"]);
@@ -34,13 +34,20 @@ function showWeightsNotice(model) {
       `${model.source ? ` (${model.source})` : ""}; predictions and Grad-CAM are not meaningful.` }));
 }
 
+// The upload form's "Pixels are fed as" choices: the contract's preprocess modes.
+function fillPreprocess(contract) {
+  fill($("model-preprocess"), el("option", { value: "", text: "the API's default" }),
+    ...contract.preprocess_modes.map((mode) => el("option", { value: mode, text: mode })));
+}
+
 function describe(model, layers) {
   const parts = [`input ${shape(model.input_shape)}`];
   if (model.classes) {
     const head = model.classes.slice(0, 6).join(", ");
     parts.push(`${model.classes.length} classes (${head}${model.classes.length > 6 ? ", …" : ""})`);
   }
-  parts.push(`${layers.length} layers`, `pixels fed as ${model.preprocess || "raw"}`);
+  parts.push(`${layers.length} layers`);
+  if (model.preprocess) parts.push(`pixels fed as ${model.preprocess}`);
   if (model.source) parts.push(model.source);
   return parts.join(" · ");
 }
@@ -153,6 +160,7 @@ async function upload(event) {
 }
 
 export function initModels() {
+  on("contract", fillPreprocess);
   $("model-select").addEventListener("change", (e) => selectModel(e.target.value));
   $("model-refresh").addEventListener("click", () => loadModels());
   $("model-upload-form").addEventListener("submit", upload);

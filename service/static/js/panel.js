@@ -1,12 +1,14 @@
 // What every analysis card shares: submit a job, show its status while polling, show its
 // error next to the card's button, and never block the page (everything is async).
 
-import { cancelJob, runJob } from "./api.js";
+import { JobStopped, cancelJob, contract, runJob } from "./api.js";
 import { $, clearError, jobStatusText, showError } from "./dom.js";
 import { state } from "./state.js";
 
 export class JobPanel {
-  constructor(prefix) {
+  // prefix: the ids' prefix (`${prefix}-run`, -status, -error); kind: the job kind it submits.
+  constructor(prefix, kind) {
+    this.kind = kind;
     this.button = $(`${prefix}-run`);
     this.status = $(`${prefix}-status`);
     this.error = $(`${prefix}-error`);
@@ -14,14 +16,26 @@ export class JobPanel {
     this.generation = 0;
   }
 
-  // Checks that a model (and, unless kind is "filters", an image) is chosen.
-  ready(kind) {
+  get imageless() {
+    return contract.imageless_kinds.includes(this.kind);
+  }
+
+  // After the contract is loaded: a kind this API does not offer disables the card.
+  checkKind() {
+    const known = contract.kinds.includes(this.kind);
+    this.button.disabled = !known;
+    if (!known) this.error.textContent = `This API does not offer the job kind “${this.kind}”.`;
+    return known;
+  }
+
+  // Checks that a model (and, unless the kind takes no image, an image) is chosen.
+  ready() {
     clearError(this.error);
     if (!state.model) {
-      this.error.textContent = "Choose a model first.";
+      this.error.textContent = "Choose a model first (wait for its layer table).";
       return false;
     }
-    if (kind !== "filters" && !state.image) {
+    if (!this.imageless && !state.image) {
       this.error.textContent = "Choose an image first (step 2).";
       return false;
     }
@@ -31,11 +45,11 @@ export class JobPanel {
   // Runs the job; returns it when it succeeded, null otherwise (the error is shown).
   async run(spec, onUpdate) {
     const generation = ++this.generation;
-    if (spec.kind !== "filters") clearError($("image-error"));
+    if (!this.imageless) clearError($("image-error"));
     this.button.disabled = true;
     this.setStatus("submitting…");
     try {
-      const job = await runJob(spec, {
+      const job = await runJob({ ...spec, kind: this.kind }, {
         onSubmitted: (id) => {
           if (generation === this.generation) this.jobId = id;
         },
@@ -50,8 +64,9 @@ export class JobPanel {
       return job;
     } catch (err) {
       if (generation === this.generation) {
-        this.setStatus(err.code === "canceled" ? "canceled" : "");
-        if (err.code !== "canceled") showError(this.error, err);
+        const stopped = err instanceof JobStopped;
+        this.setStatus(stopped ? err.jobStatus : "");
+        if (!stopped) showError(this.error, err);
       }
       return null;
     } finally {
@@ -66,7 +81,7 @@ export class JobPanel {
   reset() {
     this.generation++;
     this.jobId = null;
-    this.button.disabled = false;
+    this.button.disabled = !(contract.kinds || []).includes(this.kind);
     this.setStatus("");
     clearError(this.error);
   }
