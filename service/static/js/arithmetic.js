@@ -6,14 +6,28 @@
 
 const WINDOWED = /^(Conv2D|DepthwiseConv2D|SeparableConv2D|MaxPooling2D|AveragePooling2D)$/;
 
-export function inputShapeOf(rows, index, modelInput) {
+// The row whose output feeds row `index` (the previous one with a shape at the same nesting
+// level), or -1 when it is the model's input.
+export function previousRow(rows, index) {
   for (let i = index - 1; i >= 0; i--) {
     const sameLevel = rows[i].name.includes("/") === rows[index].name.includes("/");
-    if (rows[i].output_shape && sameLevel) {
-      return rows[i].output_shape;
-    }
+    if (rows[i].output_shape && sameLevel) return i;
   }
-  return modelInput;
+  return -1;
+}
+
+export function inputShapeOf(rows, index, modelInput) {
+  const i = previousRow(rows, index);
+  return i >= 0 ? rows[i].output_shape : modelInput;
+}
+
+// Zeros Keras adds before (above / left of) the input on one axis: n in, out out, kernel f,
+// stride s, dilation d. null when "same" padding meets an unknown size.
+export function padBefore(n, out, f, s, d, padding) {
+  if (padding !== "same") return 0;
+  if (n == null || out == null) return null;
+  const fEff = d * (f - 1) + 1;
+  return Math.floor(Math.max((out - 1) * s + fEff - n, 0) / 2);
 }
 
 const fmt = (x) => (Number.isInteger(x) ? String(x) : x.toFixed(4).replace(/0+$/, ""));

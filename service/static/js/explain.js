@@ -1,38 +1,26 @@
-// Explain-a-unit card: patch × kernel per input channel, the per-channel sums, the bias, the
-// total (pre-activation), the activation after the activation function, the model's own value.
+// Explain-a-unit card: patch × kernel per input channel (and the products cell by cell), the
+// per-channel sums, the bias, the total (pre-activation), the activation after the activation
+// function, the model's own value; what the patch numbers are; and the window the unit sees,
+// outlined on the input image.
 
 import { contract } from "./api.js";
 import { inputShapeOf } from "./arithmetic.js";
 import { $, el, fill, num } from "./dom.js";
+import { channelNames, imageWindow, valuesNote } from "./layer_input.js";
 import { JobPanel } from "./panel.js";
 import { on, state } from "./state.js";
+import { channelBlock } from "./unit_tables.js";
 
 const panel = new JobPanel("explain", "explain");
-const SHOWN = 12; // channel tables shown before "show all"
+const SHOWN = 8; // channel blocks shown before "show the other …"
 const TOLERANCE = 1e-3;
-
-function unitTable(ch, item, inSize) {
-  const [h, w] = inSize || [Infinity, Infinity];
-  const rows = ch.patch.map((line, i) => el("tr", {}, ...line.map((p, j) => {
-    const r = item.rows ? item.rows[i] : 0;
-    const c = item.cols ? item.cols[j] : 0;
-    const pad = r < 0 || c < 0 || r >= h || c >= w;
-    return el("td", { className: pad ? "pad" : "", title: pad ? "zero padding" : "" },
-      el("span", { className: "p", text: num(p, 3) }),
-      el("span", { className: "k", text: `× ${num(ch.kernel[i][j], 3)}` }));
-  })));
-  return el("table", { className: "unit", dataset: { channel: String(ch.index) } },
-    el("caption", {}, `in-channel ${ch.index}: Σ = `,
-      el("span", { className: "channel-sum", text: num(ch.sum, 6) })),
-    el("tbody", {}, ...rows));
-}
 
 function term(label, value, id, note) {
   return [el("dt", { text: label }),
     el("dd", {}, el("span", { id, className: "value", text: num(value, 6) }), note ? ` ${note}` : null)];
 }
 
-function render(item, request) {
+function renderSummary(item, request) {
   const sumOfSums = item.channels.reduce((a, ch) => a + ch.sum, 0);
   const fn = request.layer.activation || "identity";
   const agrees = Math.abs(item.activation - item.model_activation) <= TOLERANCE *
@@ -47,19 +35,78 @@ function render(item, request) {
   ];
   if (request.value != null) parts.push(...term("the feature map shows", request.value, "explain-map-value"));
   fill($("explain-summary"), ...parts);
-  const inShape = inputShapeOf(state.layers, state.layers.indexOf(request.layer),
-    state.model.input_shape);
-  const tables = item.channels.map((ch) => unitTable(ch, item, inShape));
-  const where = el("p", { className: "hint", text: `Unit (y=${request.y}, x=${request.x}) of filter ` +
-    `${request.filter} in ${request.layer.name} sees input rows ${item.rows[0]}…${item.rows.at(-1)}, ` +
-    `columns ${item.cols[0]}…${item.cols.at(-1)} (padding ${item.padding}; shaded cells are zeros ` +
-    "added by padding). Each cell: input value × kernel weight." });
-  const shown = el("div", { className: "unit-grid" }, ...tables.slice(0, SHOWN));
-  const rest = tables.length > SHOWN ? el("details", {},
-    el("summary", { text: `show the other ${tables.length - SHOWN} channels` }),
-    el("div", { className: "unit-grid" }, ...tables.slice(SHOWN))) : null;
-  fill($("explain-channels"), where, shown, rest);
-  $("explain-result").hidden = false;
+}
+
+const span = ([a, b]) => (a === b ? String(a) : `${a}…${b}`);
+const clip = ([a, b], n) => [Math.max(0, a), Math.min(n - 1, b)];
+
+// The window on the input image, outlined over the image as the model sees it (resized to its
+// input size; the aspect ratio follows the contract's `resize`).
+async function renderWhere(item, request, index) {
+  const figure = $("explain-where");
+  const image = $("explain-image");
+  image.src = request.imageUrl;
+  await image.decode().catch(() => null);
+  const [h0, w0] = state.model.input_shape || [];
+  const [h, w] = [h0 || image.naturalHeight, w0 || image.naturalWidth];
+  const found = h && w ? imageWindow(state.layers, index, state.model.input_shape, item) : null;
+  const inLayer = `Unit (y=${request.y}, x=${request.x}) of filter ${request.filter} in ` +
+    `${request.layer.name} reads rows ${span([item.rows[0], item.rows.at(-1)])}, columns ` +
+    `${span([item.cols[0], item.cols.at(-1)])} of its input (padding ${item.padding}; shaded ` +
+    "cells are zeros added by padding).";
+  if (!found) {
+    figure.hidden = true;
+    $("explain-location").textContent = `${inLayer} Where that lies on the image cannot be ` +
+      "worked out from the layer table (a layer before it resizes in a way the table does not describe).";
+    return;
+  }
+  const rows = clip(found.rows, h);
+  const cols = clip(found.cols, w);
+  const outline = $("explain-outline");
+  Object.assign(outline.style, { top: `${(rows[0] / h) * 100}%`, left: `${(cols[0] / w) * 100}%`,
+    height: `${((rows[1] - rows[0] + 1) / h) * 100}%`, width: `${((cols[1] - cols[0] + 1) / w) * 100}%` });
+  Object.assign(outline.dataset, { rows: rows.join(","), cols: cols.join(","),
+    exact: String(found.exact) });
+  $("explain-where-stack").style.aspectRatio = `${w} / ${h}`;
+  const outside = found.rows[0] < 0 || found.cols[0] < 0 || found.rows[1] >= h || found.cols[1] >= w;
+  const how = found.exact
+    ? "the layers before it, traced back through the table's kernels, strides and padding"
+    : "approximate: the model branches, so the outline is the table's receptive field " +
+      `(${request.layer.receptive_field.join("×")}) around the traced centre`;
+  $("explain-location").textContent = `${inLayer} On the image as the model sees it ` +
+    `(${h}×${w}, resized “${contract.resize}”), that is rows ${span(rows)}, columns ${span(cols)}` +
+    `${outside ? " (the rest is padding)" : ""}: ${how}.`;
+  figure.hidden = false;
+}
+
+function renderChannels(item, request, index) {
+  const names = channelNames(state.layers, index, state.model, item.channels.length);
+  const inShape = inputShapeOf(state.layers, index, state.model.input_shape) || [];
+  const [h, w] = [inShape[0] ?? Infinity, inShape[1] ?? Infinity];
+  const padded = (i, j) => {
+    const r = item.rows[i];
+    const c = item.cols[j];
+    return r < 0 || c < 0 || r >= h || c >= w;
+  };
+  const blocks = item.channels.map((ch, k) => channelBlock(ch, names[k], padded));
+  const values = item.channels.flatMap((ch) => ch.patch.flat());
+  fill($("explain-values"), valuesNote(state.layers, index, state.model),
+    ` In these patches they run from `, el("span", { id: "explain-min", text: num(Math.min(...values), 4) }),
+    " to ", el("span", { id: "explain-max", text: num(Math.max(...values), 4) }), ".");
+  const shown = el("div", { className: "unit-grid" }, ...blocks.slice(0, SHOWN));
+  const rest = blocks.length > SHOWN ? el("details", {},
+    el("summary", { text: `show the other ${blocks.length - SHOWN} channels` }),
+    el("div", { className: "unit-grid" }, ...blocks.slice(SHOWN))) : null;
+  fill($("explain-channels"), shown, rest);
+}
+
+const motion = () => (window.matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");
+
+// Bring the explanation into view when it is off screen (a phone: the card sits far below).
+function reveal() {
+  const box = $("explain-result").getBoundingClientRect();
+  if (box.top >= 0 && box.top < window.innerHeight * 0.75) return;
+  $("explain-card").scrollIntoView({ behavior: motion(), block: "start" });
 }
 
 async function explain(request) {
@@ -68,11 +115,20 @@ async function explain(request) {
   $("explain-y").value = request.y;
   $("explain-x").value = request.x;
   $("explain-result").hidden = true;
+  const imageUrl = state.imageUrl;
   const job = await panel.run({ model: state.model.id, layer: request.layer.name,
     options: { filter: request.filter, y: request.y, x: request.x }, images: [state.image] });
   if (!job) return;
-  render(job.result.items[0], request);
+  const generation = panel.generation;
+  const item = job.result.items[0];
+  const index = state.layers.indexOf(request.layer);
+  renderSummary(item, request);
+  renderChannels(item, request, index);
+  await renderWhere(item, { ...request, imageUrl }, index);
+  if (generation !== panel.generation) return; // the model or image changed meanwhile
+  $("explain-result").hidden = false;
   panel.setStatus(`done: ${request.layer.name}, filter ${request.filter} at (${request.y}, ${request.x})`);
+  reveal();
 }
 
 function fromInputs() {
@@ -95,6 +151,7 @@ function applyContract() {
 
 function reset() {
   $("explain-result").hidden = true;
+  $("explain-where").hidden = true;
   fill($("explain-channels"));
   panel.reset();
 }
@@ -104,7 +161,7 @@ export function initExplain() {
   on("contract", applyContract);
   on("explain-request", (request) => {
     explain(request);
-    $("explain-card").scrollIntoView({ behavior: "smooth", block: "nearest" });
+    $("explain-card").scrollIntoView({ behavior: motion(), block: "nearest" });
   });
   on("model", reset);
   on("image", reset);
