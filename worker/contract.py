@@ -23,6 +23,10 @@ STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "canceled")
 
+# A model record's status: being described, usable (trained or with random weights), refused.
+MODEL_STATUSES = ("pending", "validating", "ready", "untrained", "refused")
+MODEL_WAITING = ("pending", "validating")
+
 QUEUE = "convscope"
 TASK_RUN_JOB = "convscope.run_job"
 TASK_DESCRIBE_MODEL = "convscope.describe_model"
@@ -30,6 +34,9 @@ TASK_DESCRIBE_MODEL = "convscope.describe_model"
 # -- methods and modes --------------------------------------------------------------------
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
 PREPROCESS_MODES = ("raw", "unit", "tf", "caffe", "torch")
+
+# The colour order each preprocess mode feeds the model's first layer ("caffe" is BGR).
+CHANNEL_ORDER = {mode: ("BGR" if mode == "caffe" else "RGB") for mode in PREPROCESS_MODES}
 
 # How an image is fitted to the model's input: resized to H×W without keeping the aspect ratio.
 RESIZE = "squash"
@@ -62,6 +69,8 @@ def as_json() -> dict[str, Any]:
         "kinds": list(KINDS), "imageless_kinds": list(IMAGELESS_KINDS),
         "single_image_kinds": list(SINGLE_IMAGE_KINDS), "spatial_kinds": list(SPATIAL_KINDS),
         "conv_kinds": list(CONV_KINDS), "statuses": list(STATUSES), "terminal": list(TERMINAL),
+        "model_statuses": list(MODEL_STATUSES), "model_waiting": list(MODEL_WAITING),
+        "channel_order": CHANNEL_ORDER, "resize_note": RESIZE_NOTE,
         "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),

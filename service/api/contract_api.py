@@ -7,6 +7,7 @@ from apiflask import APIBlueprint
 
 from service.backend import backend
 from worker import contract
+from worker.catalog import TRAINABLE_MODELS
 
 bp = APIBlueprint("contract", __name__, url_prefix="/v1", tag="contract")
 
@@ -16,4 +17,5 @@ def get_contract() -> dict:
     """Job kinds, CAM methods, preprocess modes, statuses, option defaults and limits."""
     settings = backend().settings
     return {**contract.as_json(), "max_filter_steps": settings.max_filter_steps,
-            "max_images_per_job": settings.max_images_per_job}
+            "max_images_per_job": settings.max_images_per_job,
+            "convscope_models": list(TRAINABLE_MODELS)}

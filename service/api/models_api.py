@@ -21,7 +21,7 @@ from service.backend import backend
 from service.errors import fail
 from service.ratelimit import limit_writes
 from worker.catalog import BUILTIN_MODELS
-from worker.contract import PREPROCESS_MODES, TASK_DESCRIBE_MODEL
+from worker.contract import MODEL_WAITING, PREPROCESS_MODES, TASK_DESCRIBE_MODEL
 from worker.uploads import upload_path
 
 bp = APIBlueprint("models", __name__, url_prefix="/v1/models", tag="models")
@@ -29,7 +29,7 @@ bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "name", "status", "input_shape", "classes", "source", "preprocess",
                  "random_weights", "error")
-WAITING = ("pending", "validating")
+WAITING = MODEL_WAITING
 NOT_READY = "model {!r} is still being prepared; retry"
 
 

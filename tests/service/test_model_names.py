@@ -79,3 +79,6 @@ def test_the_contract_is_served(client) -> None:
     assert body["cam_methods"] == list(contract.CAM_METHODS)
     assert body["option_defaults"]["filters"]["steps"] == \
         contract.OPTION_DEFAULTS["filters"]["steps"]
+    assert body["channel_order"]["caffe"] == "BGR" and body["channel_order"]["raw"] == "RGB"
+    assert body["model_waiting"] == ["pending", "validating"]
+    assert "shapes" in body["convscope_models"]

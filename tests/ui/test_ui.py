@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -193,7 +192,6 @@ def cancel_filters(page, api_url: str) -> None:
 
 def test_layers_and_the_four_analyses(page, api_url: str, image: Path,
                                       page_errors: list[str]) -> None:
-    started = time.monotonic()
     wait_ready(page)
     rows, layer = check_layers(page, api_url)
     screenshot(page.locator("#layers-card"), "layers", doc=True)
@@ -218,7 +216,6 @@ def test_layers_and_the_four_analyses(page, api_url: str, image: Path,
 
     screenshot(page, "desktop-full", full_page=True)
     assert page_errors == [], page_errors
-    assert time.monotonic() - started < 600
 
 
 def test_bad_uploads_show_their_error_next_to_the_control(page, tmp_path: Path,

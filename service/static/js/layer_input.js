@@ -5,10 +5,6 @@
 import { contract } from "./api.js";
 import { inputShapeOf, padBefore, previousRow } from "./arithmetic.js";
 
-// Preprocess modes that feed the colour channels in another order, until GET /v1/contract
-// says so itself (a `channel_order` map, asked of the backend).
-const FALLBACK_CHANNEL_ORDER = { caffe: "BGR" };
-
 const sameShape = (a, b) => Boolean(a && b) && a.length === b.length && a.every((d, i) => d === b[i]);
 
 // The rows before `index` when every one of them maps pixels one by one and keeps the image's
@@ -22,8 +18,7 @@ export function pixelLayersBefore(rows, index, modelInput) {
 }
 
 function channelOrder(model) {
-  const orders = { ...FALLBACK_CHANNEL_ORDER, ...(contract.channel_order || {}) };
-  return orders[model.preprocess] || "RGB";
+  return (contract.channel_order || {})[model.preprocess] || "RGB";
 }
 
 // Names of the `count` input channels of row `index`: R/G/B (in the order the model is fed) or

@@ -1,18 +1,16 @@
 // Model card: pick a model (GET /v1/models), load its layer table, upload a .keras model.
 
-import { getLayers, getModel, listModels, uploadModel } from "./api.js";
+import { contract, getLayers, getModel, listModels, uploadModel } from "./api.js";
 import { $, clearError, el, fill, showError, shape } from "./dom.js";
 import { emit, on, state } from "./state.js";
 
 const GROUPS = [["builtin", "Built-in"], ["application", "keras.applications"], ["upload", "Uploaded"]];
-const BUILTIN = new Set(["shapes", "cifar10"]);
-const WAITING = new Set(["pending", "validating"]);
 let models = [];
 let selection = 0; // guards against a slow answer for a model no longer selected
 
 function groupOf(model) {
   if (model.source === "upload") return "upload";
-  if (BUILTIN.has(model.id) || String(model.source || "").startsWith("convscope")) return "builtin";
+  if ((contract.convscope_models || []).includes(model.id)) return "builtin";
   return "application";
 }
 
@@ -120,7 +118,9 @@ export async function selectModel(id) {
 
 async function waitValidated(model) {
   let record = model;
-  while (WAITING.has(record.status)) record = await getModel(record.id, 10);
+  while ((contract.model_waiting || []).includes(record.status)) {
+    record = await getModel(record.id, 10);
+  }
   return record;
 }
 
