@@ -83,6 +83,18 @@ def weights_files(data_dir: str | os.PathLike, model_id: str) -> list[Path]:
     return [folder / f"{model_id}.weights.h5", folder / f"{model_id}.h5"]
 
 
+def model_files(data_dir: str | os.PathLike, model_id: str) -> list[Path]:
+    """The files a built-in model is loaded from when they exist (trained weights, local
+    weights): a worker loads the model again when one of them appears or changes."""
+    from models.shapes_model import MODEL_FILE
+
+    if model_id == "shapes":
+        return [Path(data_dir) / "models" / MODEL_FILE]
+    if model_id == "cifar10":
+        return [Path(data_dir) / "models" / "cifar10.keras"]
+    return weights_files(data_dir, model_id)
+
+
 def load_application(model_id: str, data_dir: str | os.PathLike,
                      allow_download: bool = False) -> LoadedModel:
     """``keras.applications`` model: local weights file, else download if allowed, else none.

@@ -23,6 +23,7 @@ import click
 
 from service.client import ApiError, Client
 
+RATE_RETRIES = 60  # transient answers (429 after Retry-After) one request may wait out
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -65,6 +66,8 @@ def _one(client: Client, image: Path, out: Path, run_id: str, **job_args: Any) -
 
 def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
               **job_args: Any) -> dict:
+    """Run SOURCE's images through ``client`` (the CLI gives it a client that retries up to
+    :data:`RATE_RETRIES` times per request, so a rate-limited batch waits out many 429s)."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = load_done(results)

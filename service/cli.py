@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 
 from service import launcher
-from service.batch import run_batch
+from service.batch import RATE_RETRIES, run_batch
 from service.cli_models import layers, models
 from service.cli_options import with_client
-from service.client import ApiError, Client
+from service.client import ApiError, Client, retry_policy
 from worker.contract import IMAGELESS_KINDS, KINDS
 from worker.settings import Settings
 
@@ -169,7 +169,8 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
 def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[str, ...],
           out: str, concurrency: int, url: str, api_key: str | None) -> None:
     """A job per image of SOURCE (folder or glob); resumable; writes summary.csv/json."""
-    summary = run_batch(Client(url, api_key), source, Path(out), model=model, kind=kind,
+    client = Client(url, api_key, retry=retry_policy(RATE_RETRIES))
+    summary = run_batch(client, source, Path(out), model=model, kind=kind,
                         layer=layer, options=parse_options(pairs), concurrency=concurrency)
     click.echo(f"{summary['done']} done, {summary['failed']} failed, "
                f"{summary['skipped']} already done; summary in {out}/summary.csv")

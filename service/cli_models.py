@@ -83,9 +83,10 @@ def models_weights(model_id: str, path: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="PATH") from exc
     click.echo(f"{model_id}: weights installed at {target}")
-    if settings.redis_url:
+    url = settings.redis_url or launcher.embedded_redis_url(settings.data_dir)
+    if url:
         try:
-            JobStore.from_url(settings.redis_url).forget_model(model_id)
+            JobStore.from_url(url).forget_model(model_id)
             click.echo("its stored description was cleared; it is re-described on next use")
         except Exception as exc:  # Redis down: the file is in place all the same
             click.echo(f"could not reach Redis to clear the model's description: {exc}",

@@ -24,7 +24,7 @@ from worker.contract import TERMINAL
 TRANSIENT = (429, 502, 503, 504)
 
 
-def retry_policy(attempts: int = 30) -> Retry:
+def retry_policy(attempts: int = 4) -> Retry:
     """Transient answers (429, 502-504) and refused connections are retried, after the
     server's ``Retry-After`` when it sends one, else with jittered exponential backoff (at most
     10 s). POSTs are retried too: every job submission carries an ``Idempotency-Key``."""
@@ -41,10 +41,6 @@ class ApiError(RuntimeError):
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
         self.retry_after = retry_after  # seconds, from the Retry-After header (429, 503)
-
-    @property
-    def transient(self) -> bool:
-        return self.status in TRANSIENT
 
 
 def _seconds(value: str | None) -> float | None:
@@ -158,7 +154,9 @@ class Client:
         return found
 
     def ready(self) -> bool:
+        """Whether the service answers ready now (one request, no retries)."""
         try:
-            return self.session.get(self.url + "/readyz", timeout=5).status_code == 200
+            return requests.get(self.url + "/readyz", timeout=5,
+                                headers=self.session.headers).status_code == 200
         except requests.RequestException:
             return False

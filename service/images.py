@@ -60,13 +60,20 @@ def _display(img: Image.Image, max_pixels: int) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 ``(H, W, C)`` pixels as PNG file bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def decode_image(data: bytes, input_shape: list[int | None], max_pixels: int,
-                 max_display_pixels: int = 4_194_304) -> DecodedImage:
+                 max_display_pixels: int = 1_048_576) -> DecodedImage:
     """Bytes → uint8 ``(H, W, C)`` for a model with ``input_shape`` ``[H, W, C]``, plus the
     upright original for overlays.
 
     ``info`` is ``{"original_size": [h, w], "resized_size": [h, w], "mode", "resample",
-    "resize": "squash"}``.
+    "resize": "squash"}`` (``"none"`` when the model takes any size).
     """
     if not data:
         raise ImageError("invalid_image", "the file is empty")
@@ -101,5 +108,6 @@ def decode_image(data: bytes, input_shape: list[int | None], max_pixels: int,
     if arr.ndim == 2:
         arr = arr[..., None]
     info = {"original_size": original, "resized_size": [arr.shape[0], arr.shape[1]],
-            "mode": original_mode, "resample": "bilinear", "resize": RESIZE}
+            "mode": original_mode, "resample": "bilinear",
+            "resize": RESIZE if height and width else "none"}
     return DecodedImage(arr, display, info)

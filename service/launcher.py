@@ -48,8 +48,24 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None,
 
 
 def start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    """A Redis keeping its data (AOF) under ``data_dir/redis``, for ``convscope up``."""
-    return start_redis(data_dir / "redis", persistent=True)
+    """A Redis keeping its data (AOF) under ``data_dir/redis``, for ``convscope up``; its URL
+    is written to ``data_dir/redis/url`` for other commands on this machine."""
+    proc, url = start_redis(data_dir / "redis", persistent=True)
+    (data_dir / "redis" / "url").write_text(url)
+    return proc, url
+
+
+def embedded_redis_url(data_dir: str | os.PathLike) -> str | None:
+    """The URL of the embedded Redis ``convscope up`` started for ``data_dir``, if it runs."""
+    path = Path(data_dir) / "redis" / "url"
+    if not path.exists():
+        return None
+    url = path.read_text().strip()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    return url
 
 
 def start_redis(folder: Path, persistent: bool = True) -> tuple[subprocess.Popen, str]:

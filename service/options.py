@@ -96,6 +96,8 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
     classes = int(model.get("num_classes") or 1)
     if "top_k" in defaults and "top_k" not in given:
         options["top_k"] = min(options["top_k"], classes)
+    if "steps" in defaults and "steps" not in given:
+        options["steps"] = min(options["steps"], max_steps)
     if options.get("channels") is not None:
         _int_list(options, "channels", channels - 1, "filter_out_of_range",
                   contract.MAX_CHANNELS_LISTED)

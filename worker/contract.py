@@ -18,6 +18,7 @@ IMAGELESS_KINDS = ("filters",)  # kinds that take no image
 SINGLE_IMAGE_KINDS = ("explain",)  # kinds that take exactly one image
 SPATIAL_KINDS = ("activations", "filters", "gradcam")  # need a layer with an H×W×C output
 CONV_KINDS = ("explain",)  # need a Conv2D layer
+OVERLAY_KINDS = ("gradcam",)  # draw over the original image: the API keeps it (as PNG)
 
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
@@ -68,7 +69,8 @@ def as_json() -> dict[str, Any]:
     return {
         "kinds": list(KINDS), "imageless_kinds": list(IMAGELESS_KINDS),
         "single_image_kinds": list(SINGLE_IMAGE_KINDS), "spatial_kinds": list(SPATIAL_KINDS),
-        "conv_kinds": list(CONV_KINDS), "statuses": list(STATUSES), "terminal": list(TERMINAL),
+        "conv_kinds": list(CONV_KINDS), "overlay_kinds": list(OVERLAY_KINDS),
+        "statuses": list(STATUSES), "terminal": list(TERMINAL),
         "model_statuses": list(MODEL_STATUSES), "model_waiting": list(MODEL_WAITING),
         "channel_order": CHANNEL_ORDER, "resize_note": RESIZE_NOTE,
         "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),

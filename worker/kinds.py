@@ -40,14 +40,36 @@ class JobContext:
     should_cancel: Callable[[], bool]
     images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, C), model-sized
     originals: list[np.ndarray] = field(default_factory=list)  # uint8, as uploaded (capped)
+    resize: str = RESIZE  # how images were fitted to the model ("none": free-size model)
 
 
 def _name(base: str, i: int) -> str:
     return base if i == 0 else f"{base}.{i}"
 
 
-def _batch(ctx: JobContext) -> np.ndarray:
-    return np.stack(ctx.images).astype(np.float32)
+def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of images that can share one model call (all of them for a fixed-size model;
+    a model with free spatial dimensions gets its images at their own sizes)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    return list(groups.values())
+
+
+def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
+    """One CAM result per image (``heatmap``, ``class_index``, ``score``, ``probs``), computed
+    in as few model calls as the image sizes allow."""
+    targets = ctx.options["class_index"]
+    per_image: list[Any] = [None] * len(ctx.images)
+    groups = _same_size_groups(ctx.images)
+    for done, group in enumerate(groups, 1):
+        batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
+        chosen = [targets[i] for i in group] if isinstance(targets, list) else targets
+        res = cam(batch, class_index=chosen)
+        for j, i in enumerate(group):
+            per_image[i] = (res.heatmaps[j], res.class_index[j], res.score[j], res.probs[j])
+        ctx.progress(done / len(groups))
+    return per_image
 
 
 def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
@@ -73,20 +95,20 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     method = ctx.options["method"]
     cam = ctx.tool(("cam", method, ctx.layer),
                    lambda m: make_cam(method, m.model, ctx.layer, m.info.preprocess))
-    res = cam(_batch(ctx), class_index=ctx.options["class_index"])
-    preds = top_k(res.probs, ctx.options["top_k"], ctx.loaded.info.classes)
+    per_image = _cam_per_image(ctx, cam)
+    probs = np.stack([p[3] for p in per_image])
+    preds = top_k(probs, ctx.options["top_k"], ctx.loaded.info.classes)
     items, artifacts = [], {}
     for i, original in enumerate(ctx.originals):
-        heat = res.heatmaps[i]
+        heat, class_index, score, _ = per_image[i]
         names = {k: _name(k, i) for k in ("heatmap", "heatmap_png", "overlay")}
         artifacts[names["heatmap"]] = (npy_bytes(heat.astype(np.float32)), NPY)
         artifacts[names["heatmap_png"]] = (render.to_png(render.heatmap_image(heat)), PNG)
         artifacts[names["overlay"]] = (render.to_png(render.overlay(original, heat)), PNG)
         items.append({"predictions": [asdict(p) for p in preds[i]],
-                      "class_index": int(res.class_index[i]), "score": float(res.score[i]),
-                      "method": method, "resize": RESIZE,
+                      "class_index": int(class_index), "score": float(score),
+                      "method": method, "resize": ctx.resize,
                       "overlay_size": list(original.shape[:2]), "artifacts": names})
-    ctx.progress(1.0)
     return {"items": items, "layer": cam.layer}, artifacts
 
 

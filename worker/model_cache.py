@@ -12,9 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.zoo import BUILTIN, LoadedModel, UnknownModelError, load_builtin, load_uploaded
+from models.zoo import (
+    BUILTIN,
+    LoadedModel,
+    UnknownModelError,
+    load_builtin,
+    load_uploaded,
+    model_files,
+)
 from worker.settings import Settings
-from worker.uploads import upload_path, weights_paths
+from worker.uploads import upload_path
 
 
 class ModelCache:
@@ -42,8 +49,7 @@ class ModelCache:
     def _stamp(self, model_id: str) -> tuple:
         """The files a built-in model is loaded from, with their mtimes (weights given or
         trained since the model was loaded make it load again)."""
-        data = Path(self.settings.data_dir)
-        paths = [*weights_paths(data, model_id), data / "models" / f"{model_id}.keras"]
+        paths = model_files(self.settings.data_dir, model_id)
         return tuple((str(p), p.stat().st_mtime_ns) for p in paths if p.exists())
 
     def _fresh(self, model_id: str) -> bool:

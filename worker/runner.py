@@ -13,15 +13,16 @@ from functools import lru_cache
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
 
 from models.errors import InvalidInputError
-from models.explain import LayerNotConvError
+from models.explain import LayerNotConvError, UnitOutOfRangeError
 from models.filters import AscentCanceled
 from models.graph import LayerNotFoundError, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
-from models.zoo import BUILTIN, UnknownModelError
-from worker.contract import ACTIVE
+from models.zoo import BUILTIN, ModelInfo, UnknownModelError
+from worker.contract import ACTIVE, RESIZE
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.settings import get_settings
@@ -43,7 +44,8 @@ def _cache() -> ModelCache:
 
 INPUT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (UnknownModelError, "unknown_model"), (LayerNotFoundError, "unknown_layer"),
-    (LayerNotConvError, "layer_not_conv"), (InvalidInputError, "invalid_input"),
+    (LayerNotConvError, "layer_not_conv"), (UnitOutOfRangeError, "position_out_of_range"),
+    (InvalidInputError, "invalid_input"),
     (SoftTimeLimitExceeded, "time_limit"),
 )
 
@@ -62,6 +64,24 @@ def _decode(raw: bytes | None, what: str) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
+def _decode_png(raw: bytes | None, what: str) -> np.ndarray:
+    if raw is None:
+        raise InvalidInputError(f"{what} has expired")
+    with Image.open(io.BytesIO(raw)) as img:
+        pixels = np.asarray(img, dtype=np.uint8)
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _keep_record_current(store: JobStore, model_id: str, info: ModelInfo) -> None:
+    """Describe a built-in model again when it was reloaded as something else (trained, or
+    given weights since): the list and the UI must not keep saying "random weights"."""
+    if model_id not in BUILTIN:
+        return
+    record = store.get_model(model_id) or {}
+    if any(record.get(k) != v for k, v in info.to_dict().items()):
+        describe_model(model_id)
+
+
 def _context(store: JobStore, job: dict) -> JobContext:
     """The job's model, layer, options and images, with progress and cancel hooks."""
     job_id, cache = job["id"], _cache()
@@ -70,13 +90,16 @@ def _context(store: JobStore, job: dict) -> JobContext:
     images, originals = [], []
     for i, info in enumerate(job.get("inputs") or []):
         images.append(_decode(store.get_input(job_id, i), f"input image {i}"))
-        originals.append(_decode(store.get_original(job_id, i), f"input image {i}")
+        originals.append(_decode_png(store.get_original(job_id, i), f"original image {i}")
                          if info.get("original_stored") else images[-1])
+    loaded = cache.get(job["model"])
+    _keep_record_current(store, job["model"], loaded.info)
     return JobContext(
-        loaded=cache.get(job["model"]), layer=job["layer"], options=job.get("options") or {},
+        loaded=loaded, layer=job["layer"], options=job.get("options") or {},
         tool=lambda key, build: cache.tool(job["model"], key, build),
         progress=lambda fraction: store.set_progress(job_id, fraction),
-        should_cancel=lambda: store.is_canceled(job_id), images=images, originals=originals)
+        should_cancel=lambda: store.is_canceled(job_id), images=images, originals=originals,
+        resize=((job.get("inputs") or [{}])[0]).get("resize", RESIZE))
 
 
 def _compute(store: JobStore, job: dict) -> tuple[dict, dict]:

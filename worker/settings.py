@@ -43,7 +43,7 @@ class Settings:
     max_model_bytes: int = 200 * 2**20
     max_image_pixels: int = 16_777_216  # per decoded image (Pillow bombs beyond)
     max_images_per_job: int = 32
-    max_display_pixels: int = 4_194_304  # originals kept for overlays are scaled down to this
+    max_display_pixels: int = 1_048_576  # originals kept for overlays are scaled down to this
     soft_time_limit: int = 600  # seconds; the task is told to stop
     time_limit: int = 660  # seconds; the worker process is killed
     max_wait: float = 60.0  # longest ?wait= the API honours

@@ -195,7 +195,7 @@ class JobStore:
     # -- models ---------------------------------------------------------------------------
     def put_model(self, model_id: str, record: dict, ttl: int | None = None) -> None:
         """Store a model's record (``ttl`` default: ``model_ttl``); an upload is indexed
-        under its tenant, by id and by name."""
+        under its tenant (its name, when given, by :meth:`reserve_model_name`)."""
         ttl = ttl or self.model_ttl
         pipe = self.r.pipeline()
         pipe.set(f"{NS}:model:{model_id}", json.dumps(record), ex=ttl)
@@ -203,10 +203,21 @@ class JobStore:
         if tenant is not None:
             pipe.sadd(f"{NS}:tenant:{tenant}:models", model_id)
             pipe.expire(f"{NS}:tenant:{tenant}:models", self.model_ttl)
-            if record.get("name"):
-                pipe.hset(f"{NS}:tenant:{tenant}:model_names", record["name"], model_id)
-                pipe.expire(f"{NS}:tenant:{tenant}:model_names", self.model_ttl)
         pipe.execute()
+
+    def reserve_model_name(self, tenant: str, name: str, model_id: str) -> str | None:
+        """Give ``name`` to ``model_id`` among the tenant's uploads. Returns None when done,
+        or the id of the live model that already has the name (a refused or expired holder
+        loses it)."""
+        key = f"{NS}:tenant:{tenant}:model_names"
+        if not self.r.hsetnx(key, name, model_id):
+            holder = _text(self.r.hget(key, name) or b"")
+            record = self.get_model(holder) if holder else None
+            if record is not None and record.get("status") != "refused":
+                return holder
+            self.r.hset(key, name, model_id)
+        self.r.expire(key, self.model_ttl)
+        return None
 
     def get_model(self, model_id: str) -> dict | None:
         raw = self.r.get(f"{NS}:model:{model_id}")

@@ -30,6 +30,11 @@ def _quiet_import() -> tuple[str, list[str]]:
             import tensorflow as tf
 
             gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))  # all of it, to debug
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

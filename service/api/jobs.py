@@ -12,12 +12,13 @@ from service.api.waiting import WaitQuery, wait_for
 from service.auth import require_tenant
 from service.backend import backend
 from service.errors import fail
-from service.images import ImageError, decode_image
+from service.images import ImageError, decode_image, png_bytes
 from service.options import OptionError, check_options, find_layer, parse_options
 from service.ratelimit import limit_writes
 from worker.contract import (
     IMAGELESS_KINDS,
     KINDS,
+    OVERLAY_KINDS,
     SINGLE_IMAGE_KINDS,
     TASK_RUN_JOB,
     TERMINAL,
@@ -56,9 +57,10 @@ def _own_job(job_id: str) -> dict:
     return job
 
 
-def _decode_images(files: list, model: dict) -> tuple[list[bytes], list[bytes | None],
-                                                     list[dict]]:
-    """Model-sized arrays, originals (None where equal) and per-image info, as NPY bytes."""
+def _decode_images(files: list, model: dict, kind: str) -> tuple[list[bytes],
+                                                                list[bytes | None], list[dict]]:
+    """Model-sized arrays (NPY bytes), the originals overlays are drawn on (PNG bytes, for
+    the overlay kinds, None where the original is the model-sized image) and per-image info."""
     settings = backend().settings
     if len(files) > settings.max_images_per_job:
         fail(400, "too_many_images",
@@ -71,10 +73,11 @@ def _decode_images(files: list, model: dict) -> tuple[list[bytes], list[bytes | 
         except ImageError as exc:
             fail(413 if exc.code == "image_too_large" else 400, exc.code,
                  f"image {i} ({storage.filename}): {exc}")
+        original = image.original if kind in OVERLAY_KINDS else None
         arrays.append(npy_bytes(image.pixels))
-        originals.append(None if image.original is None else npy_bytes(image.original))
+        originals.append(None if original is None else png_bytes(original))
         infos.append({"filename": storage.filename, **image.info,
-                      "original_stored": image.original is not None})
+                      "original_stored": original is not None})
     return arrays, originals, infos
 
 
@@ -98,7 +101,7 @@ def _validated(form: dict) -> tuple[dict, dict, dict, tuple]:
                                 backend().settings.max_filter_steps, len(files))
     except OptionError as exc:
         fail(400, exc.code, str(exc))
-    return model, row, options, _decode_images(files, model)
+    return model, row, options, _decode_images(files, model, kind)
 
 
 @bp.post("")

@@ -29,7 +29,6 @@ bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "name", "status", "input_shape", "classes", "source", "preprocess",
                  "random_weights", "error")
-WAITING = MODEL_WAITING
 NOT_READY = "model {!r} is still being prepared; retry"
 
 
@@ -70,13 +69,13 @@ def wait_for_model(model_id: str, seconds: float) -> dict:
     """The model's record once it is described (or refused), waiting up to ``seconds``."""
     record = model_record(model_id)
     return wait_for(lambda: model_record(record["id"], describe=False),
-                    lambda r: r.get("status") not in WAITING, seconds, interval=0.2)
+                    lambda r: r.get("status") not in MODEL_WAITING, seconds, interval=0.2)
 
 
 def ready_model(model_id: str, seconds: float) -> dict:
     """The record of a model jobs can use now: 503 while it is prepared, 409 when refused."""
     record = wait_for_model(model_id, seconds)
-    if record.get("status") in WAITING:
+    if record.get("status") in MODEL_WAITING:
         fail(503, "model_not_ready", NOT_READY.format(model_id), headers={"Retry-After": "2"})
     if record.get("status") == "refused":
         fail(409, "model_refused", f"model {model_id!r} was refused: "
@@ -128,13 +127,13 @@ def _save_upload(storage, model_id: str) -> Path:
     return target
 
 
-def _check_name(name: str) -> None:
+def _reserve_name(name: str, model_id: str) -> None:
+    """Give an explicitly chosen name to the new upload, or 409 if another model has it."""
     if name in BUILTIN_MODELS:
         fail(409, "model_name_taken", f"{name!r} is a built-in model; choose another name")
-    taken = backend().store.model_by_name(g.tenant, name)
-    record = backend().store.get_model(taken) if taken else None
-    if record is not None and record.get("status") != "refused":  # refused: name is free
-        fail(409, "model_name_taken", f"you already have a model named {name!r} ({taken}); "
+    holder = backend().store.reserve_model_name(g.tenant, name, model_id)
+    if holder is not None:
+        fail(409, "model_name_taken", f"you already have a model named {name!r} ({holder}); "
              "delete it first or choose another name")
 
 
@@ -143,11 +142,13 @@ def _check_name(name: str) -> None:
 @bp.input(WaitQuery, location="query", arg_name="query")
 def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Upload a ``.keras`` model; a worker validates it with ``safe_mode``. Jobs may name it
-    by its id or by its ``name`` (unique per tenant; default: the file name's stem)."""
+    by its id or by a ``name`` given here (unique per tenant; without one, the file name's
+    stem is shown as its name but does not address it)."""
     storage = form["file"]
-    name = form["name"] or Path(storage.filename or "model.keras").stem
-    _check_name(name)
     model_id = "m" + uuid.uuid4().hex[:16]
+    if form["name"]:
+        _reserve_name(form["name"], model_id)
+    name = form["name"] or Path(storage.filename or "model.keras").stem
     path = _save_upload(storage, model_id)
     record = {"id": model_id, "name": name, "status": "validating", "tenant": g.tenant,
               "source": "upload", "preprocess": form["preprocess"], "file": path.name,
@@ -159,7 +160,7 @@ def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
     if record["status"] == "refused":
         error = record.get("error") or {}
         fail(422, error.get("code", "invalid_model"), error.get("message", "model refused"))
-    return public(record), (202 if record["status"] in WAITING else 201), location
+    return public(record), (202 if record["status"] in MODEL_WAITING else 201), location
 
 
 @bp.delete("/<model_id>")

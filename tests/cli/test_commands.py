@@ -20,6 +20,15 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env=env)
 
 
+def test_the_convscope_command_is_where_the_readme_says() -> None:
+    """`make` installs into .venv: the README sends users to .venv/bin/convscope."""
+    exe = Path(sys.executable).parent / "convscope"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f".venv/bin/{exe.name}" in readme and "source .venv/bin/activate" in readme
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "submit" in done.stdout and "layers" in done.stdout
+
+
 def test_submit_explain_writes_its_result(api_url: str, tmp_path: Path) -> None:
     image = write_shape_images(tmp_path / "in", 1)[0]
     out = tmp_path / "out"

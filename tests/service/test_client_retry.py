@@ -31,6 +31,11 @@ def flaky() -> Iterator[tuple[str, list[dict], list]]:
             {"code": f"c{status}", "detail": "scripted"}
         return body, status, headers
 
+    @app.get("/readyz")
+    def readyz():  # never ready
+        seen.append({"key": None, "model": "readyz"})
+        return {"status": "unavailable"}, 503, {"Retry-After": "0"}
+
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", seen, script
@@ -53,6 +58,14 @@ def test_client_errors_are_not_retried(flaky) -> None:
         Client(url).submit(model="shapes", kind="filters")
     assert caught.value.status == 400 and caught.value.code == "c400"
     assert len(seen) == 1
+
+
+def test_ready_asks_once(flaky) -> None:
+    url, seen, _ = flaky
+    assert Client(url).ready() is False  # 503 with Retry-After: not retried
+    assert seen == [{"key": None, "model": "readyz"}]
+    assert Client(url).session.get(url + "/readyz").status_code == 503
+    assert len(seen) == 6  # the session itself would have retried four times
 
 
 def test_retries_are_bounded(flaky) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,17 @@ def test_an_upload_is_addressed_by_its_name(client, tmp_path: Path) -> None:
     assert client.delete(f"/v1/models/{name}").status_code == 204
     assert_problem(client.get(f"/v1/models/{name}"), 404, "unknown_model")
     assert upload(client, keras_bytes(tiny_model(), tmp_path), name=name).status_code == 201
+
+
+def test_without_a_name_the_file_name_is_shown_but_reserves_nothing(client, tmp_path) -> None:
+    data = keras_bytes(tiny_model(), tmp_path)
+    first = client.post("/v1/models?wait=60", data={"file": (io.BytesIO(data), "model.keras")},
+                        content_type="multipart/form-data")
+    second = client.post("/v1/models?wait=60", data={"file": (io.BytesIO(data), "model.keras")},
+                         content_type="multipart/form-data")
+    assert first.status_code == second.status_code == 201
+    assert first.get_json()["name"] == second.get_json()["name"] == "model"
+    assert_problem(client.get("/v1/models/model"), 404, "unknown_model")
 
 
 def test_refused_uploads_are_hidden_expire_and_can_be_deleted(client, settings) -> None:

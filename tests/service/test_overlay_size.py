@@ -40,3 +40,34 @@ def test_large_originals_are_scaled_down_for_display() -> None:
     assert decoded.pixels.shape == (64, 64, 3)
     h, w = decoded.original.shape[:2]
     assert h * w <= 30_000 and abs(w / h - 4 / 3) < 0.02  # aspect ratio kept
+
+
+def test_only_overlay_jobs_keep_the_original(client) -> None:
+    photo = encode(np.random.default_rng(5).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    acts = run(client, "activations", [photo], layer="conv1")
+    assert acts["inputs"][0]["original_stored"] is False
+    cam = run(client, "gradcam", [photo])
+    assert cam["inputs"][0]["original_stored"] is True
+
+
+def test_a_free_size_model_takes_each_image_at_its_size(client, tmp_path) -> None:
+    import keras
+
+    from tests.service.job_http import keras_bytes, upload
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x), name="anysize")
+    res = upload(client, keras_bytes(model, tmp_path), name=f"anysize-{tmp_path.name[-8:]}")
+    assert res.status_code == 201, res.get_json()
+    rng = np.random.default_rng(6)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in
+              [(20, 24, 3), (16, 16, 3), (20, 24, 3)]]
+    job = run(client, "gradcam", [encode(i) for i in images], model=res.get_json()["id"])
+    for i, image in enumerate(images):
+        name = "heatmap" if i == 0 else f"heatmap.{i}"
+        heat = load_npy(client.get(f"/v1/jobs/{job['id']}/artifacts/{name}").data)
+        assert heat.shape == image.shape[:2]
+        assert job["result"]["items"][i]["resize"] == "none"

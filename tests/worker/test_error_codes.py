@@ -17,7 +17,7 @@ def test_engine_input_errors_have_their_codes(error_code) -> None:
     from celery.exceptions import SoftTimeLimitExceeded
 
     from models.errors import InvalidInputError
-    from models.explain import LayerNotConvError
+    from models.explain import LayerNotConvError, UnitOutOfRangeError
     from models.graph import LayerNotFoundError
     from models.zoo import UnknownModelError
 
@@ -25,6 +25,7 @@ def test_engine_input_errors_have_their_codes(error_code) -> None:
     assert error_code(LayerNotFoundError("x", [])) == "unknown_layer"
     assert error_code(LayerNotConvError("x")) == "layer_not_conv"
     assert error_code(InvalidInputError("x")) == "invalid_input"
+    assert error_code(UnitOutOfRangeError("x")) == "position_out_of_range"
     assert error_code(SoftTimeLimitExceeded()) == "time_limit"
 
 
