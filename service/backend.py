@@ -7,6 +7,7 @@ from apiflask import APIFlask
 from celery import Celery
 from flask import current_app
 
+from service.job_events import JobEvents
 from worker.celery_app import make_celery
 from worker.settings import Settings
 from worker.store import JobStore
@@ -18,6 +19,7 @@ class Backend:
         self.store = JobStore.from_url(settings.broker_url, settings.result_ttl,
                                        settings.model_ttl)
         self.celery: Celery = make_celery(settings)
+        self.events = JobEvents(self.store.r)
 
     def enqueue(self, task: str, *args: str) -> None:
         self.celery.send_task(task, args=list(args))

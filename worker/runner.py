@@ -122,20 +122,15 @@ def run_job(job_id: str) -> None:
     started = time.monotonic()
     try:
         result, artifacts = _compute(store, job)
-        if store.is_canceled(job_id):
-            return  # canceled while computing: keep nothing
-        if artifacts:
-            store.put_artifacts(job_id, artifacts)
-        store.update(job_id, result=result, progress=1.0)
-        store.transition(job_id, "succeeded", ("running",))
+        store.finish(job_id, result, artifacts)  # not if canceled meanwhile
     except AscentCanceled:
         log.info("job %s canceled while running", job_id)
     except BaseException as exc:  # report every failure on the job
         code = _error_code(exc)
         if code == "internal_error":
             log.exception("job %s failed", job_id)
-        store.update(job_id, error={"code": code, "message": str(exc)[:500]})
-        store.transition(job_id, "failed", ("running",))
+        store.transition(job_id, "failed", ("running",),
+                         error={"code": code, "message": str(exc)[:500]})
         if not isinstance(exc, Exception):
             raise
     finally:

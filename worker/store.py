@@ -18,12 +18,20 @@ import redis
 from worker.contract import ACTIVE
 
 NS = "convscope:v1"
+EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
+# KEYS: job hash, stats hash, event channel. ARGV: new status, n, n (field, JSON value) pairs
+# set with it, then the statuses it may move from. Counts the move and publishes it.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
 current = cjson.decode(current)
-for i = 2, #ARGV do if ARGV[i] == current then
+local n = tonumber(ARGV[2])
+for i = 3 + 2 * n, #ARGV do if ARGV[i] == current then
   redis.call('HSET', KEYS[1], 'status', cjson.encode(ARGV[1]))
+  for j = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
+  local kind = cjson.decode(redis.call('HGET', KEYS[1], 'kind') or 'null')
+  redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|' .. ARGV[1], 1)
+  redis.call('PUBLISH', KEYS[3], ARGV[1])
   return 1
 end end
 return 0
@@ -135,19 +143,40 @@ class JobStore:
             return None
         return {_text(k): json.loads(v) for k, v in raw.items()}
 
+    @staticmethod
+    def events_channel(job_id: str) -> str:
+        """Where every change of the job's status or progress is announced (the message is
+        a hint: the job hash stays the one source of truth)."""
+        return f"{EVENTS}{job_id}"
+
     def update(self, job_id: str, **fields: Any) -> None:
         if fields:
             self.r.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
 
-    def transition(self, job_id: str, status: str, allowed_from: tuple[str, ...]) -> bool:
-        """Set ``status`` only if the job's current status is one of ``allowed_from``."""
-        done = self._transition(keys=[self.job_key(job_id)], args=[status, *allowed_from]) == 1
-        if done:
-            job = self.get_job(job_id) or {}
-            self.r.hincrby(f"{NS}:stats:jobs", f"{job.get('kind')}|{status}", 1)
-            stamp = "started" if status == "running" else "finished"
-            self.update(job_id, **{stamp: time.time()})
-        return done
+    def transition(self, job_id: str, status: str, allowed_from: tuple[str, ...],
+                   pipe: redis.client.Pipeline | None = None, **fields: Any) -> bool:
+        """Set ``status`` (and ``fields``, with the start or finish time) only if the job's
+        current status is one of ``allowed_from``; one atomic step that also counts the move
+        and announces it. With ``pipe``, the step is queued there (returns True)."""
+        stamp = "started" if status == "running" else "finished"
+        fields = {stamp: time.time(), **fields}
+        pairs = [x for k, v in fields.items() for x in (k, json.dumps(v))]
+        keys = [self.job_key(job_id), f"{NS}:stats:jobs", self.events_channel(job_id)]
+        args: list[str | int] = [status, len(fields), *pairs, *allowed_from]
+        if pipe is not None:
+            self._transition(keys=keys, args=args, client=pipe)
+            return True
+        return self._transition(keys=keys, args=args) == 1
+
+    def finish(self, job_id: str, result: dict, artifacts: dict[str, tuple[bytes, str]]) -> bool:
+        """Store a running job's artifacts and result and mark it succeeded, in one round
+        trip; False (nothing kept but the artifact bytes, which expire) if it was canceled."""
+        pipe = self.r.pipeline(transaction=False)
+        for name, (data, _) in artifacts.items():
+            pipe.set(self.artifact_key(job_id, name), data, ex=self.ttl)
+        self.transition(job_id, "succeeded", ("running",), pipe=pipe, result=result,
+                        progress=1.0, artifacts={n: c for n, (_, c) in artifacts.items()})
+        return pipe.execute()[-1] == 1
 
     def record_duration(self, kind: str, seconds: float) -> None:
         pipe = self.r.pipeline()
@@ -156,7 +185,11 @@ class JobStore:
         pipe.execute()
 
     def set_progress(self, job_id: str, progress: float) -> None:
-        self.update(job_id, progress=round(min(max(progress, 0.0), 1.0), 4))
+        pipe = self.r.pipeline(transaction=False)
+        value = round(min(max(progress, 0.0), 1.0), 4)
+        pipe.hset(self.job_key(job_id), "progress", json.dumps(value))
+        pipe.publish(self.events_channel(job_id), "progress")
+        pipe.execute()
 
     def is_canceled(self, job_id: str) -> bool:
         raw = self.r.hget(self.job_key(job_id), "status")

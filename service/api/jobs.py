@@ -8,7 +8,7 @@ from apiflask.validators import OneOf
 from flask import Response, g, request
 
 from service.api.models_api import ready_model
-from service.api.waiting import WaitQuery, wait_for
+from service.api.waiting import WaitQuery, wait_for_job
 from service.auth import require_tenant
 from service.backend import backend
 from service.errors import fail
@@ -125,7 +125,7 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
 
 
 def _wait(job_id: str, seconds: float) -> dict:
-    return wait_for(lambda: _own_job(job_id), lambda job: job["status"] in TERMINAL, seconds)
+    return wait_for_job(job_id, lambda: _own_job(job_id), seconds)
 
 
 @bp.get("/<job_id>")

@@ -1,0 +1,76 @@
+"""Completion pushed, not polled: one Redis pub/sub subscription per API process wakes the
+requests waiting on a job (``?wait=S``, the event stream) the moment a worker announces a
+change. The job hash stays the one source of truth: a wake-up only says "read it again", and a
+waiter registers before its first read, so an end that happened before it subscribed is seen
+by that read. If the subscription drops, waiters still re-read every ``FALLBACK_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from worker.store import EVENTS
+
+log = logging.getLogger("convscope.api")
+FALLBACK_SECONDS = 1.0  # longest a waiter sleeps without re-reading, whatever happens
+
+
+class JobEvents:
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.subscribed = threading.Event()
+
+    @contextmanager
+    def watch(self, job_id: str) -> Iterator[threading.Event]:
+        """An event set whenever ``job_id`` changes (registered before the caller reads)."""
+        self._start()
+        changed = threading.Event()
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(job_id, set())
+                waiting.discard(changed)
+                if not waiting:
+                    self._waiters.pop(job_id, None)
+
+    def _start(self) -> None:
+        with self._lock:  # started lazily: in the serving process, after any fork
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._listen, daemon=True,
+                                                name="job-events")
+                self._thread.start()
+
+    def _wake(self, job_id: str | None = None) -> None:
+        with self._lock:
+            groups = list(self._waiters.values()) if job_id is None else \
+                [self._waiters.get(job_id, set())]
+            for group in groups:
+                for changed in group:
+                    changed.set()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(f"{EVENTS}*")
+                self.subscribed.set()
+                self._wake()  # anything missed while (re)connecting is read again
+                for message in pubsub.listen():
+                    channel = message.get("channel") or b""
+                    channel = channel.decode() if isinstance(channel, bytes) else channel
+                    self._wake(channel[len(EVENTS):])
+            except redis.RedisError:
+                self.subscribed.clear()
+                log.warning("job event subscription lost; reconnecting", exc_info=True)
+                threading.Event().wait(0.5)
