@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import File, Integer, List, String
 from apiflask.validators import OneOf
-from flask import Response, g, request
+from flask import Response, g, request, stream_with_context
 
 from service.api.models_api import ready_model
 from service.api.waiting import WaitQuery, wait_for_job
@@ -26,6 +29,7 @@ from worker.contract import (
 from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
+KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happened this long
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
@@ -133,6 +137,31 @@ def _wait(job_id: str, seconds: float) -> dict:
 def get_job(job_id: str, query: dict) -> dict:
     """A job's status, progress, error and result; ``?wait=S`` long-polls."""
     return public(_wait(job_id, query["wait"]))
+
+
+@bp.get("/<job_id>/events")
+@bp.doc(responses={200: "text/event-stream: one `status` event per change of status or "
+                        "progress (data: the job as GET returns it), ending after the job ends"})
+def events(job_id: str) -> Response:
+    """Server-Sent Events of a job's status and progress until it ends."""
+    _own_job(job_id)
+    store, events = backend().store, backend().events
+
+    def stream() -> Iterator[str]:
+        with events.watch(job_id) as changed:
+            last = None
+            while (job := store.get_job(job_id)) is not None:
+                if (job["status"], job["progress"]) != last:
+                    last = (job["status"], job["progress"])
+                    yield f"event: status\ndata: {json.dumps(public(job))}\n\n"
+                if job["status"] in TERMINAL:
+                    return
+                if not changed.wait(KEEPALIVE_SECONDS):
+                    yield ": keep-alive\n\n"
+                changed.clear()
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.get("/<job_id>/artifacts/<name>")
