@@ -55,19 +55,22 @@ def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
 
 
 def _resolve_targets(
-    class_index: int | list[int] | np.ndarray | None, batch: int, num_classes: int
+    class_index: int | list[int | None] | np.ndarray | None, batch: int, num_classes: int
 ) -> tf.Tensor:
-    """-1 means "the top prediction" for that image."""
+    """One target per image; None (for all, or for one image in a list) means "the top
+    prediction", passed on as -1."""
     if class_index is None:
         return tf.fill((batch,), -1)
-    targets = np.atleast_1d(np.asarray(class_index, dtype=np.int64))
+    given = np.atleast_1d(np.asarray(class_index, dtype=object))
+    top = np.array([t is None for t in given])
+    targets = np.where(top, -1, given).astype(np.int64)
     if targets.size == 1:
-        targets = np.repeat(targets, batch)
+        targets, top = np.repeat(targets, batch), np.repeat(top, batch)
     if targets.shape != (batch,):
         raise InvalidInputError(
             f"class_index has {targets.size} entries for a batch of {batch} images")
     # Checked here: an XLA gather clamps a bad index silently instead of failing.
-    bad = targets[(targets < 0) | (targets >= num_classes)]
+    bad = targets[~top & ((targets < 0) | (targets >= num_classes))]
     if bad.size:
         raise InvalidInputError(
             f"class_index {bad.tolist()} out of range: the model has {num_classes} classes")
@@ -136,7 +139,7 @@ class BaseCAM:
         return normalize_maps(cams), chosen, probs, out.probs
 
     def __call__(
-        self, images: np.ndarray, class_index: int | list[int] | np.ndarray | None = None
+        self, images: np.ndarray, class_index: int | list[int | None] | np.ndarray | None = None
     ) -> CamResult:
         images = np.asarray(images, dtype=np.float32)
         num_classes = int(self.probe.model.outputs[0].shape[-1])

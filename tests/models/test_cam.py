@@ -269,6 +269,20 @@ def test_unknown_method_and_bad_class_index_raise(cnns) -> None:
         cam(tm.images(2), class_index=-2)
 
 
+def test_none_in_a_class_list_means_that_images_top_class(cnns) -> None:
+    """A batch gathered from several jobs mixes "top class" and given classes per image."""
+    cam = make_cam("gradcam", cnns["functional"], "pool")
+    x = tm.images(3)
+    mixed = cam(x, class_index=[None, 2, None])
+    top = cam(x)
+    given = cam(x, class_index=2)
+    assert mixed.class_index.tolist() == [top.class_index[0], 2, top.class_index[2]]
+    for i, ref in ((0, top), (1, given), (2, top)):
+        np.testing.assert_allclose(mixed.heatmaps[i], ref.heatmaps[i], atol=1e-6)
+    with pytest.raises(InvalidInputError, match=r"\[5\] out of range"):
+        cam(x, class_index=[None, 5, None])
+
+
 def test_micro_batches_are_capped(cnns) -> None:
     """However small ``chunk_pixels``, a batch is traced as at most 4 copies of the model."""
     from models.cam.base import MAX_MICRO_BATCHES
