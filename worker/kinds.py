@@ -20,8 +20,10 @@ from models.activations import ActivationExtractor, top_k
 from models.cam import make_cam
 from models.explain import explain_unit
 from models.filters import AscentOptions, FilterVisualizer
+from models.filters.ascent import ASCENT_VERSION
 from models.zoo import LoadedModel
 from worker.contract import RESIZE
+from worker.filter_cache import CachedFilter, pattern_key, weights_digest, worker_cache
 from worker.npy import npy_bytes
 
 PNG, NPY = "image/png", "application/x-npy"
@@ -43,7 +45,8 @@ class JobContext:
     resize: str = RESIZE  # how images were fitted to the model ("none": free-size model)
 
 
-def _name(base: str, i: int) -> str:
+def artifact_name(base: str, i: int) -> str:
+    """Image ``i``'s artifact ``base``: ``heatmap``, ``heatmap.1``, ..."""
     return base if i == 0 else f"{base}.{i}"
 
 
@@ -75,19 +78,23 @@ def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
 def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
     extractor = ctx.tool(("activations", ctx.layer),
                          lambda m: ActivationExtractor(m.model, ctx.layer, m.info.preprocess))
-    items, artifacts = [], {}
-    for i, image in enumerate(ctx.images):
-        out = extractor(image[None].astype(np.float32), ctx.loaded.info.classes,
-                        k=ctx.options["top_k"])
-        acts = out.activations[0]
-        channels = ctx.options["channels"]
-        names = {"grid": _name("grid", i), "activations": _name("activations", i)}
-        artifacts[names["grid"]] = (render.to_png(render.activation_grid(acts, channels)), PNG)
-        artifacts[names["activations"]] = (npy_bytes(acts.astype(np.float32)), NPY)
-        items.append({"shape": list(acts.shape), "channels": out.channel_stats(0, channels),
-                      "predictions": [asdict(p) for p in out.predictions[0]],
-                      "artifacts": names})
-        ctx.progress((i + 1) / len(ctx.images))
+    channels = ctx.options["channels"]
+    items: list[Any] = [None] * len(ctx.images)
+    artifacts: Artifacts = {}
+    groups = _same_size_groups(ctx.images)
+    for done, group in enumerate(groups, 1):
+        batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
+        out = extractor(batch, ctx.loaded.info.classes, k=ctx.options["top_k"])
+        for j, i in enumerate(group):
+            acts = out.activations[j]
+            names = {b: artifact_name(b, i) for b in ("grid", "activations")}
+            artifacts[names["grid"]] = (render.to_png(render.activation_grid(acts, channels)),
+                                        PNG)
+            artifacts[names["activations"]] = (npy_bytes(acts.astype(np.float32)), NPY)
+            items[i] = {"shape": list(acts.shape), "channels": out.channel_stats(j, channels),
+                        "predictions": [asdict(p) for p in out.predictions[j]],
+                        "artifacts": names}
+        ctx.progress(done / len(groups))
     return {"items": items}, artifacts
 
 
@@ -101,7 +108,7 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     items, artifacts = [], {}
     for i, original in enumerate(ctx.originals):
         heat, class_index, score, _ = per_image[i]
-        names = {k: _name(k, i) for k in ("heatmap", "heatmap_png", "overlay")}
+        names = {k: artifact_name(k, i) for k in ("heatmap", "heatmap_png", "overlay")}
         artifacts[names["heatmap"]] = (npy_bytes(heat.astype(np.float32)), NPY)
         artifacts[names["heatmap_png"]] = (render.to_png(render.heatmap_image(heat)), PNG)
         artifacts[names["overlay"]] = (render.to_png(render.overlay(original, heat)), PNG)
@@ -117,16 +124,30 @@ def run_filters(ctx: JobContext) -> tuple[dict, Artifacts]:
                    lambda m: FilterVisualizer(m.model, ctx.layer, m.info.preprocess))
     opts = AscentOptions(steps=ctx.options["steps"], size=ctx.options["size"],
                          seed=ctx.options["seed"])
-    out = viz.run(ctx.options["filters"], opts,
-                  progress=lambda done, total: ctx.progress(done / total),
-                  should_cancel=ctx.should_cancel)
+    # Patterns already made (worker/filter_cache.py) are reused; only the others are computed.
+    model_id, cache = ctx.loaded.info.id, worker_cache()
+    key = pattern_key(model_id, ctx.tool(("weights_digest",), lambda m: weights_digest(m.model)),
+                      ctx.layer, ctx.loaded.info.preprocess, opts.steps, opts.size, opts.seed,
+                      opts.learning_rate, ASCENT_VERSION)
+    wanted = [int(f) for f in ctx.options["filters"]]
+    patterns = cache.lookup(key, wanted)
+    cached = set(patterns)
+    missing = [f for f in dict.fromkeys(wanted) if f not in cached]
+    if missing or not wanted:  # no filters at all: the engine names the error
+        out = viz.run(missing, opts, progress=lambda done, total: ctx.progress(done / total),
+                      should_cancel=ctx.should_cancel)
+        new = {f: CachedFilter(render.to_png(image), float(a))
+               for f, image, a in zip(out.filters, out.images, out.activation, strict=True)}
+        cache.store(model_id, key, new)
+        patterns.update(new)
+    cache.count(computed=len(missing), cached=len(cached))
     artifacts: Artifacts = {"grid": (render.to_png(render.image_grid(
-        out.images, [str(f) for f in out.filters])), PNG)}
-    for f, image in zip(out.filters, out.images, strict=True):
-        artifacts[f"filter_{f}"] = (render.to_png(image), PNG)
-    result = {"filters": [{"index": f, "activation": float(a), "artifact": f"filter_{f}"}
-                          for f, a in zip(out.filters, out.activation, strict=True)],
-              "steps": out.steps}
+        np.stack([patterns[f].pixels() for f in wanted]), [str(f) for f in wanted])), PNG)}
+    for f in wanted:
+        artifacts[f"filter_{f}"] = (patterns[f].png, PNG)
+    result = {"filters": [{"index": f, "activation": patterns[f].activation,
+                           "artifact": f"filter_{f}", "cached": f in cached} for f in wanted],
+              "steps": opts.steps}
     return result, artifacts
 
 

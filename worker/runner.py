@@ -22,13 +22,16 @@ from models.graph import LayerNotFoundError, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, ModelInfo, UnknownModelError
-from worker.contract import ACTIVE, RESIZE
+from worker.batches import run_together
+from worker.claims import Claims
+from worker.contract import RESIZE
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.settings import get_settings
 from worker.store import JobStore
 
 log = logging.getLogger("convscope.worker")
+WAIT_SECONDS = 0.2  # how often a job held by another worker is looked at
 
 
 @lru_cache(maxsize=1)
@@ -102,39 +105,112 @@ def _context(store: JobStore, job: dict) -> JobContext:
         resize=((job.get("inputs") or [{}])[0]).get("resize", RESIZE))
 
 
-def _compute(store: JobStore, job: dict) -> tuple[dict, dict]:
-    run = KINDS.get(job["kind"])
-    if run is None:
-        raise InvalidInputError(f"unknown kind {job['kind']!r}")
-    ctx = _context(store, job)
-    result, artifacts = run(ctx)
-    # Maps of a model with random weights show its architecture, not learned features.
-    result["random_weights"] = bool(ctx.loaded.info.random_weights)
-    return result, artifacts
+@lru_cache(maxsize=1)
+def _claims() -> Claims:
+    return Claims(_store())
+
+
+def _claim(store: JobStore, claims: Claims, job_id: str) -> dict | None:
+    """The job, claimed for this worker; None if it ended (or expired). While another live
+    worker holds it (it was gathered into that worker's batch), wait for it to end, or for
+    that worker's lease to lapse, then take it over."""
+    while (job := store.get_job(job_id)) is not None:
+        outcome = claims.claim(job)
+        if outcome == 1:
+            return store.get_job(job_id)
+        if outcome != 2:
+            return None
+        while claims.leased(job_id) and (store.get_job(job_id) or {}).get("status") == "running":
+            time.sleep(WAIT_SECONDS)
+    return None
+
+
+def _gather(claims: Claims, job: dict) -> list[str]:
+    """Queued jobs that can share this job's model call, claimed (up to the batch cap; after
+    ``batch_delay_ms`` a second look for late arrivals when the batch is not full)."""
+    settings, key = get_settings(), job.get("batch_key")
+    if not key:
+        return []
+    room = settings.batch_max_jobs - 1
+    ids = claims.claim_companions(key, room)
+    if settings.batch_delay_ms > 0 and len(ids) < room:
+        time.sleep(settings.batch_delay_ms / 1000)
+        ids += claims.claim_companions(key, room - len(ids))
+    return ids
 
 
 def run_job(job_id: str) -> None:
-    """Run a job to an end state; never raises (the worker must survive any input)."""
-    store = _store()
-    job = store.get_job(job_id)
-    if job is None or not store.transition(job_id, "running", ACTIVE):
+    """Run a job, and the queued jobs it can share a model call with, to their end states;
+    never raises for a job's sake (the worker must survive any input)."""
+    store, claims = _store(), _claims()
+    job = _claim(store, claims, job_id)
+    if job is None:
         return  # expired, canceled before start, or already finished
+    jobs = [job] + [j for j in map(store.get_job, _gather(claims, job)) if j is not None]
     started = time.monotonic()
     try:
-        result, artifacts = _compute(store, job)
-        store.finish(job_id, result, artifacts)  # not if canceled meanwhile
-    except AscentCanceled:
-        log.info("job %s canceled while running", job_id)
-    except BaseException as exc:  # report every failure on the job
-        code = _error_code(exc)
-        if code == "internal_error":
-            log.exception("job %s failed", job_id)
-        store.transition(job_id, "failed", ("running",),
-                         error={"code": code, "message": str(exc)[:500]})
-        if not isinstance(exc, Exception):
-            raise
+        with claims.held([j["id"] for j in jobs]):
+            _run_jobs(store, jobs)
     finally:
-        store.record_duration(job["kind"], time.monotonic() - started)
+        for j in jobs:
+            store.record_duration(j["kind"], (time.monotonic() - started) / len(jobs))
+
+
+def _run_jobs(store: JobStore, jobs: list[dict]) -> None:
+    """Compute ``jobs`` (one kind) together; if that fails, each alone, so a bad job fails
+    alone. Each ends succeeded, failed, or (if canceled meanwhile) as it was."""
+    ready = []
+    for job in jobs:
+        try:
+            ready.append((job, _context(store, job)))
+        except BaseException as exc:
+            _fail(store, job, exc)
+    if len(ready) > 1:
+        try:
+            outputs = run_together(KINDS[ready[0][0]["kind"]], [ctx for _, ctx in ready])
+        except Exception:
+            log.warning("batch of %d %s jobs failed; running each alone", len(ready),
+                        ready[0][0]["kind"], exc_info=True)
+        else:
+            store.count_batch(ready[0][0]["kind"], len(ready))
+            for (job, ctx), (result, artifacts) in zip(ready, outputs, strict=True):
+                _finish(store, job, ctx, result, artifacts, batch=len(ready))
+            return
+    for job, ctx in ready:
+        _run_one(store, job, ctx)
+
+
+def _run_one(store: JobStore, job: dict, ctx: JobContext) -> None:
+    try:
+        run = KINDS.get(job["kind"])
+        if run is None:
+            raise InvalidInputError(f"unknown kind {job['kind']!r}")
+        result, artifacts = run(ctx)
+        store.count_batch(job["kind"], 1)
+        _finish(store, job, ctx, result, artifacts, batch=1)
+    except AscentCanceled:
+        log.info("job %s canceled while running", job["id"])
+    except BaseException as exc:
+        _fail(store, job, exc)
+
+
+def _finish(store: JobStore, job: dict, ctx: JobContext, result: dict, artifacts: dict,
+            batch: int) -> None:
+    # Maps of a model with random weights show its architecture, not learned features.
+    result["random_weights"] = bool(ctx.loaded.info.random_weights)
+    store.finish(job["id"], result, artifacts, batch=batch)  # not if canceled meanwhile
+
+
+def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
+    """Report any failure on the job; re-raise what is not an ``Exception`` (a time limit,
+    a shutdown) after recording it."""
+    code = _error_code(exc)
+    if code == "internal_error":
+        log.exception("job %s failed", job["id"], exc_info=exc)
+    store.transition(job["id"], "failed", ("running",),
+                     error={"code": code, "message": str(exc)[:500]})
+    if not isinstance(exc, Exception):
+        raise exc
 
 
 def describe_model(model_id: str) -> None:

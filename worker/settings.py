@@ -49,6 +49,8 @@ class Settings:
     max_wait: float = 60.0  # longest ?wait= the API honours
     allow_download: bool = False  # let keras.applications download ImageNet weights
     model_cache_size: int = 3  # models kept loaded per worker process
+    batch_max_jobs: int = 32  # queued jobs a worker computes with one model call at most
+    batch_delay_ms: float = 0.0  # wait this long for more jobs when a batch is not full
     max_filter_steps: int = 512
     rate_limit: str = "600/minute"  # new jobs + uploads per tenant; "off" for no limit
     describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start

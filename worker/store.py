@@ -101,7 +101,8 @@ class JobStore:
     def create_job(self, tenant: str, kind: str, model: str, layer: str | None, options: dict,
                    inputs: list[bytes], input_info: list[dict],
                    idempotency_key: str | None = None,
-                   originals: list[bytes | None] | None = None) -> tuple[str, bool]:
+                   originals: list[bytes | None] | None = None,
+                   batch: str | None = None) -> tuple[str, bool]:
         """Store a queued job and its input arrays (model-sized, and the originals where they
         differ, for overlays); returns ``(id, created)``.
 
@@ -120,7 +121,7 @@ class JobStore:
         record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
                   "options": options, "status": "queued", "progress": 0.0, "created": now,
                   "started": None, "finished": None, "error": None, "result": None,
-                  "artifacts": {}, "inputs": input_info}
+                  "artifacts": {}, "inputs": input_info, "batch_key": batch}
         pipe = self.r.pipeline()
         for i, data in enumerate(inputs):
             pipe.set(self.input_key(job_id, i), data, ex=self.ttl)
@@ -134,6 +135,9 @@ class JobStore:
         pipe.zremrangebyscore(index, "-inf", now - self.ttl)
         pipe.expire(index, self.ttl)
         pipe.hincrby(f"{NS}:stats:jobs", f"{kind}|queued", 1)
+        if batch:  # jobs that can share a model call wait in one list
+            pipe.rpush(self.batch_queue(batch), job_id)
+            pipe.expire(self.batch_queue(batch), self.ttl)
         pipe.execute()
         return job_id, True
 
@@ -142,6 +146,14 @@ class JobStore:
         if not raw:
             return None
         return {_text(k): json.loads(v) for k, v in raw.items()}
+
+    @staticmethod
+    def batch_queue(key: str) -> str:
+        return f"{NS}:batchq:{key}"
+
+    @staticmethod
+    def lease_key(job_id: str) -> str:
+        return f"{NS}:lease:{job_id}"
 
     @staticmethod
     def events_channel(job_id: str) -> str:
@@ -168,20 +180,30 @@ class JobStore:
             return True
         return self._transition(keys=keys, args=args) == 1
 
-    def finish(self, job_id: str, result: dict, artifacts: dict[str, tuple[bytes, str]]) -> bool:
-        """Store a running job's artifacts and result and mark it succeeded, in one round
-        trip; False (nothing kept but the artifact bytes, which expire) if it was canceled."""
+    def finish(self, job_id: str, result: dict, artifacts: dict[str, tuple[bytes, str]],
+               **fields: Any) -> bool:
+        """Store a running job's artifacts and result (and ``fields``) and mark it succeeded,
+        in one round trip; False (nothing kept but the artifact bytes, which expire) if it
+        was canceled meanwhile."""
         pipe = self.r.pipeline(transaction=False)
         for name, (data, _) in artifacts.items():
             pipe.set(self.artifact_key(job_id, name), data, ex=self.ttl)
         self.transition(job_id, "succeeded", ("running",), pipe=pipe, result=result,
-                        progress=1.0, artifacts={n: c for n, (_, c) in artifacts.items()})
+                        progress=1.0, artifacts={n: c for n, (_, c) in artifacts.items()},
+                        **fields)
         return pipe.execute()[-1] == 1
 
     def record_duration(self, kind: str, seconds: float) -> None:
         pipe = self.r.pipeline()
         pipe.hincrbyfloat(f"{NS}:stats:duration_sum", kind, seconds)
         pipe.hincrby(f"{NS}:stats:duration_count", kind, 1)
+        pipe.execute()
+
+    def count_batch(self, kind: str, jobs: int) -> None:
+        """Count one computation of ``kind`` that served ``jobs`` jobs."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(f"{NS}:stats:batch_runs", kind, 1)
+        pipe.hincrby(f"{NS}:stats:batch_jobs", kind, jobs)
         pipe.execute()
 
     def set_progress(self, job_id: str, progress: float) -> None:

@@ -18,6 +18,7 @@ from service.errors import fail
 from service.images import ImageError, decode_image, png_bytes
 from service.options import OptionError, check_options, find_layer, parse_options
 from service.ratelimit import limit_writes
+from worker.batch_keys import batch_key
 from worker.contract import (
     IMAGELESS_KINDS,
     KINDS,
@@ -33,7 +34,7 @@ KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happene
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
-                 "result", "created", "started", "finished", "inputs")
+                 "result", "created", "started", "finished", "inputs", "batch")
 
 
 class JobForm(Schema):
@@ -117,7 +118,8 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     model, row, options, (arrays, originals, infos) = _validated(form)
     job_id, created = be.store.create_job(
         g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
-        idempotency_key=request.headers.get("Idempotency-Key"), originals=originals)
+        idempotency_key=request.headers.get("Idempotency-Key"), originals=originals,
+        batch=batch_key(form["kind"], model["id"], row["name"], options))
     if created:
         be.enqueue(TASK_RUN_JOB, job_id)
     location = {"Location": f"/v1/jobs/{job_id}"}
