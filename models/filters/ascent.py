@@ -21,12 +21,16 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import InvalidInputError
-from models.filters.parametrization import FourierImage
+from models.filters.parametrization import INIT_STD, FourierImage
 from models.filters.transforms import standard_transforms
 from models.graph import Probe, ProbeOutput, get_layer
 
 MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
 MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels
+# Bump when a change here, in the parametrisation or in the transforms changes the pixels a
+# (model, layer, filter, options) gives: cached patterns (worker/filter_cache.py) carry it.
+# 2: each filter's initial spectrum is drawn from (seed, filter index) alone.
+ASCENT_VERSION = 2
 
 
 class AscentCanceled(Exception):
@@ -123,9 +127,13 @@ class _AscentProgram:
         self.step = tf.function(self._step)
         self.reached = tf.function(self._reached)
 
-    def reset(self, options: AscentOptions) -> None:
-        fresh = FourierImage(self.n, self.size, self.size, self.channels, seed=options.seed)
-        self.image.variable.assign(fresh.variable)
+    def reset(self, options: AscentOptions, filters: Sequence[int]) -> None:
+        """Start a run: image ``i`` starts from a spectrum drawn from ``(seed, filters[i])``
+        alone, so a filter's pattern does not depend on the other filters of the batch."""
+        shape = self.image.variable.shape[1:]
+        start = [np.random.default_rng([options.seed, f]).normal(0.0, INIT_STD, shape)
+                 for f in filters]
+        self.image.variable.assign(np.stack(start).astype(np.float32))
         self.adam.reset(options.learning_rate)
 
     def _step(self, index: tf.Tensor, seed: tf.Tensor, step_no: tf.Tensor) -> None:
@@ -196,7 +204,7 @@ class FilterVisualizer:
         index = tf.constant(filters, tf.int32)
         seed = tf.constant(options.seed, tf.int32)
         with program.lock:
-            program.reset(options)
+            program.reset(options, filters)
             for done in range(1, options.steps + 1):
                 program.step(index, seed, tf.constant(done, tf.int32))
                 if done % options.check_every == 0 or done == options.steps:

@@ -17,6 +17,7 @@ _COLOR_SQRT_COV = np.array(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
 )
 _COLOR_MATRIX = _COLOR_SQRT_COV / np.max(np.linalg.norm(_COLOR_SQRT_COV, axis=0))
+INIT_STD = 0.01  # spread of the initial spectrum
 
 
 def spectrum_scale(height: int, width: int, decay: float = 1.0) -> np.ndarray:
@@ -36,7 +37,7 @@ class FourierImage:
     """
 
     def __init__(self, n: int, height: int, width: int, channels: int = 3, seed: int = 0,
-                 init_std: float = 0.01) -> None:
+                 init_std: float = INIT_STD) -> None:
         if n < 1 or height < 2 or width < 2:
             raise ValueError(f"need n >= 1 and a size of at least 2x2, got n={n}, {height}x{width}")
         if channels not in (1, 3):

@@ -55,6 +55,25 @@ def test_same_seed_same_pixels_other_seed_other_pixels(conv1) -> None:
     assert np.abs(first.images.astype(int) - other.images.astype(int)).mean() > 1.0
 
 
+def test_a_filters_pattern_does_not_depend_on_the_rest_of_its_batch() -> None:
+    """Image ``i`` starts from ``(seed, filters[i])`` alone: a filter computed alone, in a
+    batch with others, or at another position gives the same pixels (what lets the worker
+    cache patterns per filter)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    vis = FilterVisualizer(model, "conv")
+    options = AscentOptions(steps=4, size=16, seed=5)
+    every = vis.run(list(range(16)), options)
+    for part in (list(range(8)), list(range(8, 16)), [13], [9, 2, 14]):
+        alone = vis.run(part, options)
+        np.testing.assert_array_equal(alone.images, every.images[part], err_msg=str(part))
+        np.testing.assert_array_equal(alone.activation, every.activation[part])
+    assert np.abs(every.images[0].astype(int) - every.images[1].astype(int)).mean() > 1.0
+
+
 @pytest.mark.parametrize("layer", ["conv1", "conv2"])
 def test_more_steps_reach_a_higher_activation(cnns, layer: str) -> None:
     vis = FilterVisualizer(cnns["functional"], layer)
