@@ -41,7 +41,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": max(3600, settings.time_limit * 2)},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # Task events cost a Redis publish per task state; Flower turns them on itself.
+        worker_send_task_events=settings.task_events,
     )
     return app
 

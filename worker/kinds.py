@@ -59,6 +59,15 @@ def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _bucketed(images: list[np.ndarray]) -> np.ndarray:
+    """The images as one float32 batch, padded (with copies of the last one) to the next
+    power of two: gathered batches come in every size, and each new size would trace the
+    compiled model call again; buckets keep that to a handful of traces."""
+    size = 1 << (len(images) - 1).bit_length()
+    padded = list(images) + [images[-1]] * (size - len(images))
+    return np.stack(padded).astype(np.float32)
+
+
 def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
     """One CAM result per image (``heatmap``, ``class_index``, ``score``, ``probs``), computed
     in as few model calls as the image sizes allow."""
@@ -66,9 +75,10 @@ def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
     per_image: list[Any] = [None] * len(ctx.images)
     groups = _same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
-        batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
-        chosen = [targets[i] for i in group] if isinstance(targets, list) else targets
-        res = cam(batch, class_index=chosen)
+        batch = _bucketed([ctx.images[i] for i in group])
+        chosen = [targets[i] for i in group] if isinstance(targets, list) else [targets] * \
+            len(group)
+        res = cam(batch, class_index=chosen + [None] * (len(batch) - len(group)))
         for j, i in enumerate(group):
             per_image[i] = (res.heatmaps[j], res.class_index[j], res.score[j], res.probs[j])
         ctx.progress(done / len(groups))
@@ -83,8 +93,8 @@ def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
     artifacts: Artifacts = {}
     groups = _same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
-        batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
-        out = extractor(batch, ctx.loaded.info.classes, k=ctx.options["top_k"])
+        out = extractor(_bucketed([ctx.images[i] for i in group]), ctx.loaded.info.classes,
+                        k=ctx.options["top_k"])
         for j, i in enumerate(group):
             acts = out.activations[j]
             names = {b: artifact_name(b, i) for b in ("grid", "activations")}

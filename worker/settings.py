@@ -51,6 +51,7 @@ class Settings:
     model_cache_size: int = 3  # models kept loaded per worker process
     batch_max_jobs: int = 32  # queued jobs a worker computes with one model call at most
     batch_delay_ms: float = 0.0  # wait this long for more jobs when a batch is not full
+    task_events: bool = False  # Celery task events (monitoring); Flower enables them itself
     max_filter_steps: int = 512
     rate_limit: str = "600/minute"  # new jobs + uploads per tenant; "off" for no limit
     describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start
