@@ -70,7 +70,8 @@ class JobEvents:
                     channel = message.get("channel") or b""
                     channel = channel.decode() if isinstance(channel, bytes) else channel
                     self._wake(channel[len(EVENTS):])
-            except redis.RedisError:
+            except redis.RedisError as exc:
+                if self.subscribed.is_set():  # say it once per outage
+                    log.warning("job event subscription lost (%s); reconnecting", exc)
                 self.subscribed.clear()
-                log.warning("job event subscription lost; reconnecting", exc_info=True)
                 threading.Event().wait(0.5)

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from worker.contract import ACTIVE
+from worker.filter_cache import forget_model as forget_patterns
 
 NS = "convscope:v1"
 EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
@@ -288,8 +289,10 @@ class JobStore:
         return _text(raw) if raw else None
 
     def delete_model(self, model_id: str, tenant: str) -> None:
+        """Remove an upload's record, indexes and cached filter patterns."""
         record = self.get_model(model_id) or {}
         self.r.delete(f"{NS}:model:{model_id}")
+        forget_patterns(self.r, model_id)
         self.forget_tenant_model(tenant, model_id, record.get("name"))
 
     def forget_tenant_model(self, tenant: str, model_id: str, name: str | None = None) -> None:

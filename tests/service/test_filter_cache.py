@@ -146,3 +146,13 @@ def test_cache_keys_carry_the_model_ttl_and_go_with_the_model(client, r, models,
     assert list(r.scan_iter(f"{fc.index_key(model)}*")) == []
     again, _, computed = _filters(client, r, model, [0, 1], seed=14)
     assert computed == 2 and _cached(again) == [False, False]
+
+
+def test_deleting_the_model_removes_its_cache(client, r, tmp_path) -> None:
+    name = f"fcache-del-{uuid.uuid4().hex[:8]}"
+    res = upload(client, keras_bytes(_model(3), tmp_path), name=name)
+    model = res.get_json()["id"]
+    _filters(client, r, model, [0], seed=15)
+    assert list(r.scan_iter(f"{fc.index_key(model)}*"))
+    assert client.delete(f"/v1/models/{model}").status_code == 204
+    assert list(r.scan_iter(f"{fc.index_key(model)}*")) == []

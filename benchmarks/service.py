@@ -1,0 +1,273 @@
+"""The service against its own engine and against tf-keras-vis, side by side in one run.
+
+``make bench-service`` (or ``python benchmarks/service.py [--quick]``). Every figure is a
+ratio measured in this run, on this machine:
+
+- the in-process engine: Grad-CAM on the ``shapes`` CNN at batch 32, bare and with the PNG
+  rendering the service does (heatmap NPY, heatmap PNG, overlay);
+- tf-keras-vis in-process Grad-CAM on the course CIFAR CNN (what a user with a folder of
+  images would run in a notebook instead);
+- ``convscope up`` with 1 worker process (and 2, for scaling): one job at a time through
+  ``POST /v1/jobs?wait``; 16 clients sending single-image jobs; ``convscope batch`` over a
+  folder (CIFAR CNN, every artifact on disk; ResNet50 with ``weights=None`` at 224²); an
+  identical filters job repeated and an overlapping one; the API's and the worker's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TARGETS = {"latency_p50_ms": 20.0, "concurrent_vs_engine": 0.10, "batch_cifar_vs_tkv": 1.0,
+           "batch_resnet_vs_engine": 0.8, "filters_repeat_ms": 50.0}
+
+
+# -- in-process references ----------------------------------------------------------------
+def engine_rates(model, layer: str, images: np.ndarray, batch: int = 32) -> tuple[float, float]:
+    """Images/s of the engine's Grad-CAM at ``batch``, bare and with the service's rendering."""
+    from models import render
+    from models.cam import make_cam
+    from worker.npy import npy_bytes
+
+    cam = make_cam("gradcam", model, layer)
+    chunks = [images[i:i + batch] for i in range(0, len(images), batch)]
+    cam(chunks[0])  # trace
+    start = time.perf_counter()
+    for chunk in chunks:
+        cam(chunk)
+    bare = len(images) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for chunk in chunks:
+        for image, heat in zip(chunk, cam(chunk).heatmaps, strict=True):
+            npy_bytes(heat)
+            render.to_png(render.heatmap_image(heat))
+            render.to_png(render.overlay(image, heat))
+    return bare, len(images) / (time.perf_counter() - start)
+
+
+def tkv_rate(model, layer: str, images: np.ndarray, batch: int = 64) -> float:
+    """Images/s of tf-keras-vis Grad-CAM in-process (top class of each image)."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+
+    def run(chunk: np.ndarray) -> np.ndarray:
+        classes = np.argmax(model.predict(chunk, verbose=0), axis=-1)
+        return gradcam(CategoricalScore(list(classes)), chunk, penultimate_layer=layer,
+                       seek_penultimate_conv_layer=False)
+
+    run(images[:batch])
+    start = time.perf_counter()
+    for i in range(0, len(images), batch):
+        run(images[i:i + batch])
+    return len(images) / (time.perf_counter() - start)
+
+
+# -- the service --------------------------------------------------------------------------
+class Service:
+    """``convscope up`` on a free port with a data dir of its own (the trained shapes
+    model copied in), rate limit off."""
+
+    def __init__(self, workers: int, folder: Path) -> None:
+        from service.launcher import free_port
+
+        self.folder = folder
+        (folder / "models").mkdir(parents=True, exist_ok=True)
+        for item in (ROOT / "data" / "models").glob("shapes-v1*"):
+            shutil.copy(item, folder / "models" / item.name)
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {**os.environ, "CONVSCOPE_DATA_DIR": str(folder), "CONVSCOPE_RATE_LIMIT": "off",
+               "CONVSCOPE_MAX_IMAGES_PER_JOB": "32", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.pop("CONVSCOPE_REDIS_URL", None)
+        self.log = (folder / "up.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "up", "--port", self.url.rsplit(":", 1)[1],
+             "--workers", str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=folder)
+        deadline = time.monotonic() + 600
+        while b"convscope is ready" not in (folder / "up.log").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"convscope up did not start; see {folder / 'up.log'}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        from service.launcher import stop
+
+        stop(self.proc)
+
+    def pids(self, needle: str) -> list[int]:
+        out = subprocess.run(["pgrep", "-f", needle], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split() if os.getsid(int(p)) == self.proc.pid]
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def post_job(session: requests.Session, url: str, image: bytes, model: str = "shapes",
+             kind: str = "gradcam", wait: float = 60) -> dict:
+    res = session.post(f"{url}/v1/jobs?wait={wait}", files={"image": ("i.png", image)},
+                       data={"model": model, "kind": kind})
+    job = res.json()
+    if job.get("status") != "succeeded":
+        raise RuntimeError(f"job did not succeed: {res.text[:300]}")
+    return job
+
+
+def latency(url: str, image: bytes, n: int) -> tuple[float, float]:
+    session = requests.Session()
+    for _ in range(5):
+        post_job(session, url, image)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        post_job(session, url, image)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 1000 * statistics.median(times), 1000 * times[int(0.95 * (len(times) - 1))]
+
+
+def concurrent_rate(url: str, image: bytes, n: int, clients: int = 16) -> float:
+    sessions = [requests.Session() for _ in range(clients)]
+
+    def one(i: int) -> None:
+        post_job(sessions[i % clients], url, image)
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients * 2)))
+        start = time.perf_counter()
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - start)
+
+
+def write_images(folder: Path, n: int, size: int, seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"img{i:05d}.png")
+    return folder
+
+
+def batch_rate(url: str, folder: Path, out: Path, model: str) -> float:
+    """Images/s of ``convscope batch`` over ``folder``, every artifact written to ``out``."""
+    n = len(list(folder.iterdir()))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "service.cli", "batch", str(folder), "--model",
+                           model, "--kind", "gradcam", "--out", str(out), "--url", url],
+                          capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or f"{n} done" not in done.stdout:
+        raise RuntimeError(f"batch failed: {done.stdout[-500:]} {done.stderr[-2000:]}")
+    return n / seconds
+
+
+def filters_repeat(url: str) -> tuple[float, float, float]:
+    """(first, identical repeat, overlapping 0-15 after 0-7) end-to-end seconds."""
+    session = requests.Session()
+
+    def run(filters: list[int]) -> float:
+        options = json.dumps({"filters": filters, "steps": 64, "seed": 1})
+        start = time.perf_counter()
+        res = session.post(f"{url}/v1/jobs?wait=120", data={
+            "model": "shapes", "kind": "filters", "layer": "conv4", "options": options})
+        if res.json().get("status") != "succeeded":
+            raise RuntimeError(res.text[:300])
+        return time.perf_counter() - start
+
+    return run(list(range(8))), run(list(range(8))), run(list(range(16)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs and images")
+    args = parser.parse_args()
+    import keras
+
+    from models.cifar_cnn import build_cifar_cnn
+    from models.zoo import load_builtin
+
+    q = args.quick
+    tmp = Path(tempfile.mkdtemp(prefix="convscope-bench-"))
+    shapes = keras.saving.load_model(ROOT / "data" / "models" / "shapes-v1.keras", compile=False)
+    rng = np.random.default_rng(0)
+    shapes_imgs = rng.integers(0, 256, (256, 64, 64, 3)).astype(np.float32)
+    engine_bare, engine_rendered = engine_rates(shapes, "conv4", shapes_imgs)
+    cifar = build_cifar_cnn()
+    cifar_imgs = rng.integers(0, 256, (2000, 32, 32, 3)).astype(np.float32)
+    tkv = tkv_rate(cifar, "conv4", cifar_imgs)
+    resnet = load_builtin("resnet50", tmp).model
+    resnet_imgs = rng.integers(0, 256, (16 if q else 64, 224, 224, 3)).astype(np.float32)
+    resnet_engine, _ = engine_rates(resnet, "conv5_block3_out", resnet_imgs, batch=32)
+    del resnet
+    print(f"in-process engine, shapes Grad-CAM batch 32: {engine_bare:.0f} img/s "
+          f"({engine_rendered:.0f} img/s with the service's PNG rendering)")
+    print(f"tf-keras-vis in-process, CIFAR CNN: {tkv:.0f} img/s; engine ResNet50: "
+          f"{resnet_engine:.1f} img/s")
+    star = (ROOT / "service/static/samples/star.png").read_bytes()
+    results = {}
+    for workers in (1, 2):
+        svc = Service(workers, tmp / f"up{workers}")
+        try:
+            api_before = rss_mb(svc.pids("gunicorn"))
+            worker_before = rss_mb(svc.pids("celery"))
+            p50, p95 = latency(svc.url, star, 30 if q else 100)
+            rate = concurrent_rate(svc.url, star, 128 if q else 512)
+            print(f"\n{workers} worker(s): one job at a time p50 {p50:.1f} ms, p95 {p95:.1f} ms;"
+                  f" 16 clients {rate:.1f} jobs/s = {rate / engine_bare:.3f} of the engine")
+            if workers == 1:
+                n = 400 if q else 2000
+                folder = write_images(tmp / "cifar", n, 32, 1)
+                cifar_rate = batch_rate(svc.url, folder, tmp / "out-cifar", "cifar10")
+                folder = write_images(tmp / "resnet", len(resnet_imgs), 224, 2)
+                resnet_rate = batch_rate(svc.url, folder, tmp / "out-resnet", "resnet50")
+                first, repeat, overlap = filters_repeat(svc.url)
+                api_after = rss_mb(svc.pids("gunicorn"))
+                worker_after = rss_mb(svc.pids("celery"))
+                print(f"convscope batch, CIFAR CNN, {n} images: {cifar_rate:.0f} img/s = "
+                      f"{cifar_rate / tkv:.2f}x tf-keras-vis in-process")
+                print(f"convscope batch, ResNet50, {len(resnet_imgs)} images: "
+                      f"{resnet_rate:.1f} img/s = {resnet_rate / resnet_engine:.2f}x the engine")
+                print(f"filters 8x64 steps: first {1000 * first:.0f} ms, identical repeat "
+                      f"{1000 * repeat:.0f} ms, 0-15 after 0-7 {1000 * overlap:.0f} ms")
+                print(f"memory: API {api_before:.0f} -> {api_after:.0f} MB, workers "
+                      f"{worker_before:.0f} -> {worker_after:.0f} MB")
+                results.update(latency_p50_ms=p50, concurrent_vs_engine=rate / engine_bare,
+                               batch_cifar_vs_tkv=cifar_rate / tkv,
+                               batch_resnet_vs_engine=resnet_rate / resnet_engine,
+                               filters_repeat_ms=1000 * repeat)
+        finally:
+            svc.stop()
+    print("\ntargets:")
+    for name, target in TARGETS.items():
+        value = results[name]
+        ok = value <= target if name.endswith("_ms") else value >= target
+        print(f"  {name:<26} {value:8.3f}  target {'<=' if name.endswith('_ms') else '>='} "
+              f"{target}  {'met' if ok else 'MISSED'}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
