@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test browser lint bench clean
+.PHONY: run test install install-test browser lint bench bench-service clean
 
 $(BIN)/convscope: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 bench: install
 	$(BIN)/pip install -q ".[bench]"
 	$(BIN)/python benchmarks/engine.py
+
+## The service (convscope up, 1 and 2 workers) against the engine and tf-keras-vis, one run.
+bench-service: install
+	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/python benchmarks/service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
