@@ -47,6 +47,10 @@ def test_colorize_uses_the_matplotlib_colormap() -> None:
     expected = np.round(colormaps["viridis"](np.clip(values, 0, 1))[..., :3] * 255)
     np.testing.assert_array_equal(got, expected)
     assert render.heatmap_image(np.zeros((3, 4))).shape == (3, 4, 3)
+    many = np.random.default_rng(0).random((50, 60))  # every colour of the table's rule
+    np.testing.assert_array_equal(
+        render.colorize(many, "jet"),
+        np.round(colormaps["jet"](many)[..., :3] * 255).astype(np.uint8))
 
 
 def _tile_spans(mask: np.ndarray) -> list[tuple[int, int]]:
