@@ -50,7 +50,7 @@ def test_colorize_uses_the_matplotlib_colormap() -> None:
     many = np.random.default_rng(0).random((50, 60))  # every colour of the table's rule
     np.testing.assert_array_equal(
         render.colorize(many, "jet"),
-        np.round(colormaps["jet"](many)[..., :3] * 255).astype(np.uint8))
+        (colormaps["jet"](many)[..., :3] * 255 + 0.5).astype(np.uint8))  # half rounds up
 
 
 def _tile_spans(mask: np.ndarray) -> list[tuple[int, int]]:
