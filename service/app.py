@@ -8,7 +8,7 @@ import logging
 from apiflask import APIFlask
 
 from service import errors
-from service.api import contract_api, docs_assets, health, jobs, models_api, ui
+from service.api import bundles, contract_api, docs_assets, health, jobs, models_api, ui
 from service.backend import Backend
 from service.ratelimit import parse_rate
 from worker.settings import Settings, get_settings
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     errors.init_app(app)
     docs_assets.init_app(app)
     Backend(settings).init_app(app)
-    for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, ui.bp):
+    for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp, ui.bp):
         app.register_blueprint(blueprint)
     if settings.open_access:
         log.warning("CONVSCOPE_API_KEYS is not set: the API is open to anyone who can reach it")

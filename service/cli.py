@@ -18,8 +18,11 @@ from service.batch import RATE_RETRIES, run_batch
 from service.cli_models import layers, models
 from service.cli_options import with_client
 from service.client import ApiError, Client, retry_policy
-from worker.contract import IMAGELESS_KINDS, KINDS
+from worker.contract import IMAGELESS_KINDS, KINDS, TERMINAL
 from worker.settings import Settings
+
+PROGRESS_KINDS = ("filters",)  # long jobs: submit shows a progress bar
+PROGRESS_STEPS = 1000
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict:
@@ -41,6 +44,21 @@ def first_request(base: str) -> str:
     sample = Path(__file__).resolve().parent / "static" / "samples" / "star.png"
     return (f"curl -s -F image=@{shlex.quote(str(sample))} -F model=shapes -F kind=gradcam "
             f"'{base}/v1/jobs?wait=30'")
+
+
+def follow(client: Client, job_id: str) -> dict:
+    """Wait for a job with a progress bar (on stderr) fed by its Server-Sent Events; long-polls
+    instead when the server has no events endpoint (404) or the stream ends early."""
+    job: dict | None = None
+    try:
+        with click.progressbar(length=PROGRESS_STEPS, label=f"job {job_id}",
+                               file=sys.stderr) as bar:
+            for job in client.events(job_id):
+                bar.update(max(0, round(job["progress"] * PROGRESS_STEPS) - bar.pos))
+    except ApiError as exc:
+        if exc.status != 404 or job is not None:
+            raise
+    return job if job is not None and job["status"] in TERMINAL else client.wait(job_id)
 
 
 @click.group()
@@ -138,7 +156,7 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
         click.echo(f"job {job['id']} {job['status']}")
         if not wait:
             return
-        job = client.wait(job)
+        job = follow(client, job["id"]) if kind in PROGRESS_KINDS else client.wait(job)
         if job["status"] != "succeeded":
             raise click.ClickException(f"job {job['status']}: {job.get('error')}")
         saved = client.artifacts(job, out_dir=Path(out) / job["id"])
@@ -164,14 +182,31 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
 @click.option("--layer", "-l", default=None)
 @click.option("--option", "-o", "pairs", multiple=True)
 @click.option("--out", "-O", required=True, type=click.Path())
-@click.option("--concurrency", "-j", default=4, show_default=True, type=int)
+@click.option("--concurrency", "-j", default=4, show_default=True,
+              type=click.IntRange(min=1), help="Jobs queued or running at once.")
+@click.option("--images-per-job", "-n", default=None, type=click.IntRange(min=1),
+              help="Images packed into one job  [default: the server's max_images_per_job]")
 @with_client
 def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[str, ...],
-          out: str, concurrency: int, url: str, api_key: str | None) -> None:
-    """A job per image of SOURCE (folder or glob); resumable; writes summary.csv/json."""
+          out: str, concurrency: int, images_per_job: int | None, url: str,
+          api_key: str | None) -> None:
+    """The images of SOURCE (a folder, searched recursively, or a glob) as multi-image jobs;
+    resumable (OUT/results.jsonl); writes OUT/summary.csv and summary.json.
+
+    \b
+    Each image gets its own folder: its path relative to SOURCE, suffix kept
+    (for a glob, relative to the folder before the first wildcard):
+      SOURCE/a.png      -> OUT/a.png/overlay.png, item.json, ...
+      SOURCE/a.jpg      -> OUT/a.jpg/overlay.png, ...
+      SOURCE/sub/b.png  -> OUT/sub/b.png/...
+    """
     client = Client(url, api_key, retry=retry_policy(RATE_RETRIES))
-    summary = run_batch(client, source, Path(out), model=model, kind=kind,
-                        layer=layer, options=parse_options(pairs), concurrency=concurrency)
+    try:
+        summary = run_batch(client, source, Path(out), model=model, kind=kind, layer=layer,
+                            options=parse_options(pairs), concurrency=concurrency,
+                            images_per_job=images_per_job)
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary['done']} done, {summary['failed']} failed, "
                f"{summary['skipped']} already done; summary in {out}/summary.csv")
 

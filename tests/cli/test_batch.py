@@ -1,5 +1,6 @@
-"""`convscope batch`: 20 images, interrupted half way, resumed: each image done exactly once;
-and rate-limit refusals (429) waited out without a job sent twice."""
+"""`convscope batch`: 20 images in multi-image jobs, interrupted half way, resumed: each image
+done exactly once; every input its own output folder (``a.png/`` and ``a.jpg/``); and
+rate-limit refusals (429) waited out without a job sent twice."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import sys
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import redis
+from PIL import Image
 
 from tests.cli.conftest import write_shape_images
 from tests.pipeline import wait_until
@@ -26,23 +31,70 @@ def results(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_batch_resumes_without_repeating(api_url: str, tmp_path: Path, reaper: list) -> None:
+class HoldJobs:
+    """WSGI middleware: lets the first ``allowed`` POST /v1/jobs through and holds every later
+    one until ``release`` is set, so a batch stops making progress at a known point."""
+
+    def __init__(self, app, allowed: int) -> None:
+        self.app, self.allowed = app, allowed
+        self.posts, self.lock, self.release = 0, threading.Lock(), threading.Event()
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/v1/jobs":
+            with self.lock:
+                self.posts += 1
+                held = self.posts > self.allowed
+            if held:
+                self.release.wait(120)
+        return self.app(environ, start_response)
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """``app`` on a free port (werkzeug, threaded) for the length of the block."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def batch_cmd(source: Path, out: Path, url: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", "batch", str(source), "--model", "shapes",
+            "--kind", "gradcam", "--out", str(out), "--url", url, *extra]
+
+
+def test_batch_resumes_without_repeating(settings, api_url: str, tmp_path: Path,
+                                         reaper: list) -> None:
+    """20 images, 4 per job (the test server's maximum), 2 jobs in flight: the first run is
+    held after its first two jobs, interrupted, and resumed against the live API."""
+    from service.app import create_app
+
     images = write_shape_images(tmp_path / "images", 20)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "service.cli", "batch", str(tmp_path / "images"),
-           "--model", "shapes", "--kind", "gradcam", "--out", str(out), "--url", api_url,
-           "-j", "2"]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    reaper.append(first)
-    wait_until(lambda: len(results(out)) >= 6 or first.poll() is not None, 120,
-               "the first run to finish 6 images", interval=0.1)
-    first.send_signal(signal.SIGINT)
-    first.wait(30)
+    app = create_app(settings)
+    hold = HoldJobs(app.wsgi_app, allowed=2)
+    app.wsgi_app = hold
+    per_job = settings.max_images_per_job
+    with serve(app) as held_url:
+        first = subprocess.Popen(batch_cmd(tmp_path / "images", out, held_url, "-j", "2"),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        reaper.append(first)
+        wait_until(lambda: len(results(out)) >= 2 * per_job or first.poll() is not None, 120,
+                   "the first run to finish its first two jobs", interval=0.1)
+        first.send_signal(signal.SIGINT)
+        hold.release.set()  # the held submissions go on; the interrupted run records nothing
+        first.wait(60)
     partial = results(out)
-    assert 6 <= len(partial) < 20, "the first run should be interrupted half way"
+    assert len(partial) == 2 * per_job, partial
+    assert len({row["job"] for row in partial}) == 2
 
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(batch_cmd(tmp_path / "images", out, api_url, "-j", "2"),
+                            capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     rows = results(out)
     names = [row["image"] for row in rows]
@@ -52,7 +104,42 @@ def test_batch_resumes_without_repeating(api_url: str, tmp_path: Path, reaper: l
     with (out / "summary.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 20
     for image in images:
-        assert (out / image.stem / "overlay.png").exists()
+        assert (out / image.name / "overlay.png").exists()
+
+
+def test_every_input_gets_its_own_folder(api_url: str, tmp_path: Path) -> None:
+    """``a.png`` and ``a.jpg`` both kept, ``sub/b.png`` under ``sub/``; the output folder,
+    inside SOURCE here, is never taken for input."""
+    source = tmp_path / "images"
+    first, other, third = write_shape_images(source, 3, seed=5)
+    png, jpg = first.rename(source / "a.png"), source / "a.jpg"
+    with Image.open(other) as img:
+        img.save(jpg, format="JPEG", quality=95)
+    other.unlink()
+    (source / "sub").mkdir()
+    third.rename(source / "sub" / "b.png")
+    out = source / "out"
+
+    done = subprocess.run(batch_cmd(source, out, api_url, "--images-per-job", "2"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "3 done, 0 failed, 0 already done" in done.stdout
+    for folder in ("a.png", "a.jpg", "sub/b.png"):
+        assert {p.name for p in (out / folder).iterdir()} == \
+            {"item.json", "heatmap.npy", "heatmap_png.png", "overlay.png"}, folder
+    assert not np.array_equal(np.load(out / "a.png" / "heatmap.npy"),
+                              np.load(out / "a.jpg" / "heatmap.npy"))
+    rows = results(out)
+    assert sorted(row["image"] for row in rows) == sorted(
+        str(p) for p in (png, jpg, source / "sub" / "b.png"))
+    assert len({row["job"] for row in rows}) == 2  # 3 images, 2 per job
+    assert {row["folder"] for row in rows} == {"a.png", "a.jpg", "sub/b.png"}
+
+    again = subprocess.run(batch_cmd(source, out, api_url), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "3 done, 0 failed, 3 already done" in again.stdout  # nothing new sent
+    assert len(results(out)) == 3
 
 
 class NewWindowAfter429:
@@ -86,8 +173,9 @@ class NewWindowAfter429:
 def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
     """``convscope batch``'s engine against a live API limited to 2 new jobs per window.
 
-    6 images and 2 jobs per window: even if a real window ended mid-run, two windows hold at
-    most 4 jobs, so the limiter must refuse at least one POST whatever the speed."""
+    12 images, 2 per job: 6 jobs and 2 jobs per window. Even if a real window ended mid-run,
+    two windows hold at most 4 jobs, so the limiter must refuse at least one POST whatever
+    the speed."""
     from werkzeug.serving import make_server
 
     from service.app import create_app
@@ -103,18 +191,19 @@ def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    images = write_shape_images(tmp_path / "in", 6)
+    images = write_shape_images(tmp_path / "in", 12)
     try:
         client = Client(f"http://127.0.0.1:{server.server_port}", api_key=key)
         summary = run_batch(client, str(tmp_path / "in"), tmp_path / "out", concurrency=4,
-                            model="shapes", kind="gradcam", layer=None, options={})
+                            images_per_job=2, model="shapes", kind="gradcam", layer=None,
+                            options={})
     finally:
         server.shutdown()
     answers = dict(served.answers)
     assert summary == {"done": len(images), "failed": 0, "skipped": 0}, answers
-    assert len(answers) == len(images)  # one Idempotency-Key per image
+    assert len(answers) == len(images) // 2  # one Idempotency-Key per job
     assert sum(codes.count(429) for codes in answers.values()) >= 1, answers  # limited ...
     for codes in answers.values():  # ... and every refusal waited out, then accepted once
         assert codes[-1] == 202 and set(codes[:-1]) <= {429}, answers
     jobs = QueueCount.read(r, tenant_of(key)).jobs
-    assert jobs == len(images)  # one job per image: no duplicates from the retries
+    assert jobs == len(images) // 2  # one job per 2 images: no duplicates from the retries

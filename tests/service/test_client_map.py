@@ -1,0 +1,192 @@
+"""``Client.map`` against the live API (gunicorn, the session's worker): images packed into
+multi-image jobs, a bounded number in flight, every image's outputs equal to its own single
+job's; and ``Client.events`` / ``convscope submit``'s progress, on the live stream and on a
+scripted one (with the long-poll fallback when a server has no events endpoint)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from click.testing import CliRunner
+from flask import Flask, Response, request
+from werkzeug.serving import make_server
+
+from service.client import Client
+from tests.cli.conftest import write_shape_images
+from worker.contract import ACTIVE, TERMINAL
+
+
+class InFlight:
+    """A response hook on the client's session: jobs the client made and has not yet seen end
+    (an upper bound of what the server holds queued or running for it), and, each time a job
+    was just made, how many of this run's jobs the server itself lists as queued or running."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.lock = url, threading.Lock()
+        self.made: set[str] = set()
+        self.open: set[str] = set()
+        self.most_open = self.most_active = 0
+
+    def __call__(self, resp: requests.Response, *args, **kwargs) -> None:
+        method, path = resp.request.method, resp.request.path_url.split("?")[0]
+        if method == "POST" and path == "/v1/jobs" and resp.status_code == 202:
+            listed = requests.get(f"{self.url}/v1/jobs", params={"limit": 100}, timeout=30)
+            with self.lock:
+                self.made.add(resp.json()["id"])
+                self.open.add(resp.json()["id"])
+                self.most_open = max(self.most_open, len(self.open))
+                active = [j for j in listed.json()["jobs"]
+                          if j["id"] in self.made and j["status"] in ACTIVE]
+                self.most_active = max(self.most_active, len(active))
+        elif method == "GET" and path.count("/") == 3 and resp.status_code == 200:
+            body = resp.json()
+            if body["status"] in TERMINAL:
+                with self.lock:
+                    self.open.discard(body["id"])
+
+
+def test_map_packs_images_bounds_jobs_and_matches_single_jobs(api_url: str,
+                                                              tmp_path: Path) -> None:
+    paths = write_shape_images(tmp_path / "in", 10, seed=11)
+    (tmp_path / "in" / "sub").mkdir()
+    paths[-1] = paths[-1].rename(tmp_path / "in" / "sub" / paths[-1].name)
+    client = Client(api_url)
+    watch = InFlight(api_url)
+    client.session.hooks["response"].append(watch)
+    records = list(client.map(paths, model="shapes", kind="gradcam", images_per_job=4,
+                              in_flight=2, out_dir=tmp_path / "out"))
+    client.session.hooks["response"].remove(watch)
+
+    assert sorted(str(r["path"]) for r in records) == sorted(map(str, paths))
+    assert all(r["status"] == "succeeded" for r in records), records
+    jobs: dict[str, list[dict]] = {}
+    for record in records:
+        jobs.setdefault(record["job"], []).append(record)
+    assert sorted(len(v) for v in jobs.values()) == [2, 4, 4]  # 10 images, 4 per job
+    assert set(jobs) == watch.made  # no other job was made
+    for members in jobs.values():  # packed in input order, each with its position
+        members.sort(key=lambda r: r["index"])
+        first = paths.index(members[0]["path"])
+        assert [r["path"] for r in members] == paths[first:first + len(members)]
+        assert [r["index"] for r in members] == list(range(len(members)))
+    assert watch.most_open <= 2 and watch.most_active <= 2
+
+    single = Client(api_url)
+    for record in records:
+        path = Path(record["path"])
+        folder = tmp_path / "out" / path.relative_to(tmp_path / "in")  # a.png/, sub/j.png/
+        assert {f.name for f in record["files"]} == \
+            {"item.json", "heatmap.npy", "heatmap_png.png", "overlay.png"}
+        assert all(f.parent == folder for f in record["files"])
+        alone = single.wait(single.submit([path], model="shapes", kind="gradcam"))
+        expected = np.load(io.BytesIO(single.artifact(alone["id"], "heatmap")))
+        np.testing.assert_allclose(np.load(folder / "heatmap.npy"), expected, atol=1e-5)
+        item = json.loads((folder / "item.json").read_text())
+        assert item == record["item"]
+        assert item["class_index"] == alone["result"]["items"][0]["class_index"]
+
+
+def test_an_unreadable_image_fails_alone(api_url: str, tmp_path: Path) -> None:
+    good = write_shape_images(tmp_path / "in", 2)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"\x89PNG but not really")
+    records = list(Client(api_url).map([good[0], bad, good[1]], model="shapes",
+                                       kind="gradcam", out_dir=tmp_path / "out"))
+    by_path = {r["path"]: r for r in records}
+    assert len(records) == 3
+    assert by_path[bad]["status"] == "failed" and by_path[bad]["job"] is None
+    assert by_path[bad]["error"]["code"] == "invalid_image"
+    assert all(by_path[p]["status"] == "succeeded" for p in good)
+    assert (tmp_path / "out" / "img01.png" / "overlay.png").is_file()
+
+
+def test_map_refuses_what_it_cannot_do(api_url: str, tmp_path: Path) -> None:
+    client = Client(api_url)
+    with pytest.raises(ValueError, match="no image"):
+        client.map([], model="shapes", kind="filters")
+    with pytest.raises(ValueError, match="in flight"):
+        client.map([], model="shapes", kind="gradcam", in_flight=0)
+    with pytest.raises(ValueError, match="not inside"):
+        client.map([tmp_path / "a.png"], model="shapes", kind="gradcam",
+                   out_dir=tmp_path / "out", base=tmp_path / "elsewhere")
+
+
+def test_events_follow_a_live_filters_job(api_url: str) -> None:
+    client = Client(api_url)
+    job = client.submit(model="shapes", kind="filters", layer="conv1",
+                        options={"filters": [0, 1, 2], "steps": 30, "seed": 4})
+    seen = list(client.events(job["id"]))
+    assert seen and seen[-1]["status"] == "succeeded"
+    assert all(s["status"] not in TERMINAL for s in seen[:-1])
+    assert seen[-1] == client.job(job["id"])
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress)
+
+
+@pytest.fixture()
+def scripted() -> Iterator[tuple[str, dict]]:
+    """A server with one filters job ``j1`` whose event stream (when ``state["events"]``) is
+    scripted, and which records the paths asked."""
+    app = Flask("scripted")
+    state: dict = {"events": True, "asked": []}
+    job = {"id": "j1", "kind": "filters", "status": "queued", "progress": 0.0,
+           "artifacts": [], "result": None, "error": None}
+    done = {**job, "status": "succeeded", "progress": 1.0, "result": {"filters": []}}
+
+    @app.before_request
+    def record() -> None:
+        state["asked"].append(f"{request.method} {request.full_path.rstrip('?')}")
+
+    @app.post("/v1/jobs")
+    def submit():
+        return {"id": "j1", "status": "queued"}, 202
+
+    @app.get("/v1/jobs/j1")
+    def get_job():
+        return done
+
+    @app.get("/v1/jobs/j1/events")
+    def events():
+        if not state["events"]:
+            return {"code": "not_found", "detail": "no route"}, 404
+        steps = [{**job, "status": "running", "progress": p} for p in (0.25, 0.5)]
+        body = ": keep-alive\n\n" + "event: other\ndata: {}\n\n" + "".join(
+            f"event: status\ndata: {json.dumps(s)}\n\n" for s in [job, *steps, done]) + \
+            f"event: status\ndata: {json.dumps(job)}\n\n"  # after the end: never read
+        return Response(body, mimetype="text/event-stream")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", state
+    server.shutdown()
+
+
+def test_events_parse_the_stream_and_stop_at_the_end(scripted) -> None:
+    url, _ = scripted
+    seen = list(Client(url).events("j1"))
+    assert [(s["status"], s["progress"]) for s in seen] == \
+        [("queued", 0.0), ("running", 0.25), ("running", 0.5), ("succeeded", 1.0)]
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "no_events_endpoint"])
+def test_submit_follows_events_or_long_polls(scripted, events: bool, tmp_path: Path) -> None:
+    from service.cli import main
+
+    url, state = scripted
+    state["events"] = events
+    done = CliRunner().invoke(main, ["submit", "--model", "shapes", "--kind", "filters",
+                                     "--out", str(tmp_path), "--url", url])
+    assert done.exit_code == 0, done.output
+    result = json.loads((tmp_path / "j1" / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    asked = state["asked"]
+    assert "GET /v1/jobs/j1/events" in asked
+    long_polls = [a for a in asked if a.startswith("GET /v1/jobs/j1?wait=")]
+    assert bool(long_polls) is not events  # long-polled only without the events endpoint
