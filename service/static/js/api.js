@@ -44,12 +44,13 @@ async function problem(response) {
   return new ApiError({ ...body, status: response.status });
 }
 
-async function request(method, path, { body, signal } = {}) {
+async function request(method, path, { body, signal, accept } = {}) {
   let response;
   try {
-    response = await fetch(path, { method, body, signal, headers: headers() });
+    response = await fetch(path, { method, body, signal,
+      headers: headers(accept ? { Accept: accept } : {}) });
   } catch (err) {
-    if (err.name === "AbortError") throw err;
+    if (err.name === "AbortError" || (signal && signal.aborted)) throw err;
     throw new ApiError({ title: "Network error", detail: "the API did not answer", code: "network" });
   }
   if (!response.ok) throw await problem(response);
@@ -113,8 +114,73 @@ export class JobStopped extends ApiError {
   }
 }
 
+// Server-Sent Events text → events. parse(chunk) takes the next piece of the decoded stream
+// (pieces may split lines anywhere) and returns the events it completed, each
+// {type, data}. Comment lines (": keep-alive") and fields it does not know are skipped;
+// an event with no data is not dispatched; an unfinished event at the end is never returned.
+export function sseParser() {
+  let buffer = "";
+  let type = "";
+  let data = [];
+  const line = (text, events) => {
+    if (text === "") {
+      if (data.length) events.push({ type: type || "message", data: data.join("\n") });
+      type = "";
+      data = [];
+      return;
+    }
+    if (text.startsWith(":")) return;
+    const colon = text.indexOf(":");
+    const field = colon < 0 ? text : text.slice(0, colon);
+    let value = colon < 0 ? "" : text.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+  };
+  return (chunk) => {
+    buffer += chunk;
+    const events = [];
+    const ends = /\r\n|\r|\n/g;
+    let start = 0;
+    for (let m = ends.exec(buffer); m; m = ends.exec(buffer)) {
+      // A lone "\r" at the very end may be the first half of a "\r\n" split across chunks.
+      if (m[0] === "\r" && m.index === buffer.length - 1) break;
+      line(buffer.slice(start, m.index), events);
+      start = ends.lastIndex;
+    }
+    buffer = buffer.slice(start);
+    return events;
+  };
+}
+
+// GET /v1/jobs/{id}/events read with fetch (so the API key header goes along, which
+// EventSource cannot send): yields the job record of every `status` event until the stream
+// ends. Leaving the loop, or aborting `signal`, closes the connection. A non-200 answer
+// throws its ApiError; a connection lost midway throws the reader's error.
+export async function* jobEvents(id, { signal } = {}) {
+  const response = await request("GET", `/v1/jobs/${id}/events`,
+    { signal, accept: "text/event-stream" });
+  const type = response.headers.get("Content-Type") || "";
+  if (!type.startsWith("text/event-stream") || !response.body) {
+    throw new ApiError({ title: "Not an event stream", detail: type, code: "network" });
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const parse = sseParser();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      for (const event of parse(value)) {
+        if (event.type === "status") yield JSON.parse(event.data);
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 // Long-polls GET /v1/jobs/{id}?wait=1 until the job ends; calls onUpdate with each record.
-export async function waitForJob(id, { onUpdate, signal } = {}) {
+async function pollJob(id, { onUpdate, signal }) {
   for (;;) {
     const job = await getJson(`/v1/jobs/${id}?wait=1`, { signal });
     if (onUpdate) onUpdate(job);
@@ -122,17 +188,47 @@ export async function waitForJob(id, { onUpdate, signal } = {}) {
   }
 }
 
-// Submit, then wait. A job that ended with an error becomes an ApiError (code from the job),
-// one that ended with neither error nor result a JobStopped.
-export async function runJob(spec, { onUpdate, onSubmitted, signal } = {}) {
-  const { id } = await submitJob(spec);
-  if (onSubmitted) onSubmitted(id);
-  const job = await waitForJob(id, { onUpdate, signal });
+// Follows the job's event stream until it ends, calling onUpdate with each record; returns the
+// last one. Only when the stream cannot be had (network error, non-200, not an event stream)
+// or breaks off before the job ended does it fall back to long polling.
+// Aborting `signal` stops the wait (an AbortError), unless it is aborted with a job record as
+// the reason (e.g. DELETE's answer to a cancel): that record is then the final one.
+export async function waitForJob(id, { onUpdate, signal } = {}) {
+  try {
+    try {
+      for await (const job of jobEvents(id, { signal })) {
+        if (onUpdate) onUpdate(job);
+        if (isTerminal(job.status)) return job;
+      }
+    } catch (err) {
+      if (signal && signal.aborted) throw err;
+    }
+    return await pollJob(id, { onUpdate, signal });
+  } catch (err) {
+    const reason = signal && signal.aborted ? signal.reason : null;
+    if (reason && typeof reason === "object" && typeof reason.status === "string") {
+      if (onUpdate) onUpdate(reason);
+      return reason;
+    }
+    throw err;
+  }
+}
+
+// What a finished job amounts to: the job when it has a result; an ApiError (code from the
+// job) when it ended with an error; a JobStopped when with neither.
+export function jobOutcome(job) {
   if (job.error) {
     throw new ApiError({ title: `Job ${job.status}`, detail: job.error.message, code: job.error.code });
   }
   if (job.result == null) throw new JobStopped(job);
   return job;
+}
+
+// Submit, then wait (see waitForJob and jobOutcome).
+export async function runJob(spec, { onUpdate, onSubmitted, signal } = {}) {
+  const { id } = await submitJob(spec);
+  if (onSubmitted) onSubmitted(id);
+  return jobOutcome(await waitForJob(id, { onUpdate, signal }));
 }
 
 export async function artifactBlob(jobId, name) {

@@ -1,7 +1,7 @@
-// What every analysis card shares: submit a job, show its status while polling, show its
-// error next to the card's button, and never block the page (everything is async).
+// What every analysis card shares: submit a job, show its status as its event stream reports
+// it, show its error next to the card's button, and never block the page (everything is async).
 
-import { JobStopped, cancelJob, contract, runJob } from "./api.js";
+import { JobStopped, cancelJob, contract, isTerminal, runJob } from "./api.js";
 import { $, clearError, jobStatusText, showError } from "./dom.js";
 import { state } from "./state.js";
 
@@ -14,6 +14,7 @@ export class JobPanel {
     this.error = $(`${prefix}-error`);
     this.jobId = null;
     this.generation = 0;
+    this.watch = null; // the AbortController of the running job's event stream
   }
 
   get imageless() {
@@ -45,11 +46,15 @@ export class JobPanel {
   // Runs the job; returns it when it succeeded, null otherwise (the error is shown).
   async run(spec, onUpdate) {
     const generation = ++this.generation;
+    if (this.watch) this.watch.abort();
+    const watch = new AbortController();
+    this.watch = watch;
     if (!this.imageless) clearError($("image-error"));
     this.button.disabled = true;
     this.setStatus("submitting…");
     try {
       const job = await runJob({ ...spec, kind: this.kind }, {
+        signal: watch.signal,
         onSubmitted: (id) => {
           if (generation === this.generation) this.jobId = id;
         },
@@ -73,6 +78,7 @@ export class JobPanel {
       if (generation === this.generation) {
         this.button.disabled = false;
         this.jobId = null;
+        this.watch = null;
       }
     }
   }
@@ -80,17 +86,25 @@ export class JobPanel {
   // Forget the running job (its answer will be dropped), the status and the error.
   reset() {
     this.generation++;
+    if (this.watch) this.watch.abort();
+    this.watch = null;
     this.jobId = null;
     this.button.disabled = !(contract.kinds || []).includes(this.kind);
     this.setStatus("");
     clearError(this.error);
   }
 
+  // DELETE the running job. Its answer, once the job has ended (canceled, or finished just
+  // before), is the job's last record: the event stream is closed and run() ends with it.
+  // (The stream may have told of the end first: then run() is over and this changes nothing.)
   async cancel() {
     if (!this.jobId) return;
+    const { watch } = this;
     try {
-      await cancelJob(this.jobId);
+      const job = await cancelJob(this.jobId);
+      if (!watch || watch !== this.watch) return;
       this.setStatus("canceling…");
+      if (isTerminal(job.status)) watch.abort(job);
     } catch (err) {
       showError(this.error, err);
     }
