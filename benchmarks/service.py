@@ -113,8 +113,24 @@ class Service:
         stop(self.proc)
 
     def pids(self, needle: str) -> list[int]:
-        out = subprocess.run(["pgrep", "-f", needle], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split() if os.getsid(int(p)) == self.proc.pid]
+        """The processes under ``convscope up`` whose command line holds ``needle``."""
+        tree, found = {self.proc.pid}, []
+        for _ in range(4):  # up → gunicorn/celery → their workers/children
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    fields = dict(line.split(":\t", 1) for line in
+                                  status.read_text().splitlines() if ":\t" in line)
+                except OSError:
+                    continue
+                if int(fields.get("PPid", "0")) in tree:
+                    tree.add(int(status.parent.name))
+        for pid in tree:
+            try:
+                if needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -172,8 +188,11 @@ def write_images(folder: Path, n: int, size: int, seed: int) -> Path:
 
 
 def batch_rate(url: str, folder: Path, out: Path, model: str) -> float:
-    """Images/s of ``convscope batch`` over ``folder``, every artifact written to ``out``."""
+    """Images/s of ``convscope batch`` over ``folder``, every artifact written to ``out``
+    (after one warm-up job, so the worker has loaded the model, as the engine figure has)."""
     n = len(list(folder.iterdir()))
+    post_job(requests.Session(), url, next(folder.iterdir()).read_bytes(), model=model,
+             wait=600)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "service.cli", "batch", str(folder), "--model",
                            model, "--kind", "gradcam", "--out", str(out), "--url", url],

@@ -40,15 +40,25 @@ if status == 'running' then return 2 end
 return 0
 """
 
-# KEYS: the batch queue, the stats hash. ARGV: owner, lease seconds, start time (JSON), most.
+# KEYS: the batch queue, the stats hash. ARGV: owner, lease seconds, start time (JSON), most
+# jobs, key prefix, event channel prefix, most images. A job that would pass the image cap
+# goes back to the head of the queue for the next batch.
 _CLAIM_QUEUED = """
 local got = {}
+local images = 0
 while #got < tonumber(ARGV[4]) do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
   local key = ARGV[5] .. 'job:' .. id
   local raw = redis.call('HGET', key, 'status')
+  local inputs = redis.call('HGET', key, 'inputs')
+  local n = inputs and #cjson.decode(inputs) or 0
+  if raw and cjson.decode(raw) == 'queued' and images + n > tonumber(ARGV[7]) then
+    redis.call('LPUSH', KEYS[1], id)
+    break
+  end
   if raw and cjson.decode(raw) == 'queued' then
+    images = images + n
     redis.call('HSET', key, 'status', '"running"', 'started', ARGV[3])
     redis.call('SET', ARGV[5] .. 'lease:' .. id, ARGV[1], 'EX', ARGV[2])
     local kind = cjson.decode(redis.call('HGET', key, 'kind') or 'null')
@@ -78,14 +88,16 @@ class Claims:
         return int(self._claim_one(keys=keys, args=[self.owner, LEASE_SECONDS,
                                                     json.dumps(time.time()), job_id]))
 
-    def claim_companions(self, batch_key: str, most: int) -> list[str]:
-        """Claim up to ``most`` queued jobs waiting under ``batch_key`` (canceled ones and
-        ones already taken are skipped)."""
-        if most <= 0:
+    def claim_companions(self, batch_key: str, most: int, images: int) -> list[str]:
+        """Claim up to ``most`` queued jobs with at most ``images`` images in all, in queue
+        order, waiting under ``batch_key`` (canceled ones and ones already taken are
+        skipped)."""
+        if most <= 0 or images <= 0:
             return []
         got = self._claim_queued(
             keys=[self.store.batch_queue(batch_key), f"{NS}:stats:jobs"],
-            args=[self.owner, LEASE_SECONDS, json.dumps(time.time()), most, f"{NS}:", EVENTS])
+            args=[self.owner, LEASE_SECONDS, json.dumps(time.time()), most, f"{NS}:", EVENTS,
+                  images])
         return [i.decode() if isinstance(i, bytes) else str(i) for i in got]
 
     def leased(self, job_id: str) -> bool:

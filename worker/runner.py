@@ -125,17 +125,19 @@ def _claim(store: JobStore, claims: Claims, job_id: str) -> dict | None:
     return None
 
 
-def _gather(claims: Claims, job: dict) -> list[str]:
+def _gather(store: JobStore, claims: Claims, job: dict) -> list[str]:
     """Queued jobs that can share this job's model call, claimed (up to the batch cap; after
     ``batch_delay_ms`` a second look for late arrivals when the batch is not full)."""
     settings, key = get_settings(), job.get("batch_key")
     if not key:
         return []
     room = settings.batch_max_jobs - 1
-    ids = claims.claim_companions(key, room)
+    images = settings.batch_max_images - len(job.get("inputs") or [])
+    ids = claims.claim_companions(key, room, images)
     if settings.batch_delay_ms > 0 and len(ids) < room:
         time.sleep(settings.batch_delay_ms / 1000)
-        ids += claims.claim_companions(key, room - len(ids))
+        used = sum(len((store.get_job(i) or {}).get("inputs") or []) for i in ids)
+        ids += claims.claim_companions(key, room - len(ids), images - used)
     return ids
 
 
@@ -146,7 +148,7 @@ def run_job(job_id: str) -> None:
     job = _claim(store, claims, job_id)
     if job is None:
         return  # expired, canceled before start, or already finished
-    jobs = [job] + [j for j in map(store.get_job, _gather(claims, job)) if j is not None]
+    jobs = [job] + [j for j in map(store.get_job, _gather(store, claims, job)) if j is not None]
     started = time.monotonic()
     try:
         with claims.held([j["id"] for j in jobs]):

@@ -20,6 +20,7 @@ from tests.service.job_http import NS, encode, load_npy, poll, submit
 from tests.service.test_worker_death import other_database
 from tests.service.test_worker_safety import children
 
+MAX_IMAGES = 8  # the worker's CONVSCOPE_BATCH_MAX_IMAGES here
 BLOCKER = {"filters": list(range(8)), "steps": 200, "size": 64, "seed": 3}
 
 
@@ -31,7 +32,11 @@ def lone(settings, tmp_path_factory):
     own = dataclasses.replace(settings, redis_url=other_database(settings.redis_url, 8))
     r = redis.Redis.from_url(own.redis_url)
     r.flushdb()
-    proc = start_worker(own, tmp_path_factory.mktemp("batching") / "worker.log", concurrency=1)
+    os.environ["CONVSCOPE_BATCH_MAX_IMAGES"] = str(MAX_IMAGES)  # the worker's environment
+    try:
+        proc = start_worker(own, tmp_path_factory.mktemp("batching") / "worker.log", 1)
+    finally:
+        del os.environ["CONVSCOPE_BATCH_MAX_IMAGES"]
     try:
         wait_ready(r, timeout=180)
         yield create_app(own).test_client(), r, proc
@@ -71,7 +76,7 @@ def test_queued_jobs_form_one_batch_with_their_own_results(lone, shapes_model) -
     client, r, _ = lone
     specs = [{"images": images(2, 1)}, {"images": images(1, 2), "options": {"class_index": 2}},
              {"images": images(2, 3), "options": {"class_index": [0, 1]}},
-             {"images": images(1, 4)}, {"images": images(3, 5)}]
+             {"images": images(1, 4)}, {"images": images(2, 5)}]  # 8 images: one batch
     before = runs(r, "gradcam")
     blocker, ids = behind_a_busy_worker(client, r, specs)
     client.delete(f"/v1/jobs/{blocker}")
@@ -89,6 +94,16 @@ def test_queued_jobs_form_one_batch_with_their_own_results(lone, shapes_model) -
             assert name == ("heatmap" if i == 0 else f"heatmap.{i}")
             heat = load_npy(client.get(f"/v1/jobs/{job['id']}/artifacts/{name}").data)
             np.testing.assert_allclose(heat, alone.heatmaps[i], atol=1e-5)
+
+
+def test_batches_stop_at_the_image_cap(lone) -> None:
+    client, r, _ = lone
+    before = runs(r, "gradcam")
+    blocker, ids = behind_a_busy_worker(client, r, [{"images": images(3, s)} for s in range(4)])
+    client.delete(f"/v1/jobs/{blocker}")
+    jobs = [poll(client, i, 180) for i in ids]
+    assert [j["batch"] for j in jobs] == [2, 2, 2, 2]  # 3 + 3 images; a third would pass 8
+    assert runs(r, "gradcam") == (before[0] + 2, before[1] + 4)
 
 
 def test_a_job_canceled_while_waiting_is_never_computed(lone) -> None:
@@ -128,7 +143,7 @@ def test_different_options_are_not_batched_together(lone) -> None:
 
 def test_a_worker_killed_mid_batch_leaves_every_job_rerun(lone) -> None:
     client, r, proc = lone
-    specs = [{"images": images(4, s), "options": {"method": "scorecam"}} for s in range(5)]
+    specs = [{"images": images(4, s), "options": {"method": "scorecam"}} for s in range(2)]
     blocker, ids = behind_a_busy_worker(client, r, specs)
     client.delete(f"/v1/jobs/{blocker}")
 
