@@ -191,13 +191,13 @@ def write_images(folder: Path, n: int, size: int, seed: int) -> Path:
 
 def batch_rate(url: str, folder: Path, out: Path, model: str) -> float:
     """Images/s of ``convscope batch`` over ``folder``, every artifact written to ``out``.
-    First a warm-up batch over a copy of a few images, one job's worth, so the worker has
-    loaded the model and traced its batch shape, as the engine figure has (it is timed after
-    a first call at its batch size)."""
+    First a warm-up batch over a copy of two jobs' worth of images, so the worker has loaded
+    the model and traced its batch shapes (one job, two merged), as the engine figure has
+    (it is timed after a first call at its batch size)."""
     n = len(list(folder.iterdir()))
     warm = folder.parent / f"{folder.name}-warm"
     warm.mkdir(exist_ok=True)
-    for path in sorted(folder.iterdir())[:JOB_IMAGES]:
+    for path in sorted(folder.iterdir())[:2 * JOB_IMAGES]:  # a merged batch of two jobs
         shutil.copy(path, warm / path.name)
     subprocess.run([sys.executable, "-m", "service.cli", "batch", str(warm), "--model", model,
                     "--kind", "gradcam", "--out", str(out.parent / f"{out.name}-warm"),
