@@ -41,24 +41,31 @@ return 0
 """
 
 # KEYS: the batch queue, the stats hash. ARGV: owner, lease seconds, start time (JSON), most
-# jobs, key prefix, event channel prefix, most images. A job that would pass the image cap
-# goes back to the head of the queue for the next batch.
+# jobs, key prefix, event channel prefix, most images, most pixels. A job that would pass a
+# cap goes back to the head of the queue for the next batch.
 _CLAIM_QUEUED = """
 local got = {}
 local images = 0
+local pixels = 0
 while #got < tonumber(ARGV[4]) do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
   local key = ARGV[5] .. 'job:' .. id
   local raw = redis.call('HGET', key, 'status')
-  local inputs = redis.call('HGET', key, 'inputs')
-  local n = inputs and #cjson.decode(inputs) or 0
-  if raw and cjson.decode(raw) == 'queued' and images + n > tonumber(ARGV[7]) then
+  local inputs = cjson.decode(redis.call('HGET', key, 'inputs') or '[]')
+  local n, p = #inputs, 0
+  for _, info in ipairs(inputs) do
+    local size = info['resized_size'] or {0, 0}
+    p = p + size[1] * size[2]
+  end
+  local over = images + n > tonumber(ARGV[7]) or pixels + p > tonumber(ARGV[8])
+  if raw and cjson.decode(raw) == 'queued' and over then
     redis.call('LPUSH', KEYS[1], id)
     break
   end
   if raw and cjson.decode(raw) == 'queued' then
     images = images + n
+    pixels = pixels + p
     redis.call('HSET', key, 'status', '"running"', 'started', ARGV[3])
     redis.call('SET', ARGV[5] .. 'lease:' .. id, ARGV[1], 'EX', ARGV[2])
     local kind = cjson.decode(redis.call('HGET', key, 'kind') or 'null')
@@ -88,16 +95,17 @@ class Claims:
         return int(self._claim_one(keys=keys, args=[self.owner, LEASE_SECONDS,
                                                     json.dumps(time.time()), job_id]))
 
-    def claim_companions(self, batch_key: str, most: int, images: int) -> list[str]:
-        """Claim up to ``most`` queued jobs with at most ``images`` images in all, in queue
-        order, waiting under ``batch_key`` (canceled ones and ones already taken are
-        skipped)."""
-        if most <= 0 or images <= 0:
+    def claim_companions(self, batch_key: str, most: int, images: int,
+                         pixels: int) -> list[str]:
+        """Claim up to ``most`` queued jobs with at most ``images`` images and ``pixels``
+        input pixels in all, in queue order, waiting under ``batch_key`` (canceled ones and
+        ones already taken are skipped)."""
+        if most <= 0 or images <= 0 or pixels <= 0:
             return []
         got = self._claim_queued(
             keys=[self.store.batch_queue(batch_key), f"{NS}:stats:jobs"],
             args=[self.owner, LEASE_SECONDS, json.dumps(time.time()), most, f"{NS}:", EVENTS,
-                  images])
+                  images, pixels])
         return [i.decode() if isinstance(i, bytes) else str(i) for i in got]
 
     def leased(self, job_id: str) -> bool:

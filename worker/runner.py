@@ -132,12 +132,15 @@ def _gather(store: JobStore, claims: Claims, job: dict) -> list[str]:
     if not key:
         return []
     room = settings.batch_max_jobs - 1
-    images = settings.batch_max_images - len(job.get("inputs") or [])
-    ids = claims.claim_companions(key, room, images)
+    inputs = job.get("inputs") or []
+    images = settings.batch_max_images - len(inputs)
+    pixels = settings.batch_max_pixels - sum(h * w for h, w in
+                                             (i.get("resized_size", (0, 0)) for i in inputs))
+    ids = claims.claim_companions(key, room, images, pixels)
     if settings.batch_delay_ms > 0 and len(ids) < room:
         time.sleep(settings.batch_delay_ms / 1000)
         used = sum(len((store.get_job(i) or {}).get("inputs") or []) for i in ids)
-        ids += claims.claim_companions(key, room - len(ids), images - used)
+        ids += claims.claim_companions(key, room - len(ids), images - used, pixels)
     return ids
 
 
