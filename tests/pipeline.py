@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -169,11 +170,17 @@ def api_url(settings: Settings, worker: subprocess.Popen,
     Its output goes to a file: a pipe nobody reads would fill up with the access log and
     block the server.
     """
+    with serve_api(worker_env(settings), tmp_path_factory.mktemp("api") / "api.log") as url:
+        yield url
+
+
+@contextmanager
+def serve_api(env: dict[str, str], log: Path) -> Iterator[str]:
+    """gunicorn (one worker) on a free port with ``env``; yields its URL once it answers."""
     import requests
 
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    proc = spawn(api_command("127.0.0.1", port, workers=1), env=worker_env(settings), log=log)
+    proc = spawn(api_command("127.0.0.1", port, workers=1), env=env, log=log)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

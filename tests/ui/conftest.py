@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import api_command, free_port, spawn, stop
 from tests.cli.conftest import write_shape_images
-from tests.pipeline import wait_until, worker_env
+from tests.pipeline import serve_api, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -44,27 +43,9 @@ UI_KEY = "ui-test-key"  # the one API key of the keyed server
 def keyed_api_url(settings, worker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second gunicorn on the session's Redis and worker that requires ``UI_KEY``
     (``CONVSCOPE_API_KEYS``), for the page's calls with an API key."""
-    import requests
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("keyed-api") / "api.log"
     env = {**worker_env(settings), "CONVSCOPE_API_KEYS": UI_KEY}
-    proc = spawn(api_command("127.0.0.1", port, workers=1), env=env, log=log)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError("keyed gunicorn exited:\n" + log.read_text()[-3000:])
-        try:
-            return requests.get(url + "/healthz", timeout=10).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(healthy, 60, "the keyed gunicorn to answer /healthz", interval=0.2)
+    with serve_api(env, tmp_path_factory.mktemp("keyed-api") / "api.log") as url:
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture()
