@@ -175,6 +175,29 @@ def api_url(settings: Settings, worker: subprocess.Popen,
 
 
 @contextmanager
+def empty_database(redis_url: str, what: str) -> Iterator[str]:
+    """The URL of a Redis database nobody uses (empty at the start): whatever is in it
+    afterwards is the caller's, and is deleted at the end."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    for index in range(15, 0, -1):
+        url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{index}"))
+        client = redis.Redis.from_url(url)
+        try:
+            if client.dbsize() == 0:
+                break
+        except redis.ResponseError:  # fewer databases configured
+            continue
+    else:
+        pytest.fail(f"no empty Redis database for {what}")
+    try:
+        yield url
+    finally:
+        for key in client.scan_iter():
+            client.delete(key)
+
+
+@contextmanager
 def serve_api(env: dict[str, str], log: Path) -> Iterator[str]:
     """gunicorn (one worker) on a free port with ``env``; yields its URL once it answers."""
     import requests

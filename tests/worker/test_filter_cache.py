@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import keras
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from models import render
+from tests.pipeline import empty_database
 from tests.worker.test_light_modules import probe
 from worker import filter_cache as fc
 from worker.store import NS as STORE_NS
@@ -29,19 +29,8 @@ BASE = dict(weights="w" * 64, layer="conv", preprocess="raw", steps=8, size=32, 
 
 @pytest.fixture(scope="module")
 def client(redis_url: str) -> Iterator[redis.Redis]:
-    for index in range(15, 0, -1):
-        url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{index}"))
-        candidate = redis.Redis.from_url(url)
-        try:
-            if candidate.dbsize() == 0:
-                break
-        except redis.ResponseError:  # fewer databases configured
-            continue
-    else:
-        pytest.fail("no empty Redis database for the filter cache tests")
-    yield candidate
-    for key in candidate.scan_iter():
-        candidate.delete(key)
+    with empty_database(redis_url, "the filter cache tests") as url:
+        yield redis.Redis.from_url(url)
 
 
 @pytest.fixture()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
-from tests.pipeline import wait_until
+from tests.pipeline import empty_database, wait_until
 from worker.contract import TERMINAL
 from worker.store import NS, JobStore
 
@@ -24,27 +23,11 @@ TTL = 600  # not the default, so a key that took a hard-coded TTL shows
 STATS_JOBS = f"{NS}:stats:jobs"
 
 
-def database(url: str, index: int) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{index}"))
-
-
 @pytest.fixture(scope="module")
 def db_url(redis_url: str) -> Iterator[str]:
-    """A database nobody uses (empty at the start): whatever is in it afterwards is ours, and
-    is deleted at the end."""
-    for index in range(15, 0, -1):
-        url = database(redis_url, index)
-        client = redis.Redis.from_url(url)
-        try:
-            if client.dbsize() == 0:
-                break
-        except redis.ResponseError:  # fewer databases configured
-            continue
-    else:
-        pytest.fail("no empty Redis database for the store tests")
-    yield url
-    for key in client.scan_iter():
-        client.delete(key)
+    """A database nobody uses, emptied at the end."""
+    with empty_database(redis_url, "the store tests") as url:
+        yield url
 
 
 @pytest.fixture()
