@@ -1,0 +1,200 @@
+"""Many images through the API: :meth:`service.client.Client.map`'s machinery. Images are
+packed into multi-image jobs, a bounded number in flight, and each finished job's bundle is
+written per image while later jobs compute."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.api_error import ApiError
+
+# A multi-image job refused for one of its images: its images are sent again one by one.
+SPLIT_ON = ("invalid_image", "image_too_large", "payload_too_large")
+JOB_TIMEOUT = 3600.0  # how long Client.map waits for one job to end
+DOWNLOADS = 2  # bundles Client.map downloads while its in-flight jobs compute
+
+
+@dataclass
+class _MapRun:
+    """One :meth:`Client.map` call: the job's fields, where outputs go, the in-flight slots."""
+
+    job: dict[str, Any]
+    out_dir: Path | None
+    base: Path
+    slots: threading.Semaphore
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def key(self, paths: Sequence[str | Path]) -> str:
+        """The chunk's Idempotency-Key: this run and the chunk's paths."""
+        digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:32]
+        return f"map-{self.run}-{digest}"
+
+    def folder(self, path: str | Path) -> Path:
+        """The output folder of one input: its path relative to ``base``, suffix kept."""
+        return Path(os.path.relpath(os.path.abspath(path), self.base))
+
+
+def _failure(exc: Exception) -> dict:
+    """A job-like record for a submission that made no job."""
+    code, detail = (exc.code, exc.detail) if isinstance(exc, ApiError) else \
+        ("unreadable", str(exc))
+    return {"id": None, "status": "failed", "error": {"code": code, "detail": detail}}
+
+
+def _artifact_names(item: dict) -> list[tuple[str, str]]:
+    """``(base name, the job's artifact name)`` per artifact of one item (``overlay`` and
+    ``overlay.2`` for image 2 of a job: see ``worker/kinds.py``)."""
+    names = item.get("artifacts") or {}
+    return list(names.items()) if isinstance(names, dict) else [(n, n) for n in names]
+
+
+def map_images(client: Any, paths: Iterable[str | Path], **kwargs: Any) -> Iterator[dict]:
+    """:meth:`Mapper.run` with ``client`` (a :class:`service.client.Client`)."""
+    return Mapper(client).run(paths, **kwargs)
+
+
+class Mapper:
+    def __init__(self, client: Any) -> None:
+        self.client = client  # a service.client.Client (not imported: it imports this)
+
+    def run(self, paths: Iterable[str | Path], *, model: str, kind: str,
+            layer: str | None = None, options: dict | None = None,
+            images_per_job: int | None = None, in_flight: int = 4,
+            out_dir: str | Path | None = None,
+            base: str | Path | None = None) -> Iterator[dict]:
+        """Run many images as multi-image jobs; yield one record per path, as jobs end.
+
+        Images are packed in input order into jobs of ``images_per_job`` (at most, and by
+        default, the server's ``max_images_per_job``; one for single-image kinds). At most
+        ``in_flight`` jobs are queued or running at once; a finished job's bundle
+        (``artifacts.tar``) is downloaded while later jobs compute. Each submission carries an
+        Idempotency-Key made of this run and the job's paths, so a retried POST (429, 502-504)
+        never makes a second job. A job the server refuses for its input (an unreadable image)
+        is sent again one image per job, so only the bad image fails.
+
+        Record: ``{"path"`` (as given), ``"job"`` (id, None when no job was made), ``"index"``
+        (the image's position in its job), ``"status"``, ``"item"`` (``result.items[index]``,
+        None unless succeeded), ``"files"`` (paths written), and ``"error"`` unless it
+        succeeded``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
+        base>/``, its suffix kept (``a.png/`` and ``a.jpg/`` differ): ``item.json`` and each
+        artifact as ``<name>.png`` / ``<name>.npy``. ``base`` defaults to the deepest folder
+        holding every input. Stopping the iteration early sends no more jobs (it waits for
+        those already sent).
+        """
+        paths = list(paths)
+        if in_flight < 1:
+            raise ValueError(f"in_flight={in_flight}: at least one job must be in flight")
+        size = self._job_size(kind, images_per_job)
+        folders = [os.path.abspath(Path(p).parent) for p in paths] or [os.getcwd()]
+        run = _MapRun({"model": model, "kind": kind, "layer": layer, "options": options},
+                      None if out_dir is None else Path(out_dir),
+                      Path(os.path.abspath(base or os.path.commonpath(folders))),
+                      threading.Semaphore(in_flight))
+        outside = [p for p in paths if run.folder(p).parts[:1] == ("..",)]
+        if out_dir is not None and outside:
+            raise ValueError(f"{outside[0]} is not inside base {run.base}")
+        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        return self._mapped(chunks, run, in_flight)
+
+    def _job_size(self, kind: str, images_per_job: int | None) -> int:
+        contract = self.client.contract()
+        if kind in contract["imageless_kinds"]:
+            raise ValueError(f"{kind} jobs take no image: nothing to map")
+        if images_per_job is not None and images_per_job < 1:
+            raise ValueError(f"images_per_job={images_per_job}: at least one image per job")
+        size = 1 if kind in contract["single_image_kinds"] else contract["max_images_per_job"]
+        return min(size, images_per_job or size)
+
+    def _mapped(self, chunks: list[list], run: _MapRun, in_flight: int) -> Iterator[dict]:
+        pool = ThreadPoolExecutor(max_workers=in_flight + DOWNLOADS,
+                                  thread_name_prefix="convscope-map")
+        futures = [pool.submit(self._map_chunk, chunk, run) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        finally:  # done, or stopped early: send nothing more
+            run.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _map_chunk(self, chunk: list, run: _MapRun) -> list[dict]:
+        with run.slots:  # a slot is a job queued or running on the server
+            if run.stop.is_set():
+                return []
+            finished = self._finish_chunk(chunk, run)
+        return [record for job, paths in finished
+                for record in self._records(job, paths, run)]
+
+    def _finish_chunk(self, chunk: list, run: _MapRun) -> list[tuple[dict, list]]:
+        """The chunk's ended job with its paths; or, when the server refuses the chunk for its
+        input, a job per image (one after the other: the slot stays one job)."""
+        try:
+            return [(self._finish(chunk, run), chunk)]
+        except (ApiError, OSError) as exc:
+            if len(chunk) == 1 or (isinstance(exc, ApiError) and exc.code not in SPLIT_ON):
+                return [(_failure(exc), chunk)]
+        finished = []
+        for path in chunk:
+            try:
+                finished.append((self._finish([path], run), [path]))
+            except (ApiError, OSError) as exc:
+                finished.append((_failure(exc), [path]))
+        return finished
+
+    def _finish(self, paths: list, run: _MapRun) -> dict:
+        job = self.client.submit(paths, idempotency_key=run.key(paths), **run.job)
+        return self.client.wait(job, timeout=JOB_TIMEOUT)
+
+    def _records(self, job: dict, paths: list, run: _MapRun) -> list[dict]:
+        ok = job["status"] == "succeeded"
+        items = list((job.get("result") or {}).get("items") or []) if ok else []
+        items += [None] * (len(paths) - len(items))
+        try:
+            files = self._save(job, paths, items, run) if ok and run.out_dir else {}
+        except (ApiError, OSError, tarfile.TarError) as exc:  # bundle not fetched or written
+            job, ok, files = {**job, **_failure(exc), "id": job["id"]}, False, {}
+        records = []
+        for index, (path, item) in enumerate(zip(paths, items, strict=True)):
+            record = {"path": path, "job": job["id"], "index": index, "status": job["status"],
+                      "item": item if ok else None, "files": files.get(index, [])}
+            if not ok:
+                record["error"] = job.get("error")
+            records.append(record)
+        return records
+
+    def _save(self, job: dict, paths: list, items: list, run: _MapRun) -> dict[int, list[Path]]:
+        """Write each image's item and artifacts to its folder, from the job's bundle."""
+        assert run.out_dir is not None
+        folders = [run.out_dir / run.folder(p) for p in paths]
+        files: dict[int, list[Path]] = {i: [] for i in range(len(paths))}
+        wanted = {}  # the job's artifact name -> (image index, base name)
+        for i, (folder, item) in enumerate(zip(folders, items, strict=True)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "item.json").write_text(json.dumps(item, indent=2))
+            files[i].append(folder / "item.json")
+            wanted.update({name: (i, base) for base, name in _artifact_names(item or {})})
+        if not wanted:
+            return files
+        bundle = f"/v1/jobs/{job['id']}/artifacts.tar"
+        with self.client._request("GET", bundle, stream=True) as resp:
+            resp.raw.decode_content = True
+            with tarfile.open(fileobj=resp.raw, mode="r|") as tar:
+                for member in tar:
+                    name, ext = os.path.splitext(member.name)
+                    source = tar.extractfile(member) if name in wanted else None
+                    if source is not None:
+                        i, base = wanted[name]
+                        path = folders[i] / f"{base}{ext}"
+                        path.write_bytes(source.read())
+                        files[i].append(path)
+        return files
