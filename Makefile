@@ -29,12 +29,12 @@ lint: install
 	$(BIN)/mypy models worker service
 
 bench: install
-	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/engine.py
 
 ## The service (convscope up, 1 and 2 workers) against the engine and tf-keras-vis, one run.
 bench-service: install
-	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/service.py
 
 clean:

@@ -62,24 +62,28 @@ def __getattr__(name: str) -> Celery:
 _stop = threading.Event()
 
 
-def _beat(hostname: str) -> None:
+def _beat(hostname: str, app: Celery) -> None:
+    """Every few seconds: say this worker lives, and sweep (:mod:`worker.sweeper`)."""
     from worker.store import JobStore
+    from worker.sweeper import Sweeper
 
     settings = get_settings()
     store = JobStore.from_url(settings.broker_url, settings.result_ttl, settings.model_ttl)
+    sweeper = Sweeper(store, app.send_task)
     while not _stop.is_set():
         try:
             store.heartbeat(hostname)
+            sweeper.sweep_if_due()
         except Exception:  # Redis may blink; keep beating
-            log.warning("heartbeat to Redis failed", exc_info=True)
+            log.warning("heartbeat or sweep failed", exc_info=True)
         _stop.wait(HEARTBEAT_SECONDS)
 
 
 @worker_ready.connect
 def _on_ready(sender: object = None, **_: object) -> None:
     hostname = getattr(sender, "hostname", "worker")
-    threading.Thread(target=_beat, args=(hostname,), daemon=True, name="heartbeat").start()
     app = getattr(sender, "app", None) or _default_app()
+    threading.Thread(target=_beat, args=(hostname, app), daemon=True, name="heartbeat").start()
     for model_id in get_settings().describe_on_start:
         app.send_task(TASK_DESCRIBE_MODEL, args=[model_id])
 

@@ -1,12 +1,12 @@
 """Who computes a job: claims and leases, so jobs can be computed together and still be safe
 to re-run.
 
-A worker *claims* a job before computing it: the status becomes ``running`` and a *lease*
-(``lease:<id>``, a short TTL the owner keeps renewing while it computes) names the owner. A
-job's own Celery task (acknowledged late) that finds the job leased by someone else waits for
-the job to end, or for the lease to lapse (its owner died) and then takes the job over. So a
-job gathered into another job's batch is never computed twice while its owner lives, and is
-re-run by its own task when the owner dies mid-batch. A canceled job is never claimed.
+A worker *claims* a queued job before computing it: the status becomes ``running``, the job
+enters the running set, and a *lease* (``lease:<id>``, a short TTL the owner keeps renewing
+while it computes) names the owner. Only queued jobs are claimed, so a job is never computed
+twice while its owner lives. When the owner dies (its process killed, its host gone, Redis
+lost its connection), the lease lapses and :mod:`worker.sweeper` queues the job again,
+counting the attempt. A canceled job is never claimed.
 """
 
 from __future__ import annotations
@@ -18,18 +18,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from worker.store import EVENTS, NS, JobStore
+from worker.store import EVENTS, NS, RUNNING, JobStore
 
 LEASE_SECONDS = 10  # a dead owner's jobs are taken over this long after it stopped renewing
 RENEW_SECONDS = 3.0
 
+# KEYS: job hash, stats hash, event channel, lease, batch queue (or the job hash), running
+# set. ARGV: owner, lease seconds, start time (JSON), job id, now.
 _CLAIM_ONE = """
 local raw = redis.call('HGET', KEYS[1], 'status')
 if not raw then return -1 end
 local status = cjson.decode(raw)
-if status == 'queued' or (status == 'running' and redis.call('EXISTS', KEYS[4]) == 0) then
+if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', '"running"', 'started', ARGV[3])
   redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
   local kind = cjson.decode(redis.call('HGET', KEYS[1], 'kind') or 'null')
   redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|running', 1)
   redis.call('PUBLISH', KEYS[3], 'running')
@@ -40,9 +43,9 @@ if status == 'running' then return 2 end
 return 0
 """
 
-# KEYS: the batch queue, the stats hash. ARGV: owner, lease seconds, start time (JSON), most
-# jobs, key prefix, event channel prefix, most images, most pixels. A job that would pass a
-# cap goes back to the head of the queue for the next batch.
+# KEYS: the batch queue, the stats hash, the running set. ARGV: owner, lease seconds, start
+# time (JSON), most jobs, key prefix, event channel prefix, most images, most pixels, now. A
+# job that would pass a cap goes back to the head of the queue for the next batch.
 _CLAIM_QUEUED = """
 local got = {}
 local images = 0
@@ -68,6 +71,7 @@ while #got < tonumber(ARGV[4]) do
     pixels = pixels + p
     redis.call('HSET', key, 'status', '"running"', 'started', ARGV[3])
     redis.call('SET', ARGV[5] .. 'lease:' .. id, ARGV[1], 'EX', ARGV[2])
+    redis.call('ZADD', KEYS[3], ARGV[9], id)
     local kind = cjson.decode(redis.call('HGET', key, 'kind') or 'null')
     redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|running', 1)
     redis.call('PUBLISH', ARGV[6] .. id, 'running')
@@ -86,14 +90,15 @@ class Claims:
         self._claim_queued = store.r.register_script(_CLAIM_QUEUED)
 
     def claim(self, job: dict) -> int:
-        """1: claimed (queued, or running with a lapsed lease); 2: leased by a live owner;
-        0: ended; -1: gone."""
+        """1: claimed (it was queued); 2: running (held by a worker, or, if its lease lapsed,
+        waiting for the sweeper to queue it again); 0: ended; -1: gone."""
         job_id, s = job["id"], self.store
         queue = s.batch_queue(job["batch_key"]) if job.get("batch_key") else s.job_key(job_id)
         keys = [s.job_key(job_id), f"{NS}:stats:jobs", s.events_channel(job_id),
-                s.lease_key(job_id), queue]
+                s.lease_key(job_id), queue, RUNNING]
+        now = time.time()
         return int(self._claim_one(keys=keys, args=[self.owner, LEASE_SECONDS,
-                                                    json.dumps(time.time()), job_id]))
+                                                    json.dumps(now), job_id, now]))
 
     def claim_companions(self, batch_key: str, most: int, images: int,
                          pixels: int) -> list[str]:
@@ -103,9 +108,9 @@ class Claims:
         if most <= 0 or images <= 0 or pixels <= 0:
             return []
         got = self._claim_queued(
-            keys=[self.store.batch_queue(batch_key), f"{NS}:stats:jobs"],
+            keys=[self.store.batch_queue(batch_key), f"{NS}:stats:jobs", RUNNING],
             args=[self.owner, LEASE_SECONDS, json.dumps(time.time()), most, f"{NS}:", EVENTS,
-                  images, pixels])
+                  images, pixels, time.time()])
         return [i.decode() if isinstance(i, bytes) else str(i) for i in got]
 
     def leased(self, job_id: str) -> bool:

@@ -30,6 +30,7 @@ MODEL_WAITING = ("pending", "validating")
 
 QUEUE = "convscope"
 TASK_RUN_JOB = "convscope.run_job"
+TASK_RUN_BATCH = "convscope.run_batch"  # the jobs waiting in one batch queue
 TASK_DESCRIBE_MODEL = "convscope.describe_model"
 
 # -- methods and modes --------------------------------------------------------------------

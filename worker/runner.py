@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -24,14 +25,13 @@ from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, ModelInfo, UnknownModelError
 from worker.batches import run_together
 from worker.claims import Claims
-from worker.contract import RESIZE
+from worker.contract import RESIZE, TASK_RUN_BATCH
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.settings import get_settings
-from worker.store import JobStore
+from worker.store import KICK_SECONDS, JobStore
 
 log = logging.getLogger("convscope.worker")
-WAIT_SECONDS = 0.2  # how often a job held by another worker is looked at
 
 
 @lru_cache(maxsize=1)
@@ -110,29 +110,13 @@ def _claims() -> Claims:
     return Claims(_store())
 
 
-def _claim(store: JobStore, claims: Claims, job_id: str) -> dict | None:
-    """The job, claimed for this worker; None if it ended (or expired). While another live
-    worker holds it (it was gathered into that worker's batch), wait for it to end, or for
-    that worker's lease to lapse, then take it over."""
-    while (job := store.get_job(job_id)) is not None:
-        outcome = claims.claim(job)
-        if outcome == 1:
-            return store.get_job(job_id)
-        if outcome != 2:
-            return None
-        while claims.leased(job_id) and (store.get_job(job_id) or {}).get("status") == "running":
-            time.sleep(WAIT_SECONDS)
-    return None
-
-
-def _gather(store: JobStore, claims: Claims, job: dict) -> list[str]:
-    """Queued jobs that can share this job's model call, claimed (up to the batch cap; after
-    ``batch_delay_ms`` a second look for late arrivals when the batch is not full)."""
-    settings, key = get_settings(), job.get("batch_key")
-    if not key:
-        return []
-    room = settings.batch_max_jobs - 1
-    inputs = job.get("inputs") or []
+def _gather(store: JobStore, claims: Claims, key: str, first: dict | None) -> list[str]:
+    """Queued jobs of the batch queue ``key`` that can share ``first``'s model call, claimed
+    (up to the batch caps; after ``batch_delay_ms`` a second look for late arrivals when the
+    batch is not full)."""
+    settings = get_settings()
+    inputs = (first or {}).get("inputs") or []
+    room = settings.batch_max_jobs - (first is not None)
     images = settings.batch_max_images - len(inputs)
     pixels = settings.batch_max_pixels - sum(h * w for h, w in
                                              (i.get("resized_size", (0, 0)) for i in inputs))
@@ -144,21 +128,48 @@ def _gather(store: JobStore, claims: Claims, job: dict) -> list[str]:
     return ids
 
 
-def run_job(job_id: str) -> None:
-    """Run a job, and the queued jobs it can share a model call with, to their end states;
-    never raises for a job's sake (the worker must survive any input)."""
+def run_job(job_id: str, send: Callable[..., object]) -> None:
+    """Run a queued job, and the queued jobs it can share a model call with, to their end
+    states; never raises for a job's sake (the worker must survive any input). A job that is
+    not queued (running elsewhere, ended, expired) is left alone, but its batch queue is still
+    served: later jobs of the queue sent no message of their own. A job queued again after
+    its worker died runs alone."""
     store, claims = _store(), _claims()
-    job = _claim(store, claims, job_id)
+    job = store.get_job(job_id)
     if job is None:
-        return  # expired, canceled before start, or already finished
-    jobs = [job] + [j for j in map(store.get_job, _gather(store, claims, job)) if j is not None]
-    started = time.monotonic()
-    try:
-        with claims.held([j["id"] for j in jobs]):
-            _run_jobs(store, jobs)
-    finally:
-        for j in jobs:
-            store.record_duration(j["kind"], (time.monotonic() - started) / len(jobs))
+        return
+    key = None if job.get("attempts") else job.get("batch_key")
+    if key:
+        store.r.delete(store.kick_key(key))  # from here, a new job sends its own message
+    first = {**job, "status": "running"} if claims.claim(job) == 1 else None
+    _compute(store, claims, key, first, send)
+
+
+def run_batch(key: str, send: Callable[..., object]) -> None:
+    """Run the jobs waiting in the batch queue ``key`` (one batch)."""
+    store = _store()
+    store.r.delete(store.kick_key(key))
+    _compute(store, _claims(), key, None, send)
+
+
+def _compute(store: JobStore, claims: Claims, key: str | None, first: dict | None,
+             send: Callable[..., object]) -> None:
+    """Compute ``first`` and the companions gathered from ``key``'s queue together; then, if
+    jobs are still waiting there, send the queue a message of its own (to the back of the
+    task queue: other queues' jobs are not starved by a busy one)."""
+    ids = _gather(store, claims, key, first) if key else []
+    jobs = [j for j in [first, *map(store.get_job, ids)] if j is not None]
+    if jobs:
+        started = time.monotonic()
+        try:
+            with claims.held([j["id"] for j in jobs]):
+                _run_jobs(store, jobs)
+        finally:
+            for j in jobs:
+                store.record_duration(j["kind"], (time.monotonic() - started) / len(jobs))
+    if key and store.r.llen(store.batch_queue(key)) and \
+            store.r.set(store.kick_key(key), b"1", nx=True, ex=KICK_SECONDS):
+        send(TASK_RUN_BATCH, args=[key])
 
 
 def _run_jobs(store: JobStore, jobs: list[dict]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -20,8 +20,12 @@ from worker.filter_cache import forget_model as forget_patterns
 
 NS = "convscope:v1"
 EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
-# KEYS: job hash, stats hash, event channel. ARGV: new status, n, n (field, JSON value) pairs
-# set with it, then the statuses it may move from. Counts the move and publishes it.
+RUNNING = f"{NS}:running"  # sorted set: the jobs claimed and not ended (score: claim time)
+BATCH_KEYS = f"{NS}:batch_keys"  # the batch keys that have had jobs queued (for the sweeper)
+KICK_SECONDS = 5  # a batch key's pending-message marker lapses after this long
+# KEYS: job hash, stats hash, event channel, running set. ARGV: new status, n, n (field, JSON
+# value) pairs set with it, then the statuses it may move from. Counts the move and publishes
+# it; a job that ends leaves the running set.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -33,10 +37,23 @@ for i = 3 + 2 * n, #ARGV do if ARGV[i] == current then
   local kind = cjson.decode(redis.call('HGET', KEYS[1], 'kind') or 'null')
   redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|' .. ARGV[1], 1)
   redis.call('PUBLISH', KEYS[3], ARGV[1])
+  if ARGV[1] ~= 'running' and ARGV[1] ~= 'queued' then
+    redis.call('ZREM', KEYS[4], string.match(KEYS[1], '[^:]+$'))
+  end
   return 1
 end end
 return 0
 """
+
+
+class NewJob(NamedTuple):
+    """What :meth:`JobStore.create_job` did: the job's id, whether it is new (not an earlier
+    job found by its idempotency key), and whether the caller must send it a task message
+    (False when it joined a batch queue whose message is already on its way)."""
+
+    id: str
+    created: bool
+    send: bool
 
 
 def _text(value: Any) -> str:
@@ -103,12 +120,15 @@ class JobStore:
                    inputs: list[bytes], input_info: list[dict],
                    idempotency_key: str | None = None,
                    originals: list[bytes | None] | None = None,
-                   batch: str | None = None) -> tuple[str, bool]:
+                   batch: str | None = None) -> NewJob:
         """Store a queued job and its input arrays (model-sized, and the originals where they
         differ, for overlays); returns ``(id, created)``.
 
         With an idempotency key already used by this tenant, returns the earlier job's id
-        and ``created=False`` (nothing new is stored).
+        and ``created=False`` (nothing new is stored). A job with a ``batch`` key joins that
+        key's queue, and ``send`` says whether it must be sent a task message: only when no
+        message for the queue is pending (the key's marker, set here, is unset), so a stream
+        of jobs that can be computed together costs one message per batch, not one per job.
         """
         job_id = uuid.uuid4().hex
         if idempotency_key:
@@ -116,7 +136,7 @@ class JobStore:
             if not self.r.set(idem, job_id, nx=True, ex=self.ttl):
                 earlier = self.idempotent_job(tenant, idempotency_key)
                 if earlier is not None:
-                    return earlier, False
+                    return NewJob(earlier, False, False)
                 self.r.set(idem, job_id, ex=self.ttl)
         now = time.time()
         record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
@@ -139,8 +159,11 @@ class JobStore:
         if batch:  # jobs that can share a model call wait in one list
             pipe.rpush(self.batch_queue(batch), job_id)
             pipe.expire(self.batch_queue(batch), self.ttl)
-        pipe.execute()
-        return job_id, True
+            pipe.sadd(BATCH_KEYS, batch)
+            pipe.expire(BATCH_KEYS, self.ttl)
+            pipe.set(self.kick_key(batch), b"1", nx=True, ex=KICK_SECONDS)
+        done = pipe.execute()
+        return NewJob(job_id, True, not batch or bool(done[-1]))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(self.job_key(job_id))
@@ -151,6 +174,11 @@ class JobStore:
     @staticmethod
     def batch_queue(key: str) -> str:
         return f"{NS}:batchq:{key}"
+
+    @staticmethod
+    def kick_key(batch: str) -> str:
+        """Set while a task message for the batch queue ``batch`` is pending."""
+        return f"{NS}:kick:{batch}"
 
     @staticmethod
     def lease_key(job_id: str) -> str:
@@ -174,7 +202,7 @@ class JobStore:
         stamp = "started" if status == "running" else "finished"
         fields = {stamp: time.time(), **fields}
         pairs = [x for k, v in fields.items() for x in (k, json.dumps(v))]
-        keys = [self.job_key(job_id), f"{NS}:stats:jobs", self.events_channel(job_id)]
+        keys = [self.job_key(job_id), f"{NS}:stats:jobs", self.events_channel(job_id), RUNNING]
         args: list[str | int] = [status, len(fields), *pairs, *allowed_from]
         if pipe is not None:
             self._transition(keys=keys, args=args, client=pipe)

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from worker.contract import TASK_DESCRIBE_MODEL, TASK_RUN_JOB
+from worker.contract import TASK_DESCRIBE_MODEL, TASK_RUN_BATCH, TASK_RUN_JOB
 from worker.tensorflow_startup import start_tensorflow
 
 
-@shared_task(name=TASK_RUN_JOB)
-def run_job(job_id: str) -> None:
-    """Run one queued job (safe to re-run: a finished job is left alone)."""
+@shared_task(name=TASK_RUN_JOB, bind=True)
+def run_job(self, job_id: str) -> None:
+    """Run one queued job, and the jobs waiting to be computed with it (safe to re-run: a
+    job that is not queued is left alone)."""
     start_tensorflow()
     from worker.runner import run_job as run
 
-    run(job_id)
+    run(job_id, self.app.send_task)
+
+
+@shared_task(name=TASK_RUN_BATCH, bind=True)
+def run_batch(self, batch_key: str) -> None:
+    """Run the jobs waiting in one batch queue (a batch at a time)."""
+    start_tensorflow()
+    from worker.runner import run_batch as run
+
+    run(batch_key, self.app.send_task)
 
 
 @shared_task(name=TASK_DESCRIBE_MODEL)

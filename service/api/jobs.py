@@ -34,7 +34,7 @@ KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happene
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
-                 "result", "created", "started", "finished", "inputs", "batch")
+                 "result", "created", "started", "finished", "inputs", "batch", "attempts")
 
 
 class JobForm(Schema):
@@ -116,11 +116,11 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     be = backend()
     model, row, options, (arrays, originals, infos) = _validated(form)
-    job_id, created = be.store.create_job(
+    job_id, created, send = be.store.create_job(
         g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
         idempotency_key=request.headers.get("Idempotency-Key"), originals=originals,
         batch=batch_key(form["kind"], model["id"], row["name"], options))
-    if created:
+    if send:  # a job joining a batch queue whose message is on its way needs none
         be.enqueue(TASK_RUN_JOB, job_id)
     location = {"Location": f"/v1/jobs/{job_id}"}
     if query["wait"] > 0:

@@ -15,7 +15,7 @@ from tests.service.job_http import run, submit
 def stored_job(app) -> str:
     """A queued job no worker will take (it is never enqueued)."""
     store = app.extensions["convscope"].store
-    job_id, _ = store.create_job("public", "gradcam", "shapes", "conv4", {}, [], [])
+    job_id = store.create_job("public", "gradcam", "shapes", "conv4", {}, [], []).id
     return job_id
 
 
