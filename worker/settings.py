@@ -58,6 +58,13 @@ class Settings:
     max_filter_steps: int = 512
     rate_limit: str = "600/minute"  # new jobs + uploads per tenant; "off" for no limit
     describe_on_start: tuple = ("shapes", "cifar10")  # models a worker describes at start
+    # What an uploaded .keras archive may unpack to, checked from its zip directory before
+    # anything is read (models.safe_load.ArchiveLimits; keep the sizes above max_model_bytes).
+    max_model_members: int = 10_000
+    max_model_member_bytes: int = 256 * 2**20  # any one member, uncompressed
+    max_model_unpacked_bytes: int = 512 * 2**20  # all members together, uncompressed
+    max_model_json_bytes: int = 16 * 2**20  # config.json / metadata.json (parsed in memory)
+    max_model_json_depth: int = 200  # nesting of arrays and objects in those files
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_filter_steps <= MAX_FILTER_STEPS:
