@@ -7,9 +7,19 @@ import logging
 
 from apiflask import APIFlask
 
-from service import errors
-from service.api import bundles, contract_api, docs_assets, health, jobs, models_api, ui
+from service import auth, errors
+from service.api import (
+    bundles,
+    contract_api,
+    docs_assets,
+    health,
+    jobs,
+    models_api,
+    spec_extras,
+    ui,
+)
 from service.backend import Backend
+from service.http_limits import FinishBody, check_uri_length
 from service.ratelimit import parse_rate
 from worker.settings import Settings, get_settings
 
@@ -30,7 +40,12 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         SECURITY_SCHEMES={"bearer": {"type": "http", "scheme": "bearer"}},
     )
     errors.init_app(app)
+    auth.init_app(app)
     docs_assets.init_app(app)
+    spec_extras.init_app(app)
+    app.before_request(check_uri_length)
+    # An early answer (413, 401, ...) reads the rest of the body or closes the connection.
+    app.wsgi_app = FinishBody(app.wsgi_app, settings.max_content_length)  # type: ignore[method-assign]
     Backend(settings).init_app(app)
     for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp, ui.bp):
         app.register_blueprint(blueprint)

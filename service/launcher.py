@@ -103,6 +103,9 @@ def worker_command(concurrency: int = 1, name: str = "worker") -> list[str]:
 def api_command(host: str, port: int, workers: int = 2) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
             str(workers), "--threads", "32", "--timeout", "120", "--access-logfile", "-",
+            # gunicorn's request-line limit is at most 8190 bytes and answers an HTML 414: 0
+            # lifts it, and the app answers long URIs itself (service.http_limits)
+            "--limit-request-line", "0",
             "service.app:create_app()"]
 
 

@@ -6,6 +6,9 @@ Raises :class:`OptionError` (a code and a plain message). Names, defaults and li
 from __future__ import annotations
 
 import json
+import math
+import re
+from itertools import accumulate
 from typing import Any
 
 from worker import contract
@@ -17,12 +20,51 @@ class OptionError(ValueError):
         self.code = code
 
 
+MAX_OPTIONS_DEPTH = 16  # nesting of arrays and objects in ``options`` (the deepest used: 2)
+MAX_INT_DIGITS = 32  # an integer option longer than this is refused before it is converted
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(raw: str) -> int:
+    """How deeply arrays and objects nest in JSON text ``raw`` (brackets in strings ignored),
+    read without parsing it (the parser itself would recurse that deep)."""
+    brackets = _BRACKETS.findall(_JSON_STRING.sub('""', raw))
+    return max(accumulate(1 if b in "[{" else -1 for b in brackets), default=0)
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise OptionError("invalid_options", f"an integer of {len(digits)} digits in options; "
+                          f"at most {MAX_INT_DIGITS}")
+    return int(digits)
+
+
+def _no_constant(name: str) -> float:
+    raise OptionError("invalid_options", f"{name} is not a number options accept")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        _no_constant(text)
+    return value
+
+
 def parse_options(raw: str | None) -> dict:
+    """``options`` as a dict: a JSON object nested at most ``MAX_OPTIONS_DEPTH`` deep, with
+    integers of at most ``MAX_INT_DIGITS`` digits and finite numbers only."""
     if raw is None or raw.strip() == "":
         return {}
+    if _nesting(raw) > MAX_OPTIONS_DEPTH:
+        raise OptionError("invalid_options",
+                          f"options nests deeper than {MAX_OPTIONS_DEPTH} levels")
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        value = json.loads(raw, parse_int=_bounded_int, parse_constant=_no_constant,
+                           parse_float=_finite_float)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        if isinstance(exc, OptionError):
+            raise
         raise OptionError("invalid_options", f"options is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise OptionError("invalid_options", "options must be a JSON object")

@@ -1,13 +1,20 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+``/readyz`` says why it is not ready (``reason``: Redis unreachable, or no worker with a fresh
+heartbeat) and carries ``Retry-After``. ``/metrics`` shows every tenant's counters, so it is
+an operator's: see :func:`service.auth.require_operator`."""
 
 from __future__ import annotations
 
+import redis
 from apiflask import APIBlueprint
 from flask import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from service.auth import require_operator
 from service.backend import backend
+from service.errors import STORE_RETRY_AFTER
 from worker.contract import QUEUE
 
 bp = APIBlueprint("health", __name__, tag="health")
@@ -20,17 +27,21 @@ def healthz() -> dict:
 
 
 @bp.get("/readyz")
-def readyz() -> tuple[dict, int]:
-    """Redis answers and at least one worker is alive."""
+def readyz() -> tuple[dict, int, dict]:
+    """Redis answers and at least one worker is alive; else 503 saying why (``reason``)."""
     store = backend().store
+    retry = {"Retry-After": str(STORE_RETRY_AFTER)}
     try:
         store.r.ping()
         workers = store.live_workers()
-    except Exception as exc:  # any Redis failure means "not ready"
-        return {"status": "unavailable", "redis": f"error: {exc}", "workers": 0}, 503
-    ready = bool(workers)
-    body = {"status": "ok" if ready else "unavailable", "redis": "ok", "workers": len(workers)}
-    return body, 200 if ready else 503
+    except redis.RedisError as exc:  # any Redis failure means "not ready"
+        return {"status": "unavailable", "redis": "unreachable", "workers": 0,
+                "reason": f"redis unreachable: {exc}"}, 503, retry
+    if not workers:
+        return {"status": "unavailable", "redis": "ok", "workers": 0,
+                "reason": "no live worker: no Celery worker has sent a heartbeat lately"}, \
+            503, retry
+    return {"status": "ok", "redis": "ok", "workers": len(workers)}, 200, {}
 
 
 class StoreCollector:
@@ -64,9 +75,9 @@ class StoreCollector:
 
 
 @bp.get("/metrics")
-@bp.doc(responses={200: "Prometheus text format"})
 def metrics() -> Response:
     """Prometheus metrics: jobs by kind and status, durations, queue depth."""
+    require_operator()
     registry = CollectorRegistry()
     registry.register(StoreCollector(backend().store))
     return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
