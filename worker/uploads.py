@@ -6,10 +6,28 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.safe_load import ArchiveLimits
+    from worker.settings import Settings
 
 
 def upload_path(data_dir: str | os.PathLike, model_id: str) -> Path:
     return Path(data_dir) / "uploads" / f"{model_id}.keras"
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    """What an uploaded ``.keras`` archive may unpack to, from the ``max_model_*`` settings
+    (for :func:`models.safe_load.load_keras_file`). Imports the engine when called, which
+    only workers do: the API imports this module and stays light."""
+    from models.safe_load import ArchiveLimits
+
+    return ArchiveLimits(max_members=settings.max_model_members,
+                         max_member_bytes=settings.max_model_member_bytes,
+                         max_total_bytes=settings.max_model_unpacked_bytes,
+                         max_json_bytes=settings.max_model_json_bytes,
+                         max_json_depth=settings.max_model_json_depth)
 
 
 def weights_paths(data_dir: str | os.PathLike, model_id: str) -> list[Path]:
