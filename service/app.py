@@ -7,7 +7,7 @@ import logging
 
 from apiflask import APIFlask
 
-from service import auth, errors
+from service import auth, errors, form_fields
 from service.api import (
     bundles,
     contract_api,
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     Backend(settings).init_app(app)
     for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp, ui.bp):
         app.register_blueprint(blueprint)
+    form_fields.init_app(app)
     if settings.open_access:
         log.warning("CONVSCOPE_API_KEYS is not set: the API is open to anyone who can reach it")
     else:

@@ -26,12 +26,11 @@ def tenant_of(key: str) -> str:
     return "t" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _presented() -> str:
-    """The key this request carries: ``Authorization: Bearer <key>`` or ``X-API-Key``."""
+def _presented() -> list[str]:
+    """The keys this request carries: ``Authorization: Bearer <key>`` and ``X-API-Key``."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("X-API-Key", "").strip()
+    keys = [token.strip()] if scheme.lower() == "bearer" else []
+    return [k for k in (*keys, request.headers.get("X-API-Key", "").strip()) if k]
 
 
 def _same(given: str, key: str) -> bool:
@@ -69,6 +68,6 @@ def require_operator() -> None:
             fail(403, "forbidden", "/metrics shows every tenant's counters: set "
                  f"{METRICS_KEY} on the server and scrape with that operator key")
         return
-    if not _same(_presented(), key):
+    if not any(_same(given, key) for given in _presented()):
         fail(401, "unauthorized", "/metrics needs the operator key "
              "('Authorization: Bearer <key>' or 'X-API-Key: <key>')", headers=CHALLENGE)

@@ -25,6 +25,7 @@ DEFAULT_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
 # the broker refusing a message for the same reason.
 STORE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 UNNAMED = "(part without a name)"
+LOCATIONS = {"form_and_files": "form", "files": "form"}
 STORE_RETRY_AFTER = 5  # seconds a client should wait before it tries again
 log = logging.getLogger("convscope.api")
 
@@ -54,6 +55,13 @@ def _string_keys(detail: Any) -> Any:
     return detail
 
 
+def _locations(detail: Any) -> Any:
+    """apiflask's input locations as clients know them (``form_and_files`` is ``form``)."""
+    if isinstance(detail, dict):
+        return {LOCATIONS.get(key, key): value for key, value in detail.items()}
+    return detail
+
+
 def _summary(detail: Any) -> str:
     if isinstance(detail, dict):  # marshmallow's {location: {field: [messages]}}
         parts = []
@@ -66,7 +74,7 @@ def _summary(detail: Any) -> str:
 
 def problem_body(error: HTTPError) -> tuple[dict, int, dict]:
     """The problem+json answer for ``error`` (apiflask's error processor)."""
-    error.detail = _string_keys(error.detail)
+    error.detail = _locations(_string_keys(error.detail))
     extra = dict(error.extra_data or {})
     code = extra.pop("code", None) or DEFAULT_CODES.get(error.status_code, "error")
     body = {"type": PROBLEM_TYPE + code, "title": error.message, "status": error.status_code,

@@ -36,7 +36,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},
         "code": {"type": "string"},
-        "errors": {"type": "object", "description": "per input location and field"},
+        "errors": {"type": "object",
+                   "description": "messages by input location (`form`, `query`) and field"},
     },
 }
 READINESS_SCHEMA: dict[str, Any] = {
@@ -48,6 +49,12 @@ READINESS_SCHEMA: dict[str, Any] = {
         "workers": {"type": "integer", "minimum": 0},
         "reason": {"type": "string", "description": "why it is not ready"},
     },
+}
+SSE_EVENT: dict[str, Any] = {  # one event of the stream
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "enum": ["status"]},
+                   "data": {"type": "string", "description": "the job as JSON"}},
 }
 ERROR_TEXT = {
     400: "Bad input (`bad_request`, `invalid_options`, `invalid_image`, `unknown_layer`, ...)",
@@ -100,7 +107,8 @@ SUCCESS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "202": _json("Cancel requested: the job as it is now")},
     ("get", "/v1/jobs/{job_id}/events"): {"200": _media(
         "Server-Sent Events: one `status` event per change of status or progress (data: the "
-        "job as GET returns it), ending after the job ends", "text/event-stream")},
+        "job as GET returns it), ending after the job ends", "text/event-stream",
+        schema=SSE_EVENT)},
     ("get", "/v1/jobs/{job_id}/artifacts/{name}"): {"200": _media(
         "The artifact's bytes", "image/png", "application/x-npy", schema=BINARY)},
     ("post", "/v1/models"): {
@@ -108,6 +116,29 @@ SUCCESS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "202": _with_headers(_json("The model, still being validated"), Location=LOCATION)},
     ("delete", "/v1/models/{model_id}"): {"204": {"description": "Removed"}},
 }
+
+
+def _ref(method: str, path: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def _links(param: str, *targets: tuple[str, str, str]) -> dict[str, Any]:
+    return {name: {"operationRef": _ref(method, path),
+                   "parameters": {param: "$response.body#/id"}}
+            for name, method, path in targets}
+
+
+JOB_LINKS = _links("job_id", ("GetJob", "get", "/v1/jobs/{job_id}"),
+                   ("JobEvents", "get", "/v1/jobs/{job_id}/events"),
+                   ("JobBundle", "get", "/v1/jobs/{job_id}/artifacts.tar"),
+                   ("CancelJob", "delete", "/v1/jobs/{job_id}"))
+MODEL_LINKS = _links("model_id", ("GetModel", "get", "/v1/models/{model_id}"),
+                     ("ModelLayers", "get", "/v1/models/{model_id}/layers"),
+                     ("DeleteModel", "delete", "/v1/models/{model_id}"))
+LINKS = {("post", "/v1/jobs"): JOB_LINKS, ("post", "/v1/models"): MODEL_LINKS}
+BODY_EXAMPLES = {("post", "/v1/jobs"): {  # a job that works on the built-in model
+    "model": "shapes", "kind": "filters", "layer": "conv2",
+    "options": '{"filters": [0, 1], "steps": 4, "size": 16}'}}
 ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/metrics"): (401, 403),
     ("get", "/v1/jobs"): (400,),
@@ -174,6 +205,7 @@ class SpecExtras:
             for status in [s for s in responses if s.startswith("2")]:
                 del responses[status]
             responses.update(copy.deepcopy(success))
+        self.body(method, path, operation)
         errors = set(ERRORS.get((method, path), ()))
         errors |= {int(s) for s in responses if s[0] in "45"}
         if (method, path) not in REDIS_FREE:
@@ -190,6 +222,20 @@ class SpecExtras:
                 _json("Not ready: `reason` says why (Redis unreachable, no live worker)",
                       READINESS_SCHEMA), Retry_After=RETRY_AFTER)
         operation["responses"] = dict(sorted(responses.items()))
+
+    @staticmethod
+    def body(method: str, path: str, operation: Operation) -> None:
+        """A POST's form is required; links from what it creates; a working example."""
+        request_body = operation.get("requestBody")
+        if request_body is not None:
+            request_body["required"] = True
+            example = BODY_EXAMPLES.get((method, path))
+            for media in request_body.get("content", {}).values():
+                if example is not None:
+                    media["example"] = example
+        for status, response in operation["responses"].items():
+            if status in ("200", "201", "202") and (method, path) in LINKS:
+                response["links"] = copy.deepcopy(LINKS[(method, path)])
 
     def metrics(self, operation: Operation, errors: set[int]) -> None:
         """``/metrics``: the operator key when one is set; 403 with tenants and no key."""
