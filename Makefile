@@ -39,3 +39,12 @@ bench-service: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## docker-compose.yml in a real Docker engine (started here if none runs; root): builds the
+## images on a Debian base made from Debian's packages, runs the stack and its failure drills.
+.PHONY: compose-test
+compose-test: install
+	@why=$$(scripts/docker-engine.sh start) || { echo "compose test: no Docker engine: $$why"; exit 1; }
+	deploy/base-image.sh convscope-base:bookworm
+	CONVSCOPE_COMPOSE_TEST=1 CONVSCOPE_BASE_IMAGE=convscope-base:bookworm \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/compose
