@@ -190,6 +190,11 @@ class Stack:
                                  f"{(done.stdout + done.stderr)[-4000:]}")
         return done
 
+    def note(self, text: str) -> None:
+        """A line in the stack log."""
+        with self.log.open("a") as log:
+            log.write(f"# {text}\n")
+
     def compose(self, *args: str, timeout: float = 600, check: bool = True,
                 quiet: bool = False) -> subprocess.CompletedProcess:
         cmd = [*compose_command(), "-p", self.project, "--project-directory", str(ROOT)]

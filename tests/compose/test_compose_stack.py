@@ -211,7 +211,9 @@ def test_a_killed_worker_container_leaves_its_job_to_the_other(stack: Stack, cli
     done = client.wait(job, timeout=600)
     assert done["status"] == "succeeded", done
     assert not stack.inspect(doomed[0])["State"]["Running"]  # killed: not restarted
-    assert stack.containers("worker") == [c for c in workers if c != doomed[0]]
+    survivor = [c for c in workers if c != doomed[0]]
+    assert stack.containers("worker") == survivor
+    assert received_a_job(survivor[0])  # the job's task went to it after the kill
     stack.finished.append((done["id"], {}))
 
 
@@ -249,20 +251,29 @@ def test_restarting_redis_loses_no_accepted_job(stack: Stack, client) -> None:
                     refused.append(resp.status_code)
             time.sleep(0.1)
 
+    # The one worker left busy for a while, so that jobs wait in Redis when it restarts.
+    busy = client.submit(model="shapes", kind="filters", layer="conv4",
+                         options={"filters": list(range(24)), "steps": 512, "seed": 12})
+    wait_for(lambda: client.job(busy["id"])["progress"] > 0, 120, "the filters job to run")
     submitter = threading.Thread(target=submit_until_stopped, daemon=True)
     submitter.start()
     try:
         wait_for(lambda: len(accepted) >= 5, 60, "jobs accepted before the restart")
+        waiting = [j for j in list(accepted) if client.job(j)["status"] == "queued"]
         stack.compose("restart", "redis")
         after = len(accepted)
         wait_for(lambda: len(accepted) >= after + 5, 90, "jobs accepted after the restart")
     finally:
         stop.set()
         submitter.join(60)
+    stack.note(f"redis restart: {len(accepted)} jobs accepted, {len(waiting)} of them queued "
+               f"at the restart; refused: {refused}")
+    assert waiting, "no accepted job was waiting in Redis when it restarted"
     assert set(refused) <= {503, "ConnectionError", "ReadTimeout"}, refused
-    ends = {job_id: client.wait(job_id, timeout=300)["status"] for job_id in accepted}
-    assert ends == {job_id: "succeeded" for job_id in accepted}
-    stack.finished.extend((job_id, {}) for job_id in accepted[:3])
+    ends = {job_id: client.wait(job_id, timeout=300)["status"]
+            for job_id in [busy["id"], *accepted]}
+    assert ends == dict.fromkeys(ends, "succeeded")
+    stack.finished.extend((job_id, {}) for job_id in [busy["id"], *accepted[:3]])
 
 
 def test_down_and_up_keep_finished_jobs(stack: Stack, client) -> None:
