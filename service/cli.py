@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from service import launcher
 from service.batch import RATE_RETRIES, run_batch
 from service.cli_models import layers, models
 from service.cli_options import with_client
@@ -72,6 +71,8 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="Celery worker processes.")
 def up(host: str, port: int, workers: int) -> None:
     """Everything in one: (embedded) Redis, workers, the API. Ctrl-C stops it all."""
+    from service import launcher  # Redis and process control: not for the client commands
+
     settings = Settings.from_env()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
@@ -125,6 +126,8 @@ def up(host: str, port: int, workers: int) -> None:
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
 def api(host: str, port: int, workers: int) -> None:
     """The API alone (gunicorn), against CONVSCOPE_REDIS_URL."""
+    from service import launcher
+
     os.execv(sys.executable, launcher.api_command(host, port, workers))
 
 
@@ -133,6 +136,8 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option("--name", default="worker", show_default=True)
 def worker(concurrency: int, name: str) -> None:
     """A Celery worker alone, against CONVSCOPE_REDIS_URL."""
+    from service import launcher
+
     os.execv(sys.executable, launcher.worker_command(concurrency, name))
 
 

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import click
 
-from service import launcher
 from service.cli_options import with_client
 from service.client import ApiError, Client
 from worker.catalog import APPLICATION_MODELS, TRAINABLE_MODELS
 from worker.contract import PREPROCESS_MODES
 from worker.settings import Settings
-from worker.store import JobStore
-from worker.uploads import install_weights
 
 
 @click.group()
@@ -63,6 +60,8 @@ def models_upload(path: str, name: str | None, preprocess: str, url: str,
 @click.argument("model_id", type=click.Choice(TRAINABLE_MODELS))
 def models_train(model_id: str) -> None:
     """Train a built-in model into the data directory (runs TensorFlow in a child process)."""
+    from service import launcher
+
     raise SystemExit(subprocess.run(launcher.train_command(model_id)).returncode)
 
 
@@ -77,6 +76,10 @@ def models_weights(model_id: str, path: str) -> None:
     or a ``.weights.h5`` saved by ``model.save_weights``. It is copied into
     ``$CONVSCOPE_DATA_DIR/weights/``; workers load it the next time the model is used.
     """
+    from service import launcher
+    from worker.store import JobStore
+    from worker.uploads import install_weights
+
     settings = Settings.from_env()
     try:
         target = install_weights(Path(path), settings.data_dir, model_id)

@@ -59,11 +59,40 @@ def _read_rest(stream: Any, limit: int, sock: Any) -> bool:
     return False
 
 
+class CountedInput:
+    """``wsgi.input`` of a body with a ``Content-Length``, read through this: it never reads
+    past the body (a development server's input is the bare socket, where reading past it
+    waits for the next request), and it knows how much of the body is left."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self.stream, self.left = stream, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.stream.read(size) if size else b""
+        self.left -= len(data)
+        if size and not data:
+            self.left = 0  # the client ended the body early: nothing more will come
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.stream.readline(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
 def finish_body(environ: dict, limit: int) -> bool:
     """Whether the request body has been read to its end (reading what is left, up to
     ``limit`` bytes): if not, the connection cannot carry another request."""
     if not _has_body(environ):
         return True
+    stream = environ["wsgi.input"]
+    if isinstance(stream, CountedInput) and (stream.left == 0 or stream.left > limit):
+        return stream.left == 0
     length = environ.get("CONTENT_LENGTH", "")
     if length.isdigit() and int(length) > limit:
         return False
@@ -92,6 +121,10 @@ class FinishBody:
         self.limit = limit
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH", "")
+        if length.isdigit() and "wsgi.input" in environ:
+            environ["wsgi.input"] = CountedInput(environ["wsgi.input"], int(length))
+
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if not finish_body(environ, self.limit):
                 headers = [(k, v) for k, v in headers if k.lower() != "connection"]

@@ -11,8 +11,10 @@ from typing import Any
 from worker.kinds import Artifacts, JobContext, artifact_name
 
 
-def merge(ctxs: list[JobContext]) -> JobContext:
-    """One context holding every job's images in order; ``class_index`` becomes per image."""
+def merge(ctxs: list[JobContext],
+          progress: Callable[[float], None] | None = None) -> JobContext:
+    """One context holding every job's images in order; ``class_index`` becomes per image.
+    Progress goes to ``progress`` (all jobs at once), else to each job's own hook."""
     first = ctxs[0]
     targets: list[Any] = []
     for ctx in ctxs:
@@ -22,11 +24,11 @@ def merge(ctxs: list[JobContext]) -> JobContext:
     if "class_index" in options:
         options["class_index"] = targets
 
-    def progress(fraction: float) -> None:
+    def each(fraction: float) -> None:
         for ctx in ctxs:
             ctx.progress(fraction)
 
-    return replace(first, options=options, progress=progress,
+    return replace(first, options=options, progress=progress or each,
                    images=[i for c in ctxs for i in c.images],
                    originals=[o for c in ctxs for o in c.originals])
 
@@ -51,7 +53,8 @@ def split(result: dict, artifacts: Artifacts, sizes: list[int]) -> list[tuple[di
 
 
 def run_together(run: Callable[[JobContext], tuple[dict, Artifacts]],
-                 ctxs: list[JobContext]) -> list[tuple[dict, Artifacts]]:
+                 ctxs: list[JobContext],
+                 progress: Callable[[float], None] | None = None) -> list[tuple[dict, Artifacts]]:
     """Each job's ``(result, artifacts)``, computed in one run of ``run``."""
-    result, artifacts = run(merge(ctxs))
+    result, artifacts = run(merge(ctxs, progress))
     return split(result, artifacts, [len(c.images) for c in ctxs])

@@ -10,6 +10,7 @@ filled in :data:`worker.contract.OPTION_DEFAULTS`), so no default is chosen here
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -108,6 +109,27 @@ def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
     return {"items": items}, artifacts
 
 
+# Drawing and encoding release the GIL (NumPy, zlib), so large pictures are rendered on two
+# threads: 32 ResNet50 overlays took 346 ms on one, 180 ms on two. Small ones (the 64×64
+# shapes maps) are not worth a thread.
+RENDER_THREADS = 2
+THREADED_PIXELS = 96 * 96
+
+
+def _render_each(render_one: Callable[[int], Any], n: int, pictures: list[np.ndarray]) -> list:
+    """``[render_one(i) for i in range(n)]``, on threads when the pictures are large."""
+    if n < 2 or max(p.shape[0] * p.shape[1] for p in pictures) < THREADED_PIXELS:
+        return [render_one(i) for i in range(n)]
+    with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render") as pool:
+        return list(pool.map(render_one, range(n)))
+
+
+def _cam_pictures(original: np.ndarray, heat: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """A heatmap's NPY, its PNG, and its overlay on ``original`` (PNG)."""
+    return (npy_bytes(heat.astype(np.float32)), render.to_png(render.heatmap_image(heat)),
+            render.to_png(render.overlay(original, heat)))
+
+
 def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     method = ctx.options["method"]
     cam = ctx.tool(("cam", method, ctx.layer),
@@ -116,12 +138,13 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     probs = np.stack([p[3] for p in per_image])
     preds = top_k(probs, ctx.options["top_k"], ctx.loaded.info.classes)
     items, artifacts = [], {}
+    pictures = _render_each(lambda i: _cam_pictures(ctx.originals[i], per_image[i][0]),
+                            len(ctx.originals), ctx.originals)
     for i, original in enumerate(ctx.originals):
-        heat, class_index, score, _ = per_image[i]
+        _, class_index, score, _ = per_image[i]
         names = {k: artifact_name(k, i) for k in ("heatmap", "heatmap_png", "overlay")}
-        artifacts[names["heatmap"]] = (npy_bytes(heat.astype(np.float32)), NPY)
-        artifacts[names["heatmap_png"]] = (render.to_png(render.heatmap_image(heat)), PNG)
-        artifacts[names["overlay"]] = (render.to_png(render.overlay(original, heat)), PNG)
+        for base, data in zip(("heatmap", "heatmap_png", "overlay"), pictures[i], strict=True):
+            artifacts[names[base]] = (data, NPY if base == "heatmap" else PNG)
         items.append({"predictions": [asdict(p) for p in preds[i]],
                       "class_index": int(class_index), "score": float(score),
                       "method": method, "resize": ctx.resize,

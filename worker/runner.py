@@ -22,16 +22,20 @@ from models.filters import AscentCanceled
 from models.graph import LayerNotFoundError, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
-from models.zoo import BUILTIN, ModelInfo, UnknownModelError
+from models.zoo import BUILTIN, LoadedModel, UnknownModelError
 from worker.batches import run_together
 from worker.claims import Claims
 from worker.contract import RESIZE, TASK_RUN_BATCH
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
+from worker.npy import load_npy
 from worker.settings import get_settings
 from worker.store import KICK_SECONDS, JobStore
 
 log = logging.getLogger("convscope.worker")
+
+
+_RECORD_CHECKED: dict[str, LoadedModel] = {}  # built-in model id -> the load looked at
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +68,7 @@ def _error_code(exc: BaseException) -> str:
 def _decode(raw: bytes | None, what: str) -> np.ndarray:
     if raw is None:
         raise InvalidInputError(f"{what} has expired")
-    return np.load(io.BytesIO(raw), allow_pickle=False)
+    return load_npy(raw)
 
 
 def _decode_png(raw: bytes | None, what: str) -> np.ndarray:
@@ -75,11 +79,14 @@ def _decode_png(raw: bytes | None, what: str) -> np.ndarray:
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def _keep_record_current(store: JobStore, model_id: str, info: ModelInfo) -> None:
+def _keep_record_current(store: JobStore, model_id: str, loaded: LoadedModel) -> None:
     """Describe a built-in model again when it was reloaded as something else (trained, or
-    given weights since): the list and the UI must not keep saying "random weights"."""
-    if model_id not in BUILTIN:
+    given weights since): the list and the UI must not keep saying "random weights". Looked
+    at once per load, not per job."""
+    if model_id not in BUILTIN or _RECORD_CHECKED.get(model_id) is loaded:
         return
+    _RECORD_CHECKED[model_id] = loaded
+    info = loaded.info
     record = store.get_model(model_id) or {}
     if any(record.get(k) != v for k, v in info.to_dict().items()):
         describe_model(model_id)
@@ -90,19 +97,19 @@ def _context(store: JobStore, job: dict) -> JobContext:
     job_id, cache = job["id"], _cache()
     if not job.get("layer"):
         raise InvalidInputError("the job names no layer")
-    images, originals = [], []
-    for i, info in enumerate(job.get("inputs") or []):
-        images.append(_decode(store.get_input(job_id, i), f"input image {i}"))
-        originals.append(_decode_png(store.get_original(job_id, i), f"original image {i}")
-                         if info.get("original_stored") else images[-1])
+    infos = job.get("inputs") or []
+    images = [_decode(raw, f"input image {i}") for i, raw in
+              enumerate(store.get_inputs(job_id, len(infos)))]
+    originals = [_decode_png(store.get_original(job_id, i), f"original image {i}")
+                 if info.get("original_stored") else image
+                 for i, (info, image) in enumerate(zip(infos, images, strict=True))]
     loaded = cache.get(job["model"])
-    _keep_record_current(store, job["model"], loaded.info)
     return JobContext(
         loaded=loaded, layer=job["layer"], options=job.get("options") or {},
         tool=lambda key, build: cache.tool(job["model"], key, build),
         progress=lambda fraction: store.set_progress(job_id, fraction),
         should_cancel=lambda: store.is_canceled(job_id), images=images, originals=originals,
-        resize=((job.get("inputs") or [{}])[0]).get("resize", RESIZE))
+        resize=(infos or [{}])[0].get("resize", RESIZE))
 
 
 @lru_cache(maxsize=1)
@@ -158,15 +165,14 @@ def _compute(store: JobStore, claims: Claims, key: str | None, first: dict | Non
     jobs are still waiting there, send the queue a message of its own (to the back of the
     task queue: other queues' jobs are not starved by a busy one)."""
     ids = _gather(store, claims, key, first) if key else []
-    jobs = [j for j in [first, *map(store.get_job, ids)] if j is not None]
+    jobs = [j for j in [first, *(store.get_jobs(ids) if ids else [])] if j is not None]
     if jobs:
         started = time.monotonic()
         try:
             with claims.held([j["id"] for j in jobs]):
                 _run_jobs(store, jobs)
         finally:
-            for j in jobs:
-                store.record_duration(j["kind"], (time.monotonic() - started) / len(jobs))
+            store.record_duration(jobs[0]["kind"], time.monotonic() - started, len(jobs))
     if key and store.r.llen(store.batch_queue(key)) and \
             store.r.set(store.kick_key(key), b"1", nx=True, ex=KICK_SECONDS):
         send(TASK_RUN_BATCH, args=[key])
@@ -181,16 +187,21 @@ def _run_jobs(store: JobStore, jobs: list[dict]) -> None:
             ready.append((job, _context(store, job)))
         except BaseException as exc:
             _fail(store, job, exc)
+    for model_id, loaded in {job["model"]: ctx.loaded for job, ctx in ready}.items():
+        _keep_record_current(store, model_id, loaded)
     if len(ready) > 1:
+        ids = [job["id"] for job, _ in ready]
         try:
-            outputs = run_together(KINDS[ready[0][0]["kind"]], [ctx for _, ctx in ready])
+            outputs = run_together(KINDS[ready[0][0]["kind"]], [ctx for _, ctx in ready],
+                                   progress=lambda fraction: store.set_progress(ids, fraction))
         except Exception:
             log.warning("batch of %d %s jobs failed; running each alone", len(ready),
                         ready[0][0]["kind"], exc_info=True)
         else:
             store.count_batch(ready[0][0]["kind"], len(ready))
-            for (job, ctx), (result, artifacts) in zip(ready, outputs, strict=True):
-                _finish(store, job, ctx, result, artifacts, batch=len(ready))
+            store.finish_many([_finished(job, ctx, result, artifacts, batch=len(ready))
+                               for (job, ctx), (result, artifacts) in zip(ready, outputs,
+                                                                          strict=True)])
             return
     for job, ctx in ready:
         _run_one(store, job, ctx)
@@ -203,18 +214,19 @@ def _run_one(store: JobStore, job: dict, ctx: JobContext) -> None:
             raise InvalidInputError(f"unknown kind {job['kind']!r}")
         result, artifacts = run(ctx)
         store.count_batch(job["kind"], 1)
-        _finish(store, job, ctx, result, artifacts, batch=1)
+        store.finish_many([_finished(job, ctx, result, artifacts, batch=1)])
     except AscentCanceled:
         log.info("job %s canceled while running", job["id"])
     except BaseException as exc:
         _fail(store, job, exc)
 
 
-def _finish(store: JobStore, job: dict, ctx: JobContext, result: dict, artifacts: dict,
-            batch: int) -> None:
+def _finished(job: dict, ctx: JobContext, result: dict, artifacts: dict,
+              batch: int) -> tuple[str, dict, dict, dict]:
+    """What ``store.finish_many`` stores for a job (nothing if it was canceled meanwhile)."""
     # Maps of a model with random weights show its architecture, not learned features.
     result["random_weights"] = bool(ctx.loaded.info.random_weights)
-    store.finish(job["id"], result, artifacts, batch=batch)  # not if canceled meanwhile
+    return job["id"], result, artifacts, {"batch": batch}
 
 
 def _fail(store: JobStore, job: dict, exc: BaseException) -> None:

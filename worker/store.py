@@ -55,6 +55,14 @@ class NewJob(NamedTuple):
     created: bool
     send: bool
 
+# KEYS: job hash, event channel. ARGV: progress (JSON). Nothing for a job that is gone.
+_PROGRESS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+redis.call('PUBLISH', KEYS[2], 'progress')
+return 1
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -68,6 +76,7 @@ class JobStore:
         self.ttl = ttl
         self.model_ttl = model_ttl
         self._transition = self.r.register_script(_TRANSITION)
+        self._progress = self.r.register_script(_PROGRESS)
 
     @classmethod
     def from_url(cls, url: str, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400) -> JobStore:
@@ -166,10 +175,15 @@ class JobStore:
         return NewJob(job_id, True, not batch or bool(done[-1]))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.job_key(job_id))
-        if not raw:
-            return None
-        return {_text(k): json.loads(v) for k, v in raw.items()}
+        return self.get_jobs([job_id])[0]
+
+    def get_jobs(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Several jobs (None where one is gone), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.job_key(job_id))
+        return [{_text(k): json.loads(v) for k, v in raw.items()} if raw else None
+                for raw in pipe.execute()]
 
     @staticmethod
     def batch_queue(key: str) -> str:
@@ -214,18 +228,29 @@ class JobStore:
         """Store a running job's artifacts and result (and ``fields``) and mark it succeeded,
         in one round trip; False (nothing kept but the artifact bytes, which expire) if it
         was canceled meanwhile."""
-        pipe = self.r.pipeline(transaction=False)
-        for name, (data, _) in artifacts.items():
-            pipe.set(self.artifact_key(job_id, name), data, ex=self.ttl)
-        self.transition(job_id, "succeeded", ("running",), pipe=pipe, result=result,
-                        progress=1.0, artifacts={n: c for n, (_, c) in artifacts.items()},
-                        **fields)
-        return pipe.execute()[-1] == 1
+        return self.finish_many([(job_id, result, artifacts, fields)])[0]
 
-    def record_duration(self, kind: str, seconds: float) -> None:
+    def finish_many(self, done: list[tuple[str, dict, dict[str, tuple[bytes, str]], dict]]
+                    ) -> list[bool]:
+        """:meth:`finish` for several jobs ``(id, result, artifacts, fields)``, in one round
+        trip."""
+        pipe = self.r.pipeline(transaction=False)
+        marks = []
+        for job_id, result, artifacts, fields in done:
+            for name, (data, _) in artifacts.items():
+                pipe.set(self.artifact_key(job_id, name), data, ex=self.ttl)
+            self.transition(job_id, "succeeded", ("running",), pipe=pipe, result=result,
+                            progress=1.0, artifacts={n: c for n, (_, c) in artifacts.items()},
+                            **fields)
+            marks.append(len(pipe) - 1)
+        out = pipe.execute()
+        return [out[i] == 1 for i in marks]
+
+    def record_duration(self, kind: str, seconds: float, jobs: int = 1) -> None:
+        """Count ``jobs`` jobs of ``kind`` that took ``seconds`` in all."""
         pipe = self.r.pipeline()
         pipe.hincrbyfloat(f"{NS}:stats:duration_sum", kind, seconds)
-        pipe.hincrby(f"{NS}:stats:duration_count", kind, 1)
+        pipe.hincrby(f"{NS}:stats:duration_count", kind, jobs)
         pipe.execute()
 
     def count_batch(self, kind: str, jobs: int) -> None:
@@ -235,11 +260,14 @@ class JobStore:
         pipe.hincrby(f"{NS}:stats:batch_jobs", kind, jobs)
         pipe.execute()
 
-    def set_progress(self, job_id: str, progress: float) -> None:
+    def set_progress(self, job_ids: str | list[str], progress: float) -> None:
+        """Set one job's (or several jobs') progress, in one round trip; an expired job is
+        not written again."""
         pipe = self.r.pipeline(transaction=False)
-        value = round(min(max(progress, 0.0), 1.0), 4)
-        pipe.hset(self.job_key(job_id), "progress", json.dumps(value))
-        pipe.publish(self.events_channel(job_id), "progress")
+        value = json.dumps(round(min(max(progress, 0.0), 1.0), 4))
+        for job_id in [job_ids] if isinstance(job_ids, str) else job_ids:
+            self._progress(keys=[self.job_key(job_id), self.events_channel(job_id)],
+                           args=[value], client=pipe)
         pipe.execute()
 
     def is_canceled(self, job_id: str) -> bool:
@@ -258,6 +286,12 @@ class JobStore:
     # -- inputs and artifacts -------------------------------------------------------------
     def get_input(self, job_id: str, index: int) -> bytes | None:
         return self.r.get(self.input_key(job_id, index))  # type: ignore[return-value]
+
+    def get_inputs(self, job_id: str, count: int) -> list[bytes | None]:
+        """Input arrays ``0 .. count-1`` of a job, in one round trip."""
+        if not count:
+            return []
+        return self.r.mget([self.input_key(job_id, i) for i in range(count)])  # type: ignore[return-value]
 
     def get_original(self, job_id: str, index: int) -> bytes | None:
         return self.r.get(self.original_key(job_id, index))  # type: ignore[return-value]

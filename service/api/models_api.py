@@ -7,6 +7,7 @@ are hidden from the list unless ``?all=true``, can be deleted, and expire after
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -68,18 +69,35 @@ def model_record(model_id: str, describe: bool = True) -> dict:
 def wait_for_model(model_id: str, seconds: float) -> dict:
     """The model's record once it is described (or refused), waiting up to ``seconds``."""
     record = model_record(model_id)
+    if record.get("status") not in MODEL_WAITING:
+        return record
     return wait_for(lambda: model_record(record["id"], describe=False),
                     lambda r: r.get("status") not in MODEL_WAITING, seconds, interval=0.2)
 
 
+# A usable model's record, per API process, for a second: a stream of jobs on one model reads
+# (and parses, layer table and all) its record once a second, not once per job. A model
+# deleted meanwhile through another process is seen at most this late (its jobs then fail
+# with unknown_model in the worker).
+READY_SECONDS = 1.0
+_ready: dict[tuple[str, str], tuple[float, dict]] = {}
+
+
 def ready_model(model_id: str, seconds: float) -> dict:
     """The record of a model jobs can use now: 503 while it is prepared, 409 when refused."""
+    key, now = (g.tenant, model_id), time.monotonic()
+    hit = _ready.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     record = wait_for_model(model_id, seconds)
     if record.get("status") in MODEL_WAITING:
         fail(503, "model_not_ready", NOT_READY.format(model_id), headers={"Retry-After": "2"})
     if record.get("status") == "refused":
         fail(409, "model_refused", f"model {model_id!r} was refused: "
              f"{(record.get('error') or {}).get('message', 'refused')}")
+    if len(_ready) > 1000:
+        _ready.clear()
+    _ready[key] = (now + READY_SECONDS, record)
     return record
 
 
@@ -171,5 +189,7 @@ def delete_model(model_id: str) -> tuple[str, int]:
         fail(403, "forbidden", "built-in models cannot be removed")
     record = model_record(model_id)
     backend().store.delete_model(record["id"], g.tenant)
+    for key in [k for k, (_, r) in _ready.items() if r.get("id") == record["id"]]:
+        _ready.pop(key, None)
     upload_path(backend().settings.data_dir, record["id"]).unlink(missing_ok=True)
     return "", 204

@@ -19,6 +19,7 @@ from tests.pipeline import start_worker, wait_ready, wait_until
 from tests.service.job_http import NS, encode, load_npy, poll, submit
 from tests.service.test_worker_death import other_database
 from tests.service.test_worker_safety import children
+from worker.contract import QUEUE
 
 MAX_IMAGES = 8  # the worker's CONVSCOPE_BATCH_MAX_IMAGES here
 BLOCKER = {"filters": list(range(8)), "steps": 200, "size": 64, "seed": 3}
@@ -189,3 +190,17 @@ def test_no_job_is_lost_through_two_workers(lone, tmp_path) -> None:
         assert 1 <= computations <= 500
     finally:
         stop_process_group(second)
+
+
+def test_jobs_waiting_together_cost_one_task_message(lone) -> None:
+    """Six jobs queued behind a busy worker, one batch key: one message reaches the broker
+    (the first job's); the worker's run of it computes all six."""
+    client, r, _ = lone
+    options = {"top_k": 2}  # a batch key no other test here uses
+    blocker, ids = behind_a_busy_worker(client, r, [{"images": images(1, s), "options": options}
+                                                    for s in range(6)])
+    assert r.llen(QUEUE) == 1, "one message for the six waiting jobs"
+    client.delete(f"/v1/jobs/{blocker}")
+    jobs = [poll(client, i, 180) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 6
+    assert [j["batch"] for j in jobs] == [6] * 6
