@@ -1,6 +1,7 @@
-"""One value per single-valued field: a form field or query parameter the API reads as one
-value (``model``, ``name``, ``wait``, ...) sent twice is refused with 400, instead of the
-first value being used silently (``image`` takes a list and may repeat).
+"""What a view with form input takes: a body sent as another media type than a form
+(``multipart/form-data``) is refused with 415; a form field or query parameter the API reads
+as one value (``model``, ``name``, ``wait``, ...) sent twice is refused with 400, instead of
+the first value being used silently (``image`` takes a list and may repeat).
 
 Runs after each blueprint's own hooks (the tenant check and the rate limit count a request
 before its body is read), for the views whose apiflask input schemas say what they take.
@@ -40,9 +41,14 @@ def _inputs(spec: dict[str, Any]) -> Iterator[tuple[str, Any, Callable[[str], in
 
 
 def refuse_repeated_fields() -> None:
-    """``before_request`` hook: 400 ``bad_request`` for a single-valued field given twice."""
+    """``before_request`` hook: 415 for a body that is not a form where a form is taken; 400
+    ``bad_request`` for a single-valued field given twice."""
     view = current_app.view_functions.get(request.endpoint or "")
-    for where, schema, count in _inputs(getattr(view, "_spec", None) or {}):
+    spec = getattr(view, "_spec", None) or {}
+    if spec.get("body") is not None and request.mimetype and request.mimetype not in FORMS:
+        fail(415, "unsupported_media_type", f"send the fields as multipart/form-data, not "
+             f"{request.mimetype}")
+    for where, schema, count in _inputs(spec):
         for key in _single_valued(schema):
             if (n := count(key)) > 1:
                 fail(400, "bad_request", f"{where} field {key!r} is given {n} times; it "

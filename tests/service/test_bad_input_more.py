@@ -139,3 +139,13 @@ def test_nesting_just_past_the_limit_is_refused() -> None:
     parse_options('{"a": ' + "[" * (MAX_OPTIONS_DEPTH - 1) + "]" * (MAX_OPTIONS_DEPTH - 1) + "}")
     with pytest.raises(OptionError, match="deeper"):
         parse_options('{"a": ' + "[" * MAX_OPTIONS_DEPTH + "]" * MAX_OPTIONS_DEPTH + "}")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/models"])
+def test_a_body_that_is_not_a_form_is_415(api_url: str, path: str) -> None:
+    with Connection(api_url) as conn:
+        conn.send("POST", path, b'{"model": "shapes", "kind": "filters"}',
+                  {"Content-Type": "application/json"})
+        body = assert_problem(conn.read(), 415, "unsupported_media_type")
+        assert "multipart/form-data" in body["detail"]
+        assert conn.get("/healthz").status == 200
