@@ -11,6 +11,7 @@ docker command, goes to build/compose/run/stack.log.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import socket
@@ -202,7 +203,7 @@ def test_a_killed_worker_container_leaves_its_job_to_the_other(stack: Stack, cli
 
     def received_a_job(container: str) -> bool:
         logs = stack.docker("logs", "--since", since, container)
-        return "convscope.run_job[" in logs.stdout + logs.stderr
+        return re.search(r"convscope\.run_\w+\[", logs.stdout + logs.stderr) is not None
 
     doomed = [c for c in workers if received_a_job(c)]
     assert len(doomed) == 1, doomed
