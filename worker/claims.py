@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from worker.store import EVENTS, NS, RUNNING, JobStore
+from worker.store import EVENTS, NS, RUNNING, STATS_TTL, JobStore
 
 LEASE_SECONDS = 10  # a dead owner's jobs are taken over this long after it stopped renewing
 RENEW_SECONDS = 3.0
@@ -35,6 +35,8 @@ if status == 'queued' then
   redis.call('ZADD', KEYS[6], ARGV[5], ARGV[4])
   local kind = cjson.decode(redis.call('HGET', KEYS[1], 'kind') or 'null')
   redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|running', 1)
+  redis.call('EXPIRE', KEYS[2], STATS_TTL)
+  redis.call('EXPIRE', KEYS[6], STATS_TTL)
   redis.call('PUBLISH', KEYS[3], 'running')
   if KEYS[5] ~= KEYS[1] then redis.call('LREM', KEYS[5], 0, ARGV[4]) end
   return 1
@@ -64,6 +66,7 @@ while #got < tonumber(ARGV[4]) do
   local over = images + n > tonumber(ARGV[7]) or pixels + p > tonumber(ARGV[8])
   if raw and cjson.decode(raw) == 'queued' and over then
     redis.call('LPUSH', KEYS[1], id)
+    redis.call('EXPIRE', KEYS[1], STATS_TTL)
     break
   end
   if raw and cjson.decode(raw) == 'queued' then
@@ -74,6 +77,8 @@ while #got < tonumber(ARGV[4]) do
     redis.call('ZADD', KEYS[3], ARGV[9], id)
     local kind = cjson.decode(redis.call('HGET', key, 'kind') or 'null')
     redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|running', 1)
+    redis.call('EXPIRE', KEYS[2], STATS_TTL)
+    redis.call('EXPIRE', KEYS[3], STATS_TTL)
     redis.call('PUBLISH', ARGV[6] .. id, 'running')
     table.insert(got, id)
   end
@@ -86,8 +91,9 @@ class Claims:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.owner = uuid.uuid4().hex
-        self._claim_one = store.r.register_script(_CLAIM_ONE)
-        self._claim_queued = store.r.register_script(_CLAIM_QUEUED)
+        ttl = str(STATS_TTL)
+        self._claim_one = store.r.register_script(_CLAIM_ONE.replace("STATS_TTL", ttl))
+        self._claim_queued = store.r.register_script(_CLAIM_QUEUED.replace("STATS_TTL", ttl))
 
     def claim(self, job: dict) -> int:
         """1: claimed (it was queued); 2: running (held by a worker, or, if its lease lapsed,

@@ -122,6 +122,7 @@ class FilterCache:
         pipe = self.r.pipeline(transaction=False)
         pipe.hincrby(STATS, "computed", computed)
         pipe.hincrby(STATS, "cached", cached)
+        pipe.expire(STATS, self.ttl)
         pipe.execute()
 
 

@@ -262,14 +262,16 @@ def describe_model(model_id: str) -> None:
     record.update(layers=layer_table(loaded.model), error=None,
                   default_layer=_default_layer(loaded.model),
                   num_classes=int(loaded.model.outputs[0].shape[-1]))
-    store.put_model(model_id, record)
+    if not store.put_model(model_id, record, replace_only=model_id not in BUILTIN):
+        _cache().upload_path(model_id).unlink(missing_ok=True)  # deleted meanwhile
 
 
 def _refuse(store: JobStore, record: dict, code: str, exc: Exception) -> None:
     """Record a refused model (it expires after ``refused_model_ttl``) and drop its file."""
     record.update(status="refused", error={"code": code, "message": str(exc)[:500]})
-    store.put_model(record["id"], record, ttl=get_settings().refused_model_ttl)
-    if record.get("tenant") is not None:
+    store.put_model(record["id"], record, ttl=get_settings().refused_model_ttl,
+                    replace_only=record["id"] not in BUILTIN)
+    if record.get("tenant") is not None or record.get("file"):
         _cache().upload_path(record["id"]).unlink(missing_ok=True)
 
 

@@ -15,14 +15,18 @@ from typing import Any, NamedTuple
 
 import redis
 
+from worker import idempotency
 from worker.contract import ACTIVE
-from worker.filter_cache import forget_model as forget_patterns
+from worker.model_records import ModelRecords
 
 NS = "convscope:v1"
 EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
 RUNNING = f"{NS}:running"  # sorted set: the jobs claimed and not ended (score: claim time)
 BATCH_KEYS = f"{NS}:batch_keys"  # the batch keys that have had jobs queued (for the sweeper)
 KICK_SECONDS = 5  # a batch key's pending-message marker lapses after this long
+# Counters (stats hashes) and the running set are refreshed on every write and expire when
+# nothing has been written for this long: no key convscope writes lives forever.
+STATS_TTL = 90 * 86400
 # KEYS: job hash, stats hash, event channel, running set. ARGV: new status, n, n (field, JSON
 # value) pairs set with it, then the statuses it may move from. Counts the move and publishes
 # it; a job that ends leaves the running set.
@@ -36,6 +40,7 @@ for i = 3 + 2 * n, #ARGV do if ARGV[i] == current then
   for j = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
   local kind = cjson.decode(redis.call('HGET', KEYS[1], 'kind') or 'null')
   redis.call('HINCRBY', KEYS[2], tostring(kind) .. '|' .. ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[2], STATS_TTL)
   redis.call('PUBLISH', KEYS[3], ARGV[1])
   if ARGV[1] ~= 'running' and ARGV[1] ~= 'queued' then
     redis.call('ZREM', KEYS[4], string.match(KEYS[1], '[^:]+$'))
@@ -43,6 +48,12 @@ for i = 3 + 2 * n, #ARGV do if ARGV[i] == current then
   return 1
 end end
 return 0
+""".replace("STATS_TTL", str(STATS_TTL))
+# KEYS: job hash. ARGV: field, JSON value pairs. Nothing for a job that is gone.
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
 """
 
 
@@ -68,7 +79,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class JobStore:
+class JobStore(ModelRecords):
     """Jobs, artifacts and model metadata in Redis (``client`` decodes nothing: bytes in/out)."""
 
     def __init__(self, client: redis.Redis, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400):
@@ -77,6 +88,7 @@ class JobStore:
         self.model_ttl = model_ttl
         self._transition = self.r.register_script(_TRANSITION)
         self._progress = self.r.register_script(_PROGRESS)
+        self._update = self.r.register_script(_UPDATE)
 
     @classmethod
     def from_url(cls, url: str, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400) -> JobStore:
@@ -117,36 +129,30 @@ class JobStore:
 
     def idempotent_job(self, tenant: str, idempotency_key: str | None) -> str | None:
         """The id of the live job this tenant created with this key, if any."""
-        if not idempotency_key:
-            return None
-        earlier = self.r.get(f"{NS}:idem:{tenant}:{idempotency_key}")
-        if earlier and self.r.exists(self.job_key(_text(earlier))):
-            return _text(earlier)
-        return None
+        return idempotency.earlier_job(self, NS, tenant, idempotency_key)
 
     # -- jobs ---------------------------------------------------------------------------
     def create_job(self, tenant: str, kind: str, model: str, layer: str | None, options: dict,
                    inputs: list[bytes], input_info: list[dict],
                    idempotency_key: str | None = None,
                    originals: list[bytes | None] | None = None,
-                   batch: str | None = None) -> NewJob:
+                   batch: str | None = None, fingerprint: str = "") -> NewJob:
         """Store a queued job and its input arrays (model-sized, and the originals where they
-        differ, for overlays); returns ``(id, created)``.
+        differ, for overlays); returns a :class:`NewJob`.
 
         With an idempotency key already used by this tenant, returns the earlier job's id
-        and ``created=False`` (nothing new is stored). A job with a ``batch`` key joins that
-        key's queue, and ``send`` says whether it must be sent a task message: only when no
-        message for the queue is pending (the key's marker, set here, is unset), so a stream
-        of jobs that can be computed together costs one message per batch, not one per job.
+        and ``created=False`` (nothing new is stored); with another request ``fingerprint``
+        than the first use's, raises ``IdempotencyKeyReused``. A job with a ``batch`` key
+        joins that key's queue, and ``send`` says whether it must be sent a task message:
+        only when no message for the queue is pending (the key's marker, set here, is unset),
+        so a stream of jobs that can be computed together costs one message per batch.
         """
         job_id = uuid.uuid4().hex
         if idempotency_key:
-            idem = f"{NS}:idem:{tenant}:{idempotency_key}"
-            if not self.r.set(idem, job_id, nx=True, ex=self.ttl):
-                earlier = self.idempotent_job(tenant, idempotency_key)
-                if earlier is not None:
-                    return NewJob(earlier, False, False)
-                self.r.set(idem, job_id, ex=self.ttl)
+            earlier = idempotency.claim(self, NS, tenant, idempotency_key, job_id,
+                                        fingerprint, self.ttl)
+            if earlier is not None:
+                return NewJob(earlier, False, False)
         now = time.time()
         record = {"id": job_id, "tenant": tenant, "kind": kind, "model": model, "layer": layer,
                   "options": options, "status": "queued", "progress": 0.0, "created": now,
@@ -165,6 +171,7 @@ class JobStore:
         pipe.zremrangebyscore(index, "-inf", now - self.ttl)
         pipe.expire(index, self.ttl)
         pipe.hincrby(f"{NS}:stats:jobs", f"{kind}|queued", 1)
+        pipe.expire(f"{NS}:stats:jobs", STATS_TTL)
         if batch:  # jobs that can share a model call wait in one list
             pipe.rpush(self.batch_queue(batch), job_id)
             pipe.expire(self.batch_queue(batch), self.ttl)
@@ -205,8 +212,10 @@ class JobStore:
         return f"{EVENTS}{job_id}"
 
     def update(self, job_id: str, **fields: Any) -> None:
+        """Set fields of a job that still exists (an expired job is not written again)."""
         if fields:
-            self.r.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+            self._update(keys=[self.job_key(job_id)],
+                         args=[x for k, v in fields.items() for x in (k, json.dumps(v))])
 
     def transition(self, job_id: str, status: str, allowed_from: tuple[str, ...],
                    pipe: redis.client.Pipeline | None = None, **fields: Any) -> bool:
@@ -251,6 +260,8 @@ class JobStore:
         pipe = self.r.pipeline()
         pipe.hincrbyfloat(f"{NS}:stats:duration_sum", kind, seconds)
         pipe.hincrby(f"{NS}:stats:duration_count", kind, jobs)
+        pipe.expire(f"{NS}:stats:duration_sum", STATS_TTL)
+        pipe.expire(f"{NS}:stats:duration_count", STATS_TTL)
         pipe.execute()
 
     def count_batch(self, kind: str, jobs: int) -> None:
@@ -258,6 +269,8 @@ class JobStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.hincrby(f"{NS}:stats:batch_runs", kind, 1)
         pipe.hincrby(f"{NS}:stats:batch_jobs", kind, jobs)
+        pipe.expire(f"{NS}:stats:batch_runs", STATS_TTL)
+        pipe.expire(f"{NS}:stats:batch_jobs", STATS_TTL)
         pipe.execute()
 
     def set_progress(self, job_ids: str | list[str], progress: float) -> None:
@@ -309,64 +322,6 @@ class JobStore:
 
     def get_artifact(self, job_id: str, name: str) -> bytes | None:
         return self.r.get(self.artifact_key(job_id, name))  # type: ignore[return-value]
-
-    # -- models ---------------------------------------------------------------------------
-    def put_model(self, model_id: str, record: dict, ttl: int | None = None) -> None:
-        """Store a model's record (``ttl`` default: ``model_ttl``); an upload is indexed
-        under its tenant (its name, when given, by :meth:`reserve_model_name`)."""
-        ttl = ttl or self.model_ttl
-        pipe = self.r.pipeline()
-        pipe.set(f"{NS}:model:{model_id}", json.dumps(record), ex=ttl)
-        tenant = record.get("tenant")
-        if tenant is not None:
-            pipe.sadd(f"{NS}:tenant:{tenant}:models", model_id)
-            pipe.expire(f"{NS}:tenant:{tenant}:models", self.model_ttl)
-        pipe.execute()
-
-    def reserve_model_name(self, tenant: str, name: str, model_id: str) -> str | None:
-        """Give ``name`` to ``model_id`` among the tenant's uploads. Returns None when done,
-        or the id of the live model that already has the name (a refused or expired holder
-        loses it)."""
-        key = f"{NS}:tenant:{tenant}:model_names"
-        if not self.r.hsetnx(key, name, model_id):
-            holder = _text(self.r.hget(key, name) or b"")
-            record = self.get_model(holder) if holder else None
-            if record is not None and record.get("status") != "refused":
-                return holder
-            self.r.hset(key, name, model_id)
-        self.r.expire(key, self.model_ttl)
-        return None
-
-    def get_model(self, model_id: str) -> dict | None:
-        raw = self.r.get(f"{NS}:model:{model_id}")
-        return json.loads(raw) if raw else None
-
-    def forget_model(self, model_id: str) -> None:
-        """Drop a built-in model's stored description (it is described again on next use)."""
-        self.r.delete(f"{NS}:model:{model_id}", f"{NS}:lock:describe:{model_id}")
-
-    def model_by_name(self, tenant: str, name: str) -> str | None:
-        """The id of this tenant's upload called ``name``, if any."""
-        raw = self.r.hget(f"{NS}:tenant:{tenant}:model_names", name)
-        return _text(raw) if raw else None
-
-    def delete_model(self, model_id: str, tenant: str) -> None:
-        """Remove an upload's record, indexes and cached filter patterns."""
-        record = self.get_model(model_id) or {}
-        self.r.delete(f"{NS}:model:{model_id}")
-        forget_patterns(self.r, model_id)
-        self.forget_tenant_model(tenant, model_id, record.get("name"))
-
-    def forget_tenant_model(self, tenant: str, model_id: str, name: str | None = None) -> None:
-        """Drop a deleted or expired upload from the tenant's indexes."""
-        self.r.srem(f"{NS}:tenant:{tenant}:models", model_id)
-        names = f"{NS}:tenant:{tenant}:model_names"
-        for key, value in self.r.hgetall(names).items():
-            if _text(value) == model_id and (name is None or _text(key) == name):
-                self.r.hdel(names, key)
-
-    def tenant_models(self, tenant: str) -> list[str]:
-        return sorted(_text(m) for m in self.r.smembers(f"{NS}:tenant:{tenant}:models"))
 
     def claim(self, name: str, seconds: int) -> bool:
         """A short-lived lock (e.g. "someone is describing model X")."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from worker.contract import TASK_RUN_BATCH, TASK_RUN_JOB
-from worker.store import BATCH_KEYS, KICK_SECONDS, NS, RUNNING, JobStore
+from worker.store import BATCH_KEYS, KICK_SECONDS, NS, RUNNING, STATS_TTL, JobStore
 
 log = logging.getLogger("convscope.worker")
 MAX_ATTEMPTS = 3  # a job whose worker died this many times fails with worker_lost
@@ -48,11 +48,13 @@ if attempts >= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'status', '"failed"', 'finished', ARGV[3],
              'error', cjson.encode(err))
   redis.call('HINCRBY', KEYS[4], tostring(kind) .. '|failed', 1)
+  redis.call('EXPIRE', KEYS[4], STATS_TTL)
   redis.call('PUBLISH', KEYS[5], 'failed')
   return 2
 end
 redis.call('HSET', KEYS[1], 'status', '"queued"', 'started', 'null', 'progress', '0.0')
 redis.call('HINCRBY', KEYS[4], tostring(kind) .. '|requeued', 1)
+redis.call('EXPIRE', KEYS[4], STATS_TTL)
 redis.call('PUBLISH', KEYS[5], 'queued')
 return 1
 """
@@ -63,7 +65,7 @@ Send = Callable[..., object]  # Celery's ``app.send_task(name, args=[...])``
 class Sweeper:
     def __init__(self, store: JobStore, send: Send, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.store, self.send, self.max_attempts = store, send, max_attempts
-        self._requeue = store.r.register_script(_REQUEUE)
+        self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL)))
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns what it did (``requeued``, ``lost``, ``kicked``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 
@@ -27,6 +28,7 @@ from worker.contract import (
     TASK_RUN_JOB,
     TERMINAL,
 )
+from worker.idempotency import IdempotencyKeyReused
 from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
@@ -116,10 +118,17 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     be = backend()
     model, row, options, (arrays, originals, infos) = _validated(form)
-    job_id, created, send = be.store.create_job(
-        g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
-        idempotency_key=request.headers.get("Idempotency-Key"), originals=originals,
-        batch=batch_key(form["kind"], model["id"], row["name"], options))
+    key = request.headers.get("Idempotency-Key")
+    try:
+        job_id, created, send = be.store.create_job(
+            g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
+            idempotency_key=key, originals=originals,
+            batch=batch_key(form["kind"], model["id"], row["name"], options),
+            fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
+                                     arrays) if key else "")
+    except IdempotencyKeyReused:
+        fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before with "
+             "a different request; use a new key for a new job")
     if send:  # a job joining a batch queue whose message is on its way needs none
         be.enqueue(TASK_RUN_JOB, job_id)
     location = {"Location": f"/v1/jobs/{job_id}"}
@@ -128,6 +137,14 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
         return public(job), (200 if job["status"] in TERMINAL else 202), location
     return {"id": job_id, "status": "queued" if created else _own_job(job_id)["status"]}, 202, \
         location
+
+
+def _fingerprint(kind: str, model: str, layer: str, options: dict, arrays: list[bytes]) -> str:
+    """What makes two submissions the same request: kind, model, layer, options, images."""
+    digest = hashlib.sha256(json.dumps([kind, model, layer, options], sort_keys=True).encode())
+    for array in arrays:
+        digest.update(hashlib.sha256(array).digest())
+    return digest.hexdigest()[:32]
 
 
 def _wait(job_id: str, seconds: float) -> dict:

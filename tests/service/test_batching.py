@@ -204,3 +204,25 @@ def test_jobs_waiting_together_cost_one_task_message(lone) -> None:
     jobs = [poll(client, i, 180) for i in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 6
     assert [j["batch"] for j in jobs] == [6] * 6
+
+
+KOMBU_KEYS = ("convscope", "unacked", "unacked_index", "unacked_mutex")  # the broker's own
+
+
+def test_no_key_is_left_without_a_ttl(lone) -> None:
+    """After jobs of every kind ran (batched, alone, canceled, failed), every key in the
+    database expires, but the broker's own (kombu's queue and unacked bookkeeping)."""
+    client, r, _ = lone
+    blocker, ids = behind_a_busy_worker(client, r, [
+        {"images": images(1, 1)}, {"images": images(2, 2)},
+        {"kind": "activations", "layer": "conv1", "images": images(1, 3)},
+        {"kind": "explain", "layer": "conv1", "images": images(1, 4),
+         "options": {"filter": 0, "y": 3, "x": 3}}])
+    client.delete(f"/v1/jobs/{ids[1]}")
+    r.delete(f"{NS}:job:{ids[2]}:input:0")  # this one fails
+    client.delete(f"/v1/jobs/{blocker}")
+    jobs = [poll(client, i, 180) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded", "canceled", "failed", "succeeded"]
+    forever = [k.decode() for k in r.scan_iter()
+               if r.ttl(k) == -1 and not k.decode().startswith(KOMBU_KEYS + ("_kombu.",))]
+    assert forever == []

@@ -178,3 +178,19 @@ def test_idempotency_key_returns_the_same_job(client, r: redis.Redis) -> None:
                    headers={"Idempotency-Key": uuid.uuid4().hex})
     assert other.get_json()["id"] != job_id
     assert poll(client, other.get_json()["id"])["status"] == "succeeded"
+
+
+def test_an_idempotency_key_reused_for_another_job_is_422(client, r: redis.Redis) -> None:
+    key = uuid.uuid4().hex
+    first = submit(client, "activations", [encode(np.full((64, 64, 3), 40, np.uint8))],
+                   layer="conv1", headers={"Idempotency-Key": key})
+    assert first.status_code == 202
+    before = QueueCount.read(r)
+    for other in ({"images": [encode(np.full((64, 64, 3), 41, np.uint8))], "layer": "conv1"},
+                  {"images": [encode(np.full((64, 64, 3), 40, np.uint8))], "layer": "conv2"}):
+        res = submit(client, "activations", other["images"], layer=other["layer"],
+                     headers={"Idempotency-Key": key})
+        assert res.status_code == 422, res.get_json()
+        assert res.get_json()["code"] == "idempotency_key_reused"
+        assert res.headers["Content-Type"] == "application/problem+json"
+    assert QueueCount.read(r) == before  # nothing stored, nothing queued

@@ -44,8 +44,12 @@ class Records:
     def get_model(self, model_id: str) -> dict | None:
         return self.models.get(model_id)
 
-    def put_model(self, model_id: str, record: dict, ttl: int | None = None) -> None:
+    def put_model(self, model_id: str, record: dict, ttl: int | None = None,
+                  replace_only: bool = False) -> bool:
+        if replace_only and model_id not in self.models:
+            return False
         self.models[model_id] = {**record, "ttl": ttl}
+        return True
 
 
 @pytest.fixture()

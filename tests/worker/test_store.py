@@ -251,3 +251,60 @@ def test_tenant_jobs_newest_first(store: JobStore, db: redis.Redis, tenant: str)
     assert other not in {j["id"] for j in listed}
     expire_now(db, store.job_key(made[1]))
     assert [j["id"] for j in store.tenant_jobs(tenant)] == [made[3], made[2], made[0]]
+
+
+def test_a_model_deleted_while_validated_stays_deleted(store: JobStore, db: redis.Redis,
+                                                        tenant: str) -> None:
+    """The worker's write after validation replaces a record; it never brings one back."""
+    record = {"id": "m1", "tenant": tenant, "status": "validating"}
+    store.put_model("m1", record)
+    assert store.put_model("m1", {**record, "status": "ready"}, replace_only=True)
+    assert store.get_model("m1")["status"] == "ready"
+    store.delete_model("m1", tenant)
+    assert not store.put_model("m1", {**record, "status": "ready"}, replace_only=True)
+    assert store.get_model("m1") is None
+    assert "m1" not in store.tenant_models(tenant)
+
+
+def test_simultaneous_first_uses_of_a_key_make_one_job(store: JobStore, tenant: str) -> None:
+    """8 requests with one new key at once (a client retrying over 8 connections): one job,
+    and all 8 answers name it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    for _ in range(10):
+        key, start = uuid.uuid4().hex, Barrier(8)
+
+        def use(_: int, key: str = key, start: Barrier = start) -> tuple[str, bool]:
+            start.wait()
+            return store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"x"], [{}],
+                                    idempotency_key=key, fingerprint="same")[:2]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(use, range(8)))
+        assert len({job_id for job_id, _ in answers}) == 1, answers
+        assert sum(created for _, created in answers) == 1
+
+
+def test_a_key_reused_for_another_request_is_refused(store: JobStore, tenant: str) -> None:
+    from worker.idempotency import IdempotencyKeyReused
+
+    key = uuid.uuid4().hex
+    first = store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"x"], [{}],
+                             idempotency_key=key, fingerprint="request-a")
+    again = store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"x"], [{}],
+                             idempotency_key=key, fingerprint="request-a")
+    assert again[:2] == (first.id, False)
+    with pytest.raises(IdempotencyKeyReused):
+        store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"y"], [{}],
+                         idempotency_key=key, fingerprint="request-b")
+
+
+def test_writes_after_a_job_expired_recreate_nothing(store: JobStore, db: redis.Redis,
+                                                     tenant: str) -> None:
+    job_id, _ = new_job(store, tenant)
+    expire_now(db, store.job_key(job_id))
+    store.set_progress(job_id, 0.5)
+    store.update(job_id, status="running")
+    assert not store.transition(job_id, "succeeded", ("queued", "running"))
+    assert not db.exists(store.job_key(job_id))
