@@ -73,7 +73,7 @@ ERROR_TEXT = {
 RETRY_AFTER = {"description": "seconds to wait before retrying", "required": True,
                "schema": {"type": "integer", "minimum": 0}}
 LOCATION = {"description": "the new resource", "required": True, "schema": {"type": "string"}}
-TENANT_PREFIXES = ("/v1/jobs", "/v1/models")
+TENANT_FREE = ("/v1/contract",)  # /v1 paths that need no API key
 REDIS_FREE = {("get", "/healthz"), ("get", "/v1/contract")}
 
 
@@ -208,9 +208,11 @@ class SpecExtras:
         self.body(method, path, operation)
         errors = set(ERRORS.get((method, path), ()))
         errors |= {int(s) for s in responses if s[0] in "45"}
+        if method == "post" and path.startswith("/v1/"):  # forms: bodies, sizes, rate limit
+            errors |= {400, 413, 415, 429}
         if (method, path) not in REDIS_FREE:
             errors.add(503)
-        if path.startswith(TENANT_PREFIXES) and self.keyed:
+        if path.startswith("/v1/") and path not in TENANT_FREE and self.keyed:
             errors.add(401)
             operation["security"] = [{"bearer": []}]
         if path == "/metrics":
