@@ -18,7 +18,7 @@ import keras
 from models.cifar_cnn import CIFAR10_CLASSES, build_cifar_cnn
 from models.keras_internals import seeded_weights
 from models.preprocess import check_mode
-from models.safe_load import check_image_model, load_keras_file
+from models.safe_load import ArchiveLimits, check_image_model, load_keras_file
 
 # id -> (keras.applications constructor name, preprocess mode)
 APPLICATIONS: dict[str, tuple[str, str]] = {
@@ -151,9 +151,11 @@ def load_shapes(data_dir: str | os.PathLike,
 
 
 def load_uploaded(path: str | os.PathLike, model_id: str, name: str, preprocess: str = "raw",
-                  classes: list[str] | None = None, max_bytes: int = 200 * 2**20) -> LoadedModel:
-    """An uploaded ``.keras`` file, loaded safely (see :mod:`models.safe_load`)."""
-    model = load_keras_file(path, max_bytes=max_bytes)
+                  classes: list[str] | None = None, max_bytes: int = 200 * 2**20,
+                  limits: ArchiveLimits | None = None) -> LoadedModel:
+    """An uploaded ``.keras`` file, loaded safely (see :mod:`models.safe_load`) within the
+    archive ``limits`` (default: :class:`ArchiveLimits`' own)."""
+    model = load_keras_file(path, max_bytes=max_bytes, limits=limits)
     info = ModelInfo(model_id, name, _input_shape(model), classes, "upload", check_mode(preprocess))
     return LoadedModel(model, info)
 

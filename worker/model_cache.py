@@ -21,7 +21,7 @@ from models.zoo import (
     model_files,
 )
 from worker.settings import Settings
-from worker.uploads import upload_path
+from worker.uploads import archive_limits, upload_path
 
 
 class ModelCache:
@@ -44,7 +44,7 @@ class ModelCache:
             raise UnknownModelError(f"unknown model {model_id!r}")
         return load_uploaded(self.upload_path(model_id), model_id, record.get("name", model_id),
                              record.get("preprocess", "raw"), record.get("classes"),
-                             self.settings.max_model_bytes)
+                             self.settings.max_model_bytes, archive_limits(self.settings))
 
     def _stamp(self, model_id: str) -> tuple:
         """The files a built-in model is loaded from, with their mtimes (weights given or

@@ -9,6 +9,7 @@ the model cache, the loader and the files are the real ones.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from collections.abc import Callable
@@ -157,3 +158,20 @@ def test_limits_from_the_environment_refuse_a_model(tmp_path: Path) -> None:
     with pytest.raises(ArchiveLimitError, match=r"config.json nests .* the limit is 3"):
         load_keras_file(path, limits=limits)
     assert load_keras_file(path, limits=archive_limits(Settings.from_env({}))) is not None
+
+
+def test_the_worker_applies_the_configured_limits(worker, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A legitimate archive refused once the member limit is set below its member count:
+    the settings reach the loader through the worker's model cache."""
+    settings, records = worker
+    tight = dataclasses.replace(settings, max_model_members=2)
+    cache = ModelCache(tight, records.get_model)
+    monkeypatch.setattr(runner, "_cache", lambda: cache)
+    monkeypatch.setattr(runner, "get_settings", lambda: tight)
+    path = _upload(tight, records, legit_archive)
+    runner.describe_model(MODEL_ID)
+    record = records.get_model(MODEL_ID)
+    assert record["status"] == "refused" and record["error"]["code"] == "invalid_model"
+    assert re.search(r"members; the limit is 2", record["error"]["message"]), record["error"]
+    assert not path.exists()
