@@ -118,10 +118,13 @@ def test_security_follows_the_configuration() -> None:
 @pytest.fixture()
 def keyed_api(settings: Settings, worker, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """gunicorn against the session's Redis and worker, with a fresh tenant's key and an
-    operator key; ``?wait`` capped at 2 s so generated waits stay short."""
+    operator key; ``?wait`` capped at 2 s so generated waits stay short. Its uploads land in
+    ``tmp_path`` (the generated files are no models: the worker, not finding them, refuses
+    them as it would refuse them after reading them), not in the repository's data."""
     tenant, operator = uuid.uuid4().hex, uuid.uuid4().hex
     env = worker_env(settings)
-    env.update({"CONVSCOPE_API_KEYS": tenant, METRICS_KEY: operator, "CONVSCOPE_MAX_WAIT": "2"})
+    env.update({"CONVSCOPE_API_KEYS": tenant, METRICS_KEY: operator, "CONVSCOPE_MAX_WAIT": "2",
+                "CONVSCOPE_DATA_DIR": str(tmp_path / "data")})
     with serve_api(env, tmp_path / "api.log") as url:
         yield url, tenant, operator
 
