@@ -4,9 +4,6 @@ else.
 
 * ``use_after_free`` after ``DELETE /v1/jobs/{id}``: that DELETE *cancels* a job (the
   architecture's contract); the job stays readable, as ``canceled``, until its TTL.
-* ``use_after_free`` after ``DELETE /v1/models/{id}`` where the model reads back ``refused``:
-  a known race in the worker (an upload deleted while a worker describes it is stored again
-  as refused, ``worker/runner.py``), reported to its owner; anything else still fails.
 * ``negative_data_rejection`` for a type change of a free-text multipart field (a number
   sent as ``name``): multipart has no types, the part on the wire is text, which the field
   takes. Schemathesis re-checks such bodies itself, but not when a file part is present.
@@ -34,20 +31,11 @@ def _free_text_field(case: Any, name: str) -> bool:
         not any(key in schema for key in CONSTRAINTS)
 
 
-def _refused(response: Any) -> bool:
-    try:
-        return response.json().get("status") == "refused"
-    except ValueError:
-        return False
-
-
 @schemathesis.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
     """True keeps the failure."""
     if isinstance(failure, UseAfterFree):
         if failure.free.startswith("DELETE /v1/jobs/"):
-            return False
-        if failure.free.startswith("DELETE /v1/models/") and _refused(response):
             return False
     if isinstance(failure, AcceptedNegativeData):
         found = MUTATED.search(failure.message)
