@@ -3,6 +3,7 @@ app, and :func:`backend` to reach them from a request."""
 
 from __future__ import annotations
 
+import redis
 from apiflask import APIFlask
 from celery import Celery
 from flask import current_app
@@ -12,14 +13,25 @@ from worker.celery_app import make_celery
 from worker.settings import Settings
 from worker.store import JobStore
 
+REDIS_CONNECTIONS = 64  # per API process
+REDIS_WAIT_SECONDS = 20.0  # longest a request waits for a free connection
+
 
 class Backend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = JobStore.from_url(settings.broker_url, settings.result_ttl,
-                                       settings.model_ttl)
+        # Many requests wait at once (greenlets: long-polls, event streams): they share a
+        # bounded set of connections, and one that finds them all busy waits its turn
+        # instead of failing with "Too many connections".
+        # Timeouts: a Redis that hangs (not one that refuses) gives 503s, not hung requests.
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.broker_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS,
+            socket_connect_timeout=2, socket_timeout=10)
+        self.store = JobStore(redis.Redis(connection_pool=pool), settings.result_ttl,
+                              settings.model_ttl)
         self.celery: Celery = make_celery(settings)
-        self.events = JobEvents(self.store.r)
+        # The event listener blocks reading its subscription: a client of its own, no timeout.
+        self.events = JobEvents(redis.Redis.from_url(settings.broker_url))
 
     def enqueue(self, task: str, *args: str) -> None:
         self.celery.send_task(task, args=list(args))
