@@ -34,7 +34,8 @@ ARG PIP_EXTRA_INDEX_URL
 
 WORKDIR /app
 # The dependencies alone first, from pyproject.toml: a code change does not download
-# TensorFlow again.
+# TensorFlow again. pip trusts the system's CA bundle (which holds any local CA the base image
+# carries: see deploy/base-image.sh), not its own copy of Mozilla's.
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/venv \
     && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \

@@ -41,12 +41,15 @@ start() {
     echo $! >"$pidfile"
     for _ in $(seq 60); do
         answers && exit 0
-        kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            rm -f "$pidfile"
+            reason=$(grep -i -m1 -E 'fatal|error|fail|unknown|denied' "$log" || tail -1 "$log")
+            why_not "dockerd exited: $(echo "$reason" | cut -c1-200) (see $log)"
+        fi
         sleep 1
     done
-    reason=$(grep -i -m1 -E 'level=(fatal|error)|failed to start' "$log" | cut -c1-200)
-    stop >/dev/null 2>&1
-    why_not "dockerd did not start: ${reason:-no answer within 60 s} (see $log)"
+    stop
+    why_not "dockerd gave no answer within 60 s (see $log)"
 }
 
 stop() {
