@@ -6,7 +6,7 @@
 # cores) into /data, which seeds the data volume on first start; with 0 a worker trains it on
 # first use instead (or a trained one is copied into the volume, as the compose test does).
 ARG BASE_IMAGE=debian:bookworm-slim
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS system
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -28,24 +28,30 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     CONVSCOPE_DATA_DIR=/data
 
+# The runtime dependencies alone, read from pyproject.toml: the layer that installs them is
+# rebuilt only when they change (not for test extras or tool settings).
+FROM system AS requirements
+COPY pyproject.toml /tmp/
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt
+
+FROM system
 # pip's index, when it is not PyPI (build args only; nothing is kept in the image).
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 
 WORKDIR /app
-# The dependencies alone first, from pyproject.toml: a code change does not download
-# TensorFlow again. pip trusts the system's CA bundle (which holds any local CA the base image
-# carries: see deploy/base-image.sh), not its own copy of Mozilla's.
-COPY pyproject.toml ./
+# Dependencies first, so that a code change does not download TensorFlow again. pip trusts
+# the system's CA bundle (which holds any local CA the base image carries: see
+# deploy/base-image.sh), not its own copy of Mozilla's.
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
-    && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
     && PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir \
         -r /tmp/requirements.txt flower \
     && rm /tmp/requirements.txt
 
 # The code, installed in place (the UI's static files are served from service/static).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY models ./models
 COPY worker ./worker
 COPY service ./service
