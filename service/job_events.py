@@ -61,8 +61,8 @@ class JobEvents:
 
     def _listen(self) -> None:
         while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(f"{EVENTS}*")
                 self.subscribed.set()
                 self._wake()  # anything missed while (re)connecting is read again
@@ -74,4 +74,12 @@ class JobEvents:
                 if self.subscribed.is_set():  # say it once per outage
                     log.warning("job event subscription lost (%s); reconnecting", exc)
                 self.subscribed.clear()
-                threading.Event().wait(0.5)
+            finally:
+                # Closed here, by this thread: a dropped subscription left to the garbage
+                # collector is closed by whichever thread collects it, which can wait forever
+                # on the connection pool's lock at interpreter exit.
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001 - already broken; nothing to release
+                    pass
+            threading.Event().wait(0.5)

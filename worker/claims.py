@@ -46,8 +46,10 @@ return 0
 """
 
 # KEYS: the batch queue, the stats hash, the running set. ARGV: owner, lease seconds, start
-# time (JSON), most jobs, key prefix, event channel prefix, most images, most pixels, now. A
-# job that would pass a cap goes back to the head of the queue for the next batch.
+# time (JSON), most jobs, key prefix, event channel prefix, most images, most pixels, now,
+# "1" when the batch has no job yet. A job that would pass a cap goes back to the head of the
+# queue for the next batch, but the first job of a batch is taken whatever its size (it
+# would not fit any other batch either).
 _CLAIM_QUEUED = """
 local got = {}
 local images = 0
@@ -64,6 +66,7 @@ while #got < tonumber(ARGV[4]) do
     p = p + size[1] * size[2]
   end
   local over = images + n > tonumber(ARGV[7]) or pixels + p > tonumber(ARGV[8])
+  if ARGV[10] == '1' and #got == 0 then over = false end  -- a batch takes at least one job
   if raw and cjson.decode(raw) == 'queued' and over then
     redis.call('LPUSH', KEYS[1], id)
     redis.call('EXPIRE', KEYS[1], STATS_TTL)
@@ -107,16 +110,17 @@ class Claims:
                                                     json.dumps(now), job_id, now]))
 
     def claim_companions(self, batch_key: str, most: int, images: int,
-                         pixels: int) -> list[str]:
+                         pixels: int, first: bool = False) -> list[str]:
         """Claim up to ``most`` queued jobs with at most ``images`` images and ``pixels``
         input pixels in all, in queue order, waiting under ``batch_key`` (canceled ones and
-        ones already taken are skipped)."""
-        if most <= 0 or images <= 0 or pixels <= 0:
+        ones already taken are skipped). With ``first`` (the batch has no job yet), the
+        first job is taken even when it alone passes the caps."""
+        if most <= 0 or (not first and (images <= 0 or pixels <= 0)):
             return []
         got = self._claim_queued(
             keys=[self.store.batch_queue(batch_key), f"{NS}:stats:jobs", RUNNING],
             args=[self.owner, LEASE_SECONDS, json.dumps(time.time()), most, f"{NS}:", EVENTS,
-                  images, pixels, time.time()])
+                  images, pixels, time.time(), "1" if first else "0"])
         return [i.decode() if isinstance(i, bytes) else str(i) for i in got]
 
     def leased(self, job_id: str) -> bool:

@@ -127,7 +127,7 @@ def _gather(store: JobStore, claims: Claims, key: str, first: dict | None) -> li
     images = settings.batch_max_images - len(inputs)
     pixels = settings.batch_max_pixels - sum(h * w for h, w in
                                              (i.get("resized_size", (0, 0)) for i in inputs))
-    ids = claims.claim_companions(key, room, images, pixels)
+    ids = claims.claim_companions(key, room, images, pixels, first=first is None)
     if settings.batch_delay_ms > 0 and len(ids) < room:
         time.sleep(settings.batch_delay_ms / 1000)
         used = sum(len((store.get_job(i) or {}).get("inputs") or []) for i in ids)
@@ -173,7 +173,7 @@ def _compute(store: JobStore, claims: Claims, key: str | None, first: dict | Non
                 _run_jobs(store, jobs)
         finally:
             store.record_duration(jobs[0]["kind"], time.monotonic() - started, len(jobs))
-    if key and store.r.llen(store.batch_queue(key)) and \
+    if key and jobs and store.r.llen(store.batch_queue(key)) and \
             store.r.set(store.kick_key(key), b"1", nx=True, ex=KICK_SECONDS):
         send(TASK_RUN_BATCH, args=[key])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -25,25 +26,35 @@ MAX_IMAGES = 8  # the worker's CONVSCOPE_BATCH_MAX_IMAGES here
 BLOCKER = {"filters": list(range(8)), "steps": 200, "size": 64, "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def lone(settings, tmp_path_factory):
-    """(Flask test client, redis, worker process) on Redis database 8, one worker child."""
+@contextmanager
+def own_worker(settings, folder, db: int, **env: str):
+    """(Flask test client, redis, worker process) on Redis database ``db``, one worker
+    child with ``env`` in its environment."""
     from service.app import create_app
 
-    own = dataclasses.replace(settings, redis_url=other_database(settings.redis_url, 8))
+    own = dataclasses.replace(settings, redis_url=other_database(settings.redis_url, db))
     r = redis.Redis.from_url(own.redis_url)
     r.flushdb()
-    os.environ["CONVSCOPE_BATCH_MAX_IMAGES"] = str(MAX_IMAGES)  # the worker's environment
+    os.environ.update(env)  # the worker's environment
     try:
-        proc = start_worker(own, tmp_path_factory.mktemp("batching") / "worker.log", 1)
+        proc = start_worker(own, folder / "worker.log", 1)
     finally:
-        del os.environ["CONVSCOPE_BATCH_MAX_IMAGES"]
+        for name in env:
+            del os.environ[name]
     try:
         wait_ready(r, timeout=180)
         yield create_app(own).test_client(), r, proc
     finally:
         stop_process_group(proc)
         r.flushdb()
+
+
+@pytest.fixture(scope="module")
+def lone(settings, tmp_path_factory):
+    """Database 8, one worker child, batches of at most ``MAX_IMAGES`` images."""
+    with own_worker(settings, tmp_path_factory.mktemp("batching"), 8,
+                    CONVSCOPE_BATCH_MAX_IMAGES=str(MAX_IMAGES)) as handles:
+        yield handles
 
 
 def images(n: int, seed: int) -> list[np.ndarray]:
@@ -226,3 +237,17 @@ def test_no_key_is_left_without_a_ttl(lone) -> None:
     forever = [k.decode() for k in r.scan_iter()
                if r.ttl(k) == -1 and not k.decode().startswith(KOMBU_KEYS + ("_kombu.",))]
     assert forever == []
+
+
+def test_a_job_larger_than_the_pixel_cap_still_runs(settings, tmp_path) -> None:
+    """With batches capped at one 64×64 image's pixels, jobs of two images each pass the cap
+    alone: each still runs (as a batch of its own), none waits forever."""
+    with own_worker(settings, tmp_path, 9, CONVSCOPE_BATCH_MAX_PIXELS="4096") as (client, r, _):
+        before = runs(r, "gradcam")
+        blocker, ids = behind_a_busy_worker(client, r, [{"images": images(2, s)}
+                                                        for s in range(3)])
+        client.delete(f"/v1/jobs/{blocker}")
+        jobs = [poll(client, i, 180) for i in ids]
+        assert [(j["status"], j["batch"]) for j in jobs] == [("succeeded", 1)] * 3
+        assert runs(r, "gradcam") == (before[0] + 3, before[1] + 3)
+        assert r.llen(QUEUE) == 0  # no message left going round
