@@ -40,6 +40,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_default_queue=QUEUE,
         broker_transport_options={"visibility_timeout": max(3600, settings.time_limit * 2)},
         broker_connection_retry_on_startup=True,
+        # Broker connection lost: running tasks are canceled (their jobs' leases lapse and
+        # the sweeper queues them again) rather than run twice when messages come back.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         # Task events cost a Redis publish per task state; Flower turns them on itself.
         worker_send_task_events=settings.task_events,

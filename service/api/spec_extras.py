@@ -65,7 +65,9 @@ ERROR_TEXT = {
     413: "Body, image or model file too large (`payload_too_large`, `image_too_large`)",
     414: "Request URI too long (`uri_too_long`)",
     415: "The body is not `multipart/form-data` (`unsupported_media_type`)",
-    422: "The uploaded model was refused by a worker (`unsafe_model`, `invalid_model`)",
+    422: "The uploaded model was refused by a worker (`unsafe_model`, `invalid_model`), or "
+         "an `Idempotency-Key` was used before with a different request "
+         "(`idempotency_key_reused`)",
     429: "Too many new jobs or uploads (`rate_limited`); wait `Retry-After` seconds",
     503: "Redis unreachable (`store_unavailable`) or the model is still being prepared "
          "(`model_not_ready`); retry after `Retry-After` seconds",
@@ -142,7 +144,7 @@ BODY_EXAMPLES = {("post", "/v1/jobs"): {  # a job that works on the built-in mod
 ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/metrics"): (401, 403),
     ("get", "/v1/jobs"): (400,),
-    ("post", "/v1/jobs"): (400, 404, 409, 413, 415, 429),
+    ("post", "/v1/jobs"): (400, 404, 409, 413, 415, 422, 429),
     ("get", "/v1/jobs/{job_id}"): (400, 404),
     ("delete", "/v1/jobs/{job_id}"): (404,),
     ("get", "/v1/jobs/{job_id}/events"): (404,),
