@@ -8,6 +8,7 @@ The timeouts below only bound a failure; nothing here measures how fast an answe
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -41,7 +42,10 @@ def test_waiters_and_slow_clients_starve_nobody(settings, worker, tmp_path) -> N
         slow = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "  # headers never finished
         with open_connections(url, WAITERS, poll) as waiters, \
                 open_connections(url, SLOW_HEADERS, slow):
+            started = time.perf_counter()
             assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+            print(f"\n/healthz with {WAITERS} long-polls and {SLOW_HEADERS} slow-header "
+                  f"connections open: {1000 * (time.perf_counter() - started):.0f} ms")
             job = requests.post(f"{url}/v1/jobs?wait=60", timeout=60, data={
                 "model": "shapes", "kind": "filters", "layer": "conv1",
                 "options": '{"filters": [0], "steps": 2}'})
