@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
@@ -232,6 +233,16 @@ def _finished(job: dict, ctx: JobContext, result: dict, artifacts: dict,
 def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
     """Report any failure on the job; re-raise what is not an ``Exception`` (a time limit,
     a shutdown) after recording it."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, SystemExit,
+                        KeyboardInterrupt)):
+        # Not the job's fault: Redis went away mid-job, or the worker is being stopped (a
+        # cold shutdown, or Celery canceling tasks when it lost the broker). The job stays
+        # running, its lease is dropped when this run ends, and the sweeper queues it again
+        # (attempts counted).
+        log.warning("job %s interrupted (%r); it will be queued again", job["id"], exc)
+        if not isinstance(exc, Exception):
+            raise exc
+        return
     code = _error_code(exc)
     if code == "internal_error":
         log.exception("job %s failed", job["id"], exc_info=exc)

@@ -24,18 +24,19 @@ from worker.settings import Settings
 PROBLEM = "application/problem+json"
 
 
-def start_redis_on(port: int, folder: Path) -> subprocess.Popen:
-    """``redis-server`` on ``port`` with an append-only file fsynced on every write."""
+def start_redis_on(port: int, folder: Path, fsync: str = "always") -> subprocess.Popen:
+    """``redis-server`` on ``port`` with an append-only file (fsync ``always`` or
+    ``everysec``), once it answers and has loaded its data."""
     folder.mkdir(parents=True, exist_ok=True)
     proc = spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                  "--dir", str(folder), "--appendonly", "yes", "--appendfsync", "always",
+                  "--dir", str(folder), "--appendonly", "yes", "--appendfsync", fsync,
                   "--save", ""], log=folder / "redis.log")
     client = redis.Redis(port=port)
 
     def answers() -> bool:
         try:
-            return bool(client.ping())
-        except redis.ConnectionError:
+            return bool(client.ping()) and not client.info("persistence").get("loading")
+        except redis.RedisError:
             assert proc.poll() is None, (folder / "redis.log").read_text()[-2000:]
             return False
 

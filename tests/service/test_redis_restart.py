@@ -15,28 +15,17 @@ from pathlib import Path
 
 import redis
 
-from service.launcher import free_port, redis_server_binary, spawn, stop
+from service.launcher import free_port, stop
 from tests.pipeline import start_worker, wait_ready, wait_until
 from tests.service.job_http import encode, poll, submit
+from tests.service.test_redis_outage import start_redis_on
 
 AOF_WINDOW = 1.5  # appendfsync everysec: at most the last second is lost on a kill
 
 
 def redis_on(port: int, folder: Path) -> subprocess.Popen:
-    folder.mkdir(parents=True, exist_ok=True)
-    proc = spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                  "--dir", str(folder), "--appendonly", "yes", "--appendfsync", "everysec",
-                  "--save", ""], log=folder / "redis.log")
-    client = redis.Redis(port=port)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping()) and not client.info("persistence").get("loading")
-        except redis.RedisError:
-            return False
-
-    wait_until(answers, 30, f"redis-server on port {port}")
-    return proc
+    """AOF fsynced every second, as the launcher and the compose file run Redis."""
+    return start_redis_on(port, folder, fsync="everysec")
 
 
 def test_jobs_accepted_before_a_redis_kill_all_succeed(settings, tmp_path: Path) -> None:
@@ -65,9 +54,9 @@ def test_jobs_accepted_before_a_redis_kill_all_succeed(settings, tmp_path: Path)
         server.wait(10)
         server = redis_on(port, folder)
         jobs = [poll(client, job_id, timeout=240) for job_id in ids]
-        assert [j["status"] for j in jobs] == ["succeeded"] * len(ids), \
-            (jobs, (tmp_path / "worker.log").read_text()[-3000:])
-        assert jobs[0]["attempts"] == 1  # it lost its worker's Redis mid-job: run again
+        assert [j["status"] for j in jobs] == ["succeeded"] * len(ids), (jobs[0]["error"],
+            (tmp_path / "worker.log").read_text()[-3000:])
+        assert jobs[0]["attempts"] == 1, jobs[0]  # it lost its worker's Redis mid-job: run again
         assert worker.poll() is None  # the worker lived through it and reconnected
     finally:
         stop(worker)
