@@ -1,34 +1,30 @@
 """Pictures for people: feature-map grids, heatmaps and overlays as PNG bytes.
 
-Colormaps come from matplotlib; drawing and encoding from Pillow. Arrays follow the
+Colormaps come from matplotlib, drawing from Pillow, PNG encoding from `models.png`. Arrays follow the
 ``(H, W, C)`` / ``(H, W)`` layout; pixel images are uint8 or float 0..255.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import math
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from models import png
+
 GAP = 2  # pixels between tiles
-PNG_COMPRESS_LEVEL = 1
 LABEL_HEIGHT = 12
 
 
 def to_png(pixels: np.ndarray) -> bytes:
     """Encode ``(H, W, 3)`` / ``(H, W)`` uint8 (floats are clipped to 0..255) as PNG bytes."""
-    arr = np.clip(np.asarray(pixels), 0, 255).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    buf = io.BytesIO()
-    # zlib level 1: 3-4x faster than Pillow's default 6 on 64x64 heatmaps (0.12 against
-    # 0.42 ms smooth, 0.23 against 0.85 ms noisy), files 10-20 % larger.
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return png.encode(arr)
 
 
 @functools.lru_cache(maxsize=16)
@@ -45,8 +41,11 @@ def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     without matplotlib's per-call float path (about 5× faster on a 64×64 map).
     """
     table = _lookup_table(cmap)
-    index = (np.clip(values, 0.0, 1.0) * len(table)).astype(np.intp)
-    return table[np.minimum(index, len(table) - 1)]
+    values = np.asarray(values)
+    scaled = np.multiply(values, len(table), dtype=np.result_type(values, np.float32))
+    np.clip(scaled, 0, len(table) - 1, out=scaled)
+    index = scaled.astype(np.uint8 if len(table) <= 256 else np.intp)
+    return np.take(table, index, axis=0)  # several times faster than table[index]
 
 
 def normalize_channels(acts: np.ndarray) -> np.ndarray:

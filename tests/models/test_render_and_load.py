@@ -289,3 +289,22 @@ def test_size_limit(tmp_path: Path) -> None:
     path = _save(_image_model(), tmp_path / "small.keras")
     with pytest.raises(InvalidModelError, match="limit is 100"):
         load_keras_file(path, max_bytes=100)
+
+
+def test_png_encoder_round_trips_every_layout_through_pillow() -> None:
+    """``models.png`` against Pillow's decoder: grey, RGB and RGBA, smooth and noisy, one
+    row and one column (the Up filter's first row has nothing above it)."""
+    from models import png
+
+    rng = np.random.default_rng(3)
+    ramp = np.add.outer(np.arange(40), np.arange(30)).astype(np.uint8)
+    cases = [rng.integers(0, 256, (17, 23, 3), dtype=np.uint8), ramp,
+             rng.integers(0, 256, (5, 6, 4), dtype=np.uint8), np.full((1, 9, 3), 255, np.uint8),
+             rng.integers(0, 256, (9, 1), dtype=np.uint8)]
+    for pixels in cases:
+        got = np.asarray(Image.open(io.BytesIO(png.encode(pixels))))
+        np.testing.assert_array_equal(got, pixels)
+    with pytest.raises(TypeError):
+        png.encode(np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError):
+        png.encode(np.zeros((2, 2, 2), np.uint8))
