@@ -1,7 +1,7 @@
 """Pictures for people: feature-map grids, heatmaps and overlays as PNG bytes.
 
-Colormaps come from matplotlib, drawing from Pillow, PNG encoding from `models.png`. Arrays follow the
-``(H, W, C)`` / ``(H, W)`` layout; pixel images are uint8 or float 0..255.
+Colormaps come from matplotlib, drawing from Pillow, PNG encoding from ``models.png``. Arrays
+follow the ``(H, W, C)`` / ``(H, W)`` layout; pixel images are uint8 or float 0..255.
 """
 
 from __future__ import annotations
