@@ -20,6 +20,7 @@ from service.api import (
 )
 from service.backend import Backend
 from service.http_limits import FinishBody, check_uri_length
+from service.multipart import FormRequest
 from service.ratelimit import parse_rate
 from worker.settings import Settings, get_settings
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
               "filter patterns, Grad-CAM heatmaps and the arithmetic of convolution."},
         SECURITY_SCHEMES={"bearer": {"type": "http", "scheme": "bearer"}},
     )
+    app.request_class = FormRequest  # form bodies split in one pass (service/multipart.py)
     errors.init_app(app)
     auth.init_app(app)
     docs_assets.init_app(app)

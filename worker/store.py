@@ -136,7 +136,8 @@ class JobStore(ModelRecords):
                    inputs: list[bytes], input_info: list[dict],
                    idempotency_key: str | None = None,
                    originals: list[bytes | None] | None = None,
-                   batch: str | None = None, fingerprint: str = "") -> NewJob:
+                   batch: str | None = None, fingerprint: str = "",
+                   job_id: str | None = None) -> NewJob:
         """Store a queued job and its input arrays (model-sized, and the originals where they
         differ, for overlays); returns a :class:`NewJob`.
 
@@ -146,8 +147,9 @@ class JobStore(ModelRecords):
         joins that key's queue, and ``send`` says whether it must be sent a task message:
         only when no message for the queue is pending (the key's marker, set here, is unset),
         so a stream of jobs that can be computed together costs one message per batch.
+        ``job_id``: the new job's id, when the caller chose it (a fresh UUID4 hex).
         """
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         if idempotency_key:
             earlier = idempotency.claim(self, NS, tenant, idempotency_key, job_id,
                                         fingerprint, self.ttl)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import File, Integer, List, String
@@ -119,22 +121,27 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     be = backend()
     model, row, options, (arrays, originals, infos) = _validated(form)
     key = request.headers.get("Idempotency-Key")
-    try:
-        job_id, created, send = be.store.create_job(
-            g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
-            idempotency_key=key, originals=originals,
-            batch=batch_key(form["kind"], model["id"], row["name"], options),
-            fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
-                                     arrays) if key else "")
-    except IdempotencyKeyReused:
-        fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before with "
-             "a different request; use a new key for a new job")
-    if send:  # a job joining a batch queue whose message is on its way needs none
-        be.enqueue(TASK_RUN_JOB, job_id)
-    location = {"Location": f"/v1/jobs/{job_id}"}
-    if query["wait"] > 0:
-        job = _wait(job_id, query["wait"])
-        return public(job), (200 if job["status"] in TERMINAL else 202), location
+    new_id = uuid.uuid4().hex
+    # A waiter for the new job is registered before the job exists: no end can be missed,
+    # and there is nothing to read until the job changes.
+    with be.events.watch(new_id) if query["wait"] > 0 else nullcontext() as changed:
+        try:
+            job_id, created, send = be.store.create_job(
+                g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
+                idempotency_key=key, originals=originals, job_id=new_id,
+                batch=batch_key(form["kind"], model["id"], row["name"], options),
+                fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
+                                         arrays) if key else "")
+        except IdempotencyKeyReused:
+            fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before "
+                 "with a different request; use a new key for a new job")
+        if send:  # a job joining a batch queue whose message is on its way needs none
+            be.enqueue(TASK_RUN_JOB, job_id)
+        location = {"Location": f"/v1/jobs/{job_id}"}
+        if query["wait"] > 0:
+            job = wait_for_job(job_id, lambda: _own_job(job_id), query["wait"],
+                               changed if created else None)
+            return public(job), (200 if job["status"] in TERMINAL else 202), location
     return {"id": job_id, "status": "queued" if created else _own_job(job_id)["status"]}, 202, \
         location
 

@@ -12,6 +12,14 @@ from tests.pipeline import wait_until
 from tests.service.job_http import run, submit
 
 
+def subscribed(backend) -> None:
+    """The API's subscription is up, and its first wake-up of everyone (after connecting,
+    anything missed is read again) is over."""
+    with backend.events.watch("warm-up"):
+        wait_until(backend.events.subscribed.is_set, 20, "the subscription")
+    threading.Event().wait(0.2)
+
+
 def stored_job(app) -> str:
     """A queued job no worker will take (it is never enqueued)."""
     store = app.extensions["convscope"].store
@@ -25,6 +33,7 @@ def test_a_waiter_is_woken_by_the_announcement(app, monkeypatch) -> None:
     monkeypatch.setattr(waiting, "FALLBACK_SECONDS", 3600.0)  # no re-reading on a timer
     backend = app.extensions["convscope"]
     job_id = stored_job(app)
+    subscribed(backend)
     reads = []
     original = backend.store.get_job
 
@@ -42,11 +51,54 @@ def test_a_waiter_is_woken_by_the_announcement(app, monkeypatch) -> None:
     waiter.start()
     wait_until(lambda: job_id in backend.events._waiters, 20, "the waiter to register")
     assert backend.store.transition(job_id, "running", ("queued",))
+    backend.store.set_progress(job_id, 0.5)
     backend.store.transition(job_id, "failed", ("running",), error={"code": "x", "message": ""})
     waiter.join(30)
     assert not waiter.is_alive(), "the waiter slept through the announcements"
     assert answer["job"]["status"] == "failed"
-    assert 2 <= len(reads) <= 4  # the first read, then one per announcement: no polling
+    # The first read, then one for the end: not one per announcement (running and progress
+    # say the job is under way), and none on a timer.
+    assert len(reads) == 2
+
+
+def test_a_post_that_waits_reads_the_job_only_when_it_ends(app, monkeypatch) -> None:
+    """POST ?wait registers its waiter before the job exists, so it reads nothing until an
+    announcement of the end; a wait that runs out answers the job as it is then."""
+    import numpy as np
+
+    import service.api.waiting as waiting
+    from tests.service.job_http import encode
+
+    image = encode(np.full((64, 64, 3), 200, np.uint8))
+    monkeypatch.setattr(waiting, "FALLBACK_SECONDS", 3600.0)
+    backend = app.extensions["convscope"]
+    monkeypatch.setattr(backend, "enqueue", lambda *args, **kwargs: None)  # no worker runs it
+    subscribed(backend)
+    reads = []
+    original = backend.store.get_job
+    monkeypatch.setattr(backend.store, "get_job", lambda job: reads.append(job) or original(job))
+    answer: dict = {}
+
+    def post() -> None:
+        answer["res"] = submit(app.test_client(), "gradcam", [image], wait=60)
+
+    waiter = threading.Thread(target=post, daemon=True)
+    waiter.start()
+    wait_until(lambda: backend.events._waiters, 20, "the waiter to register")
+    job_id = next(iter(backend.events._waiters))
+    wait_until(lambda: backend.store.get_job(job_id) is not None, 20, "the job to be stored")
+    reads.clear()
+    assert backend.store.transition(job_id, "running", ("queued",))
+    backend.store.set_progress(job_id, 0.5)
+    threading.Event().wait(0.3)
+    assert reads == [] and waiter.is_alive()
+    backend.store.transition(job_id, "failed", ("running",), error={"code": "x", "message": ""})
+    waiter.join(30)
+    assert answer["res"].status_code == 200 and answer["res"].get_json()["status"] == "failed"
+    assert reads == [job_id]
+
+    res = submit(app.test_client(), "gradcam", [image], wait=0.2)
+    assert res.status_code == 202 and res.get_json()["status"] == "queued"
 
 
 def test_an_end_before_the_wait_is_seen_at_once(app) -> None:
