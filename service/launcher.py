@@ -107,7 +107,8 @@ def api_command(host: str, port: int, workers: int = 2) -> list[str]:
     # gevent: a request waiting (a long-poll, an event stream, a slow client) holds a
     # greenlet, not one of a few dozen threads; thousands can wait while /healthz answers.
     return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-            str(workers), "--worker-class", "gevent", "--worker-connections",
+            str(workers), "--worker-class", "service.gunicorn_worker.OneWriteGeventWorker",
+            "--worker-connections",
             str(WORKER_CONNECTIONS), "--timeout", "120", "--access-logfile", "-",
             # gunicorn's request-line limit is at most 8190 bytes and answers an HTML 414: 0
             # lifts it, and the app answers long URIs itself (service.http_limits)

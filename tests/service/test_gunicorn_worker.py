@@ -1,0 +1,64 @@
+"""The API's gunicorn response sends a whole body with its head in one write, byte for byte
+what gunicorn's own response sends in two; streamed bodies are left to gunicorn."""
+
+from __future__ import annotations
+
+from gunicorn import util
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+
+from service.gunicorn_worker import OneWriteResponse
+from service.launcher import api_command
+
+
+class Socket:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+class Request:
+    version = (1, 1)
+    method = "GET"
+    headers: list = []
+
+    def should_close(self) -> bool:
+        return False
+
+
+def respond(response_class: type, headers: list, body: list[bytes]) -> list[bytes]:
+    sock = Socket()
+    resp = response_class(Request(), sock, Config())
+    resp.start_response("200 OK", headers)
+    for chunk in body:
+        resp.write(chunk)
+    resp.close()
+    return sock.writes
+
+
+def test_a_whole_body_leaves_with_its_head(monkeypatch) -> None:
+    monkeypatch.setattr(util, "http_date", lambda *a: "Tue, 01 Dec 2026 06:00:00 GMT")
+    body = b'{"status": "succeeded"}'
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    theirs = respond(wsgi.Response, headers, [body])
+    ours = respond(OneWriteResponse, headers, [body])
+    assert len(theirs) == 2 and len(ours) == 1
+    assert ours[0] == b"".join(theirs)
+    assert ours[0].startswith(b"HTTP/1.1 200 OK\r\n") and ours[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_streamed_and_chunked_bodies_are_written_as_gunicorn_writes_them(monkeypatch) -> None:
+    monkeypatch.setattr(util, "http_date", lambda *a: "Tue, 01 Dec 2026 06:00:00 GMT")
+    parts = [b"event: status\n\n", b"data: {}\n\n"]
+    for headers in ([("Content-Type", "text/event-stream")],  # chunked
+                    [("Content-Length", str(sum(map(len, parts))))]):  # length, two pieces
+        assert respond(OneWriteResponse, headers, parts) == \
+            respond(wsgi.Response, headers, parts)
+
+
+def test_the_api_runs_on_this_worker() -> None:
+    command = api_command("127.0.0.1", 8000)
+    assert command[command.index("--worker-class") + 1] == \
+        "service.gunicorn_worker.OneWriteGeventWorker"
