@@ -19,8 +19,9 @@ from gunicorn.workers.ggevent import GeventWorker
 
 class OneWriteResponse(wsgi.Response):
     def write(self, arg: Any) -> None:
-        whole = (not self.headers_sent and not self.chunked and isinstance(arg, bytes)
-                 and not getattr(self, "_omits_body", True) and self.sent == 0
+        sent, headers_sent = vars(self)["sent"], vars(self)["headers_sent"]  # untyped there
+        whole = (not headers_sent and not self.chunked and isinstance(arg, bytes)
+                 and not getattr(self, "_omits_body", True) and sent == 0
                  and self.response_length == len(arg))
         if not whole:
             super().write(arg)
