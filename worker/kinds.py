@@ -82,7 +82,8 @@ def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
         res = cam(batch, class_index=chosen + [None] * (len(batch) - len(group)))
         for j, i in enumerate(group):
             per_image[i] = (res.heatmaps[j], res.class_index[j], res.score[j], res.probs[j])
-        ctx.progress(done / len(groups))
+        if done < len(groups):  # the end's progress (1.0) is set with the result
+            ctx.progress(done / len(groups))
     return per_image
 
 
@@ -105,7 +106,8 @@ def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
             items[i] = {"shape": list(acts.shape), "channels": out.channel_stats(j, channels),
                         "predictions": [asdict(p) for p in out.predictions[j]],
                         "artifacts": names}
-        ctx.progress(done / len(groups))
+        if done < len(groups):  # the end's progress (1.0) is set with the result
+            ctx.progress(done / len(groups))
     return {"items": items}, artifacts
 
 

@@ -199,10 +199,10 @@ def _run_jobs(store: JobStore, jobs: list[dict]) -> None:
             log.warning("batch of %d %s jobs failed; running each alone", len(ready),
                         ready[0][0]["kind"], exc_info=True)
         else:
-            store.count_batch(ready[0][0]["kind"], len(ready))
             store.finish_many([_finished(job, ctx, result, artifacts, batch=len(ready))
                                for (job, ctx), (result, artifacts) in zip(ready, outputs,
-                                                                          strict=True)])
+                                                                          strict=True)],
+                              computed=ready[0][0]["kind"])
             return
     for job, ctx in ready:
         _run_one(store, job, ctx)
@@ -214,8 +214,8 @@ def _run_one(store: JobStore, job: dict, ctx: JobContext) -> None:
         if run is None:
             raise InvalidInputError(f"unknown kind {job['kind']!r}")
         result, artifacts = run(ctx)
-        store.count_batch(job["kind"], 1)
-        store.finish_many([_finished(job, ctx, result, artifacts, batch=1)])
+        store.finish_many([_finished(job, ctx, result, artifacts, batch=1)],
+                          computed=job["kind"])
     except AscentCanceled:
         log.info("job %s canceled while running", job["id"])
     except BaseException as exc:

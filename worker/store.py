@@ -87,7 +87,6 @@ class JobStore(ModelRecords):
         self.ttl = ttl
         self.model_ttl = model_ttl
         self._transition = self.r.register_script(_TRANSITION)
-        self._progress = self.r.register_script(_PROGRESS)
         self._update = self.r.register_script(_UPDATE)
 
     @classmethod
@@ -229,8 +228,8 @@ class JobStore(ModelRecords):
         pairs = [x for k, v in fields.items() for x in (k, json.dumps(v))]
         keys = [self.job_key(job_id), f"{NS}:stats:jobs", self.events_channel(job_id), RUNNING]
         args: list[str | int] = [status, len(fields), *pairs, *allowed_from]
-        if pipe is not None:
-            self._transition(keys=keys, args=args, client=pipe)
+        if pipe is not None:  # EVAL, not the script's EVALSHA: a pipeline holding scripts
+            pipe.eval(_TRANSITION, len(keys), *keys, *args)  # first asks SCRIPT EXISTS
             return True
         return self._transition(keys=keys, args=args) == 1
 
@@ -241,11 +240,13 @@ class JobStore(ModelRecords):
         was canceled meanwhile."""
         return self.finish_many([(job_id, result, artifacts, fields)])[0]
 
-    def finish_many(self, done: list[tuple[str, dict, dict[str, tuple[bytes, str]], dict]]
-                    ) -> list[bool]:
+    def finish_many(self, done: list[tuple[str, dict, dict[str, tuple[bytes, str]], dict]],
+                    computed: str | None = None) -> list[bool]:
         """:meth:`finish` for several jobs ``(id, result, artifacts, fields)``, in one round
-        trip."""
+        trip; with ``computed`` (their kind), also counts them as one computation."""
         pipe = self.r.pipeline(transaction=False)
+        if computed:
+            self._count_batch(pipe, computed, len(done))
         marks = []
         for job_id, result, artifacts, fields in done:
             for name, (data, _) in artifacts.items():
@@ -266,14 +267,13 @@ class JobStore(ModelRecords):
         pipe.expire(f"{NS}:stats:duration_count", STATS_TTL)
         pipe.execute()
 
-    def count_batch(self, kind: str, jobs: int) -> None:
+    @staticmethod
+    def _count_batch(pipe: redis.client.Pipeline, kind: str, jobs: int) -> None:
         """Count one computation of ``kind`` that served ``jobs`` jobs."""
-        pipe = self.r.pipeline(transaction=False)
         pipe.hincrby(f"{NS}:stats:batch_runs", kind, 1)
         pipe.hincrby(f"{NS}:stats:batch_jobs", kind, jobs)
         pipe.expire(f"{NS}:stats:batch_runs", STATS_TTL)
         pipe.expire(f"{NS}:stats:batch_jobs", STATS_TTL)
-        pipe.execute()
 
     def set_progress(self, job_ids: str | list[str], progress: float) -> None:
         """Set one job's (or several jobs') progress, in one round trip; an expired job is
@@ -281,8 +281,7 @@ class JobStore(ModelRecords):
         pipe = self.r.pipeline(transaction=False)
         value = json.dumps(round(min(max(progress, 0.0), 1.0), 4))
         for job_id in [job_ids] if isinstance(job_ids, str) else job_ids:
-            self._progress(keys=[self.job_key(job_id), self.events_channel(job_id)],
-                           args=[value], client=pipe)
+            pipe.eval(_PROGRESS, 2, self.job_key(job_id), self.events_channel(job_id), value)
         pipe.execute()
 
     def is_canceled(self, job_id: str) -> bool:
