@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import keras
 
@@ -81,13 +81,28 @@ def _merge(states: Sequence[State]) -> State:
     return Field(size, jump)  # type: ignore[arg-type]
 
 
-class _Propagation:
-    """Runs RF states through a model's graph, recording the state after each layer path."""
+S = TypeVar("S")
+
+
+class _Propagation(Generic[S]):
+    """Runs states through a model's graph, recording the state after each layer path.
+
+    ``None`` is the state "no local field". A subclass sets what a layer does to its inputs'
+    states (:meth:`layer_state`) and how states meet (:meth:`merge`); the defaults are the
+    ``(size, jump)`` rule of the module docstring. :mod:`models.receptive_field` reuses the
+    walk (branches, merges, nested models) for per-unit pixel boxes.
+    """
 
     def __init__(self) -> None:
-        self.fields: dict[str, State] = {}
+        self.fields: dict[str, S | None] = {}
 
-    def run(self, model: keras.Model, inputs: list[State], prefix: str) -> list[State]:
+    def layer_state(self, op: Any, ins: list[S | None]) -> S | None:
+        return _layer_state(op, ins)  # type: ignore[arg-type, return-value]
+
+    def merge(self, states: list[S | None]) -> S | None:
+        return _merge(states)  # type: ignore[arg-type, return-value]
+
+    def run(self, model: keras.Model, inputs: list[S | None], prefix: str) -> list[S | None]:
         """States of ``model``'s outputs given states of its inputs."""
         if isinstance(model, keras.Sequential):
             states = inputs
@@ -104,20 +119,20 @@ class _Propagation:
             values.update({id(t): s for t, s in zip(node.outputs, outs, strict=True)})
         return [values.get(id(t)) for t in model.outputs]
 
-    def apply(self, op: Any, ins: list[State], prefix: str, n_out: int) -> list[State]:
+    def apply(self, op: Any, ins: list[S | None], prefix: str, n_out: int) -> list[S | None]:
         """Output states of ``op`` (one per output tensor); records ``prefix + op.name``."""
         path = prefix + op.name
         if isinstance(op, keras.Model):
             outs = self.run(op, ins, path + "/")
             outs = (outs + [None] * n_out)[:n_out]
         else:
-            outs = [_layer_state(op, ins)] * n_out
+            outs = [self.layer_state(op, ins)] * n_out
         self._record(path, outs[0] if outs else None)
         return outs
 
-    def _record(self, path: str, state: State) -> None:
+    def _record(self, path: str, state: S | None) -> None:
         """Keep the largest field of a layer called more than once (None counts as largest)."""
-        self.fields[path] = _merge([self.fields[path], state]) if path in self.fields else state
+        self.fields[path] = self.merge([self.fields[path], state]) if path in self.fields else state
 
 
 def _layer_state(op: Any, ins: list[State]) -> State:
@@ -135,7 +150,7 @@ def receptive_fields(model: keras.Model) -> dict[str, list[int] | None]:
     have no local field.
     """
     starts: list[State] = [_UNIT if len(t.shape) == 4 else None for t in model.inputs]
-    propagation = _Propagation()
+    propagation: _Propagation[Field] = _Propagation()
     propagation.run(model, starts, "")
     return {p: (list(s.size) if s else None) for p, s in propagation.fields.items()}
 
