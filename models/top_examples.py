@@ -1,0 +1,207 @@
+"""Top dataset examples per channel: per-chunk partial results, their merge, and the result.
+
+Pure NumPy (no TensorFlow): a chunk of a layer's activations ``(N, H, W, C)`` float32 with
+each image's global index in the dataset gives a :class:`TopExamplesPartial`; partials of
+any chunks merge associatively and commutatively (:func:`merge`), and :func:`finish` turns
+the merged one into the public per-channel result.
+
+Rules (every one is order-free, so any grouping of chunks gives the same result):
+
+- **Score** of image ``i`` for channel ``c``: the channel's maximum over ``(y, x)``; its unit
+  is the *first* maximum in row-major order (``np.argmax`` over ``y·W + x``).
+- **Top k**: images by score, larger first; equal scores by smaller image index. Image
+  indices must be unique across the whole dataset (each image in one chunk).
+- **Dead**: an image is dead for a channel when its score is ``<= 0`` (a ReLU channel that
+  never fires on it). ``dead_fraction = dead / images`` (0.0 when no image was seen).
+- **Histogram** of the scores over FIXED edges ``e_0 < ... < e_{m−1}``, chosen once per job
+  (:func:`log_edges`: signed log-spaced, so no global range is needed in advance). There are
+  ``m + 1`` counts: ``counts[0]`` is ``v < e_0``, ``counts[j]`` is ``e_{j−1} <= v < e_j``,
+  ``counts[m]`` is ``v >= e_{m−1}``. Partials with other edges, channels or ``k`` do not merge.
+- **Images** counts the images whose activations were seen; **corrupt** the images the caller
+  could not read (they are in no other count).
+
+Scores containing NaN are refused (``ValueError``): they would have no place in the order.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class BoxOf(Protocol):
+    """Anything giving unit ``(y, x)``'s pixel box ``[x0, y0, x1, y1]`` (half-open), such as
+    :class:`models.receptive_field.ReceptiveGrid`."""
+
+    def box(self, y: int, x: int) -> list[int]: ...
+
+
+def log_edges(low: float = 1e-3, high: float = 1e4, per_decade: int = 4) -> np.ndarray:
+    """Signed log-spaced bin edges, float64: ``−high .. −low, 0, low .. high``.
+
+    ``per_decade`` edges per factor of 10 on each side. The defaults give 59 edges (60
+    counts) covering ReLU outputs and pre-activations of any usual scale.
+    """
+    if not (0 < low < high) or per_decade < 1:
+        raise ValueError(f"need 0 < low < high and per_decade >= 1, got {low}, {high}, "
+                         f"{per_decade}")
+    steps = int(round(np.log10(high / low) * per_decade))
+    positive = low * 10.0 ** (np.arange(steps + 1) / per_decade)
+    return np.concatenate([-positive[::-1], [0.0], positive])
+
+
+@dataclass
+class TopExamplesPartial:
+    """Top examples of ``C = len(channels)`` channels over the images seen so far.
+
+    ``values`` float32 ``(C, k)``, ``images`` int64 ``(C, k)``, ``ys``/``xs`` int64
+    ``(C, k)``: row ``c`` is channel ``channels[c]``'s top list in order; unused slots hold
+    image ``-1`` and value ``-inf``. ``edges`` float64 ``(m,)``; ``counts`` int64
+    ``(C, m + 1)``; ``dead`` int64 ``(C,)``; ``seen`` and ``corrupt`` image counts.
+    """
+
+    channels: list[int]
+    k: int
+    edges: np.ndarray
+    values: np.ndarray
+    images: np.ndarray
+    ys: np.ndarray
+    xs: np.ndarray
+    counts: np.ndarray
+    dead: np.ndarray
+    seen: int = 0
+    corrupt: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: lists for the small fields, the arrays zlib-compressed in base64."""
+        return {"channels": list(self.channels), "k": self.k,
+                "edges": [float(e) for e in self.edges], "seen": self.seen,
+                "corrupt": self.corrupt, "dead": [int(d) for d in self.dead],
+                **{name: _pack(getattr(self, name), dtype) for name, dtype in _PACKED.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopExamplesPartial:
+        """The inverse of :meth:`to_dict`; ValueError when an array has the wrong size."""
+        channels, k = [int(c) for c in data["channels"]], int(data["k"])
+        edges = np.asarray(data["edges"], np.float64)
+        shapes = {"counts": (len(channels), len(edges) + 1)}
+        arrays = {name: _unpack(data[name], dtype, shapes.get(name, (len(channels), k)))
+                  for name, dtype in _PACKED.items()}
+        return cls(channels, k, edges, dead=np.asarray(data["dead"], np.int64).reshape(-1),
+                   seen=int(data["seen"]), corrupt=int(data["corrupt"]), **arrays)
+
+
+_TOP_FIELDS = ("values", "images", "ys", "xs")
+_PACKED = {"values": "<f4", "images": "<i8", "ys": "<i8", "xs": "<i8", "counts": "<i8"}
+
+
+def _pack(array: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(array, dtype).tobytes())).decode()
+
+
+def _unpack(text: str, dtype: str, shape: tuple[int, int]) -> np.ndarray:
+    flat = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype)
+    if flat.size != shape[0] * shape[1]:
+        raise ValueError(f"packed array of {flat.size} values does not fit shape {shape}")
+    return flat.reshape(shape).astype(np.dtype(dtype).newbyteorder("="))
+
+
+def _best(values: np.ndarray, images: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
+          k: int) -> tuple[np.ndarray, ...]:
+    """The first ``k`` columns of each row of ``(C, M)`` candidates in top-list order (empty
+    slots last, then larger value, then smaller image), padded with empty slots to ``k``."""
+    order = np.lexsort((images, -values, images < 0), axis=-1)[:, :k]
+    picked = [np.take_along_axis(a, order, axis=1) for a in (values, images, ys, xs)]
+    missing = k - order.shape[1]
+    fills = (-np.inf, -1, 0, 0)
+    return tuple(np.pad(a, ((0, 0), (0, missing)), constant_values=f)
+                 for a, f in zip(picked, fills, strict=True))
+
+
+def _check_chunk(acts: np.ndarray, indices: np.ndarray, channels: list[int]) -> None:
+    if acts.ndim != 4:
+        raise ValueError(f"activations must be (N, H, W, C), got shape {acts.shape}")
+    if indices.shape != (acts.shape[0],):
+        raise ValueError(f"{acts.shape[0]} images but indices of shape {indices.shape}")
+    if indices.size and (indices.min() < 0 or np.unique(indices).size != indices.size):
+        raise ValueError("image indices must be unique and >= 0")
+    bad = [c for c in channels if not 0 <= c < acts.shape[-1]]
+    if bad:
+        raise ValueError(f"channels {bad} out of range for a layer of {acts.shape[-1]}")
+
+
+def chunk_partial(activations: np.ndarray, indices: Sequence[int] | np.ndarray,
+                  channels: Sequence[int] | None = None, k: int = 9,
+                  edges: np.ndarray | None = None, corrupt: int = 0) -> TopExamplesPartial:
+    """The partial of one chunk: ``activations`` ``(N, H, W, C)``, ``indices`` ``(N,)`` the
+    images' global indices, ``channels`` (default all), ``edges`` (default
+    :func:`log_edges`), ``corrupt`` the chunk's unreadable images."""
+    acts = np.asarray(activations, np.float32)
+    index = np.asarray(indices, np.int64).reshape(-1)
+    chosen = list(range(acts.shape[-1])) if channels is None else [int(c) for c in channels]
+    _check_chunk(acts, index, chosen)
+    n, _, w, _ = acts.shape
+    flat = acts[..., chosen].reshape(n, -1, len(chosen))
+    where = flat.argmax(axis=1)  # (N, C): first maximum in row-major order
+    scores = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]
+    if np.isnan(scores).any():
+        raise ValueError("activations contain NaN")
+    partial = empty_partial(chosen, k, edges, corrupt)
+    candidates = (scores.T, np.broadcast_to(index, scores.T.shape), where.T // w, where.T % w)
+    partial.values, partial.images, partial.ys, partial.xs = _best(*candidates, k=k)
+    bins = np.searchsorted(partial.edges, scores.astype(np.float64), side="right")
+    m = len(partial.edges) + 1
+    flat_bins = (bins + m * np.arange(len(chosen))).ravel()
+    partial.counts = np.bincount(flat_bins, minlength=m * len(chosen)).reshape(-1, m)
+    partial.dead = (scores <= 0).sum(axis=0).astype(np.int64)
+    partial.seen = n
+    return partial
+
+
+def empty_partial(channels: Sequence[int], k: int = 9, edges: np.ndarray | None = None,
+                  corrupt: int = 0) -> TopExamplesPartial:
+    """A partial that has seen no image (e.g. a chunk whose images were all unreadable)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k!r}")
+    edges = log_edges() if edges is None else np.asarray(edges, np.float64)
+    if edges.ndim != 1 or (np.diff(edges) <= 0).any():
+        raise ValueError("edges must be strictly increasing")
+    c = len(channels)
+    return TopExamplesPartial(
+        [int(ch) for ch in channels], k, edges, np.full((c, k), -np.inf, np.float32),
+        np.full((c, k), -1, np.int64), np.zeros((c, k), np.int64), np.zeros((c, k), np.int64),
+        np.zeros((c, len(edges) + 1), np.int64), np.zeros(c, np.int64), 0, int(corrupt))
+
+
+def merge(a: TopExamplesPartial, b: TopExamplesPartial) -> TopExamplesPartial:
+    """The partial of the images of ``a`` and ``b`` together (associative, commutative)."""
+    if a.channels != b.channels or a.k != b.k or not np.array_equal(a.edges, b.edges):
+        raise ValueError("partials of different channels, k or histogram edges do not merge")
+    values, images, ys, xs = _best(
+        *(np.concatenate([getattr(a, f), getattr(b, f)], axis=1) for f in _TOP_FIELDS), k=a.k)
+    return TopExamplesPartial(list(a.channels), a.k, a.edges.copy(), values, images, ys, xs,
+                              a.counts + b.counts, a.dead + b.dead, a.seen + b.seen,
+                              a.corrupt + b.corrupt)
+
+
+def finish(partial: TopExamplesPartial, receptive: BoxOf) -> list[dict[str, Any]]:
+    """The public result: ``[{"index", "dead_fraction", "histogram": {"edges", "counts"},
+    "top": [{"image", "value", "y", "x", "crop": [x0, y0, x1, y1]}]}]`` per channel, in
+    ``partial.channels`` order; ``crop`` is ``receptive.box(y, x)``."""
+    out = []
+    for row, channel in enumerate(partial.channels):
+        top = [{"image": int(i), "value": float(v), "y": int(y), "x": int(x),
+                "crop": receptive.box(int(y), int(x))}
+               for v, i, y, x in zip(partial.values[row], partial.images[row],
+                                     partial.ys[row], partial.xs[row], strict=True) if i >= 0]
+        dead = float(partial.dead[row] / partial.seen) if partial.seen else 0.0
+        histogram = {"edges": [float(e) for e in partial.edges],
+                     "counts": [int(n) for n in partial.counts[row]]}
+        out.append({"index": channel, "dead_fraction": dead, "histogram": histogram,
+                    "top": top})
+    return out
