@@ -11,6 +11,7 @@ from service import auth, errors, form_fields
 from service.api import (
     bundles,
     contract_api,
+    datasets,
     docs_assets,
     health,
     jobs,
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     # An early answer (413, 401, ...) reads the rest of the body or closes the connection.
     app.wsgi_app = FinishBody(app.wsgi_app, settings.max_content_length)  # type: ignore[method-assign]
     Backend(settings).init_app(app)
-    for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp, ui.bp):
+    for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp,
+                      datasets.bp, ui.bp):
         app.register_blueprint(blueprint)
     form_fields.init_app(app)
     if settings.open_access:

@@ -115,6 +115,32 @@ class Client:
             return self._request("POST", "/v1/models", params={"wait": wait}, data=data,
                                  files={"file": (Path(path).name, fh)}).json()
 
+    # -- datasets -------------------------------------------------------------------------
+    def datasets(self) -> list[dict]:
+        return self._request("GET", "/v1/datasets").json()["datasets"]
+
+    def dataset(self, dataset_id: str, wait: float = 0) -> dict:
+        return self._request("GET", f"/v1/datasets/{dataset_id}", params={"wait": wait}).json()
+
+    def upload_dataset(self, path: str | Path, name: str | None = None,
+                       wait: float = 60) -> dict:
+        """Upload a .zip / .tar(.gz) of images; returns the dataset (``processing`` if a
+        worker is still reading it after ``wait`` seconds)."""
+        data = {"name": name} if name else {}
+        with open(path, "rb") as fh:
+            return self._request("POST", "/v1/datasets", params={"wait": wait}, data=data,
+                                 files={"file": (Path(path).name, fh)}).json()
+
+    def register_dataset(self, server_path: str, name: str | None = None,
+                         wait: float = 60) -> dict:
+        """Register a folder on the server (inside its ``CONVSCOPE_DATASET_ROOTS``)."""
+        fields = {"path": server_path, **({"name": name} if name else {})}
+        return self._request("POST", "/v1/datasets", params={"wait": wait},  # as multipart
+                             files={k: (None, v) for k, v in fields.items()}).json()
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
     # -- jobs -----------------------------------------------------------------------------
     def submit(self, images: Sequence[str | Path] = (), *, model: str, kind: str,
                layer: str | None = None, options: dict | None = None,

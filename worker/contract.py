@@ -28,10 +28,16 @@ TERMINAL = ("succeeded", "failed", "canceled")
 MODEL_STATUSES = ("pending", "validating", "ready", "untrained", "refused")
 MODEL_WAITING = ("pending", "validating")
 
+# A dataset's status: its archive or folder being read, usable, or refused.
+DATASET_STATUSES = ("processing", "ready", "failed")
+DATASET_WAITING = ("processing",)
+DATASET_LABELS, DATASET_BOXES = "labels.csv", "boxes.json"  # optional, at the dataset's root
+
 QUEUE = "convscope"
 TASK_RUN_JOB = "convscope.run_job"
 TASK_RUN_BATCH = "convscope.run_batch"  # the jobs waiting in one batch queue
 TASK_DESCRIBE_MODEL = "convscope.describe_model"
+TASK_INGEST_DATASET = "convscope.ingest_dataset"
 
 # -- methods and modes --------------------------------------------------------------------
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
@@ -73,6 +79,7 @@ def as_json() -> dict[str, Any]:
         "conv_kinds": list(CONV_KINDS), "overlay_kinds": list(OVERLAY_KINDS),
         "statuses": list(STATUSES), "terminal": list(TERMINAL),
         "model_statuses": list(MODEL_STATUSES), "model_waiting": list(MODEL_WAITING),
+        "dataset_statuses": list(DATASET_STATUSES),
         "channel_order": CHANNEL_ORDER, "resize_note": RESIZE_NOTE,
         "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,

@@ -65,6 +65,13 @@ class Settings:
     max_model_unpacked_bytes: int = 512 * 2**20  # all members together, uncompressed
     max_model_json_bytes: int = 16 * 2**20  # config.json / metadata.json (parsed in memory)
     max_model_json_depth: int = 200  # nesting of arrays and objects in those files
+    # Datasets (POST /v1/datasets): what an archive (or a registered folder) may hold, checked
+    # before and while it is read; past a limit it is refused with archive_too_large.
+    dataset_ttl: int = 7 * 24 * 3600  # seconds a dataset (record and files) lives
+    dataset_roots: tuple = ()  # server folders datasets may be registered from (none: off)
+    max_dataset_files: int = 50_000  # entries of any kind (images, other files, folders)
+    max_dataset_file_bytes: int = 32 * 2**20  # any one file, uncompressed
+    max_dataset_bytes: int = 2 * 2**30  # all files together, uncompressed
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_filter_steps <= MAX_FILTER_STEPS:

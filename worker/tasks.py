@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from worker.contract import TASK_DESCRIBE_MODEL, TASK_RUN_BATCH, TASK_RUN_JOB
+from worker.contract import (
+    TASK_DESCRIBE_MODEL,
+    TASK_INGEST_DATASET,
+    TASK_RUN_BATCH,
+    TASK_RUN_JOB,
+)
 from worker.tensorflow_startup import start_tensorflow
 
 
@@ -36,3 +41,11 @@ def describe_model(model_id: str) -> None:
     from worker.runner import describe_model as describe
 
     describe(model_id)
+
+
+@shared_task(name=TASK_INGEST_DATASET)
+def ingest_dataset(dataset_id: str) -> None:
+    """Read an uploaded archive or a registered folder into a dataset (no TensorFlow)."""
+    from worker.dataset_ingest import run_ingest
+
+    run_ingest(dataset_id)

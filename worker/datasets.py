@@ -1,0 +1,168 @@
+"""Datasets on disk, and how workers read them.
+
+A dataset lives in ``<data_dir>/datasets/<id>/``: ``manifest.json`` and, for an uploaded
+archive, the images it held under ``files/`` (a dataset registered from a server folder is
+read where it is). Its record (status, counts, tenant) is in Redis
+(:mod:`worker.dataset_records`); the pixels never are.
+
+``manifest.json`` (``version`` 1)::
+
+    {"version": 1, "id": "d…", "root": "files/…" (relative to the dataset's folder) or an
+     absolute folder, "images": [{"file": "a/b.png", "size": [H, W], "label": "cat" | null,
+     "boxes": [[class, x0, y0, x1, y1], ...]}, ...], "skipped": [{"file", "reason"}, ...],
+     "classes": [...], "has_labels": bool, "has_boxes": bool, "warnings": [...]}
+
+``images`` is in a stable order (sorted by path), so a worker can take a chunk of a dataset
+by index range::
+
+    manifest = open_dataset(settings.data_dir, dataset_id)
+    for item in read_images(manifest, 0, 64, settings.max_image_pixels):
+        item.pixels  # uint8 (H, W, 3), or None with item.error saying why
+
+Boxes are in pixels of the image as stored, ``x1`` and ``y1`` exclusive (a box covers
+columns ``x0 <= x < x1``, rows ``y0 <= y < y1``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # Pillow's plain decoders only
+_ID = re.compile(r"^d[0-9a-f]{16}$")
+
+
+def new_dataset_id() -> str:
+    return "d" + os.urandom(8).hex()
+
+
+def datasets_dir(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "datasets"
+
+
+def dataset_dir(data_dir: str | os.PathLike, dataset_id: str) -> Path:
+    """The dataset's folder; KeyError for anything that is not a dataset id."""
+    if not _ID.match(dataset_id):
+        raise KeyError(dataset_id)
+    return datasets_dir(data_dir) / dataset_id
+
+
+def upload_file(data_dir: str | os.PathLike, dataset_id: str) -> Path:
+    """Where the API keeps an uploaded archive until a worker has read it."""
+    return dataset_dir(data_dir, dataset_id) / "upload.bin"
+
+
+def inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bool:
+    """Whether ``path`` (resolved: links and ``..`` followed) lies in one of ``roots``."""
+    real = Path(path).resolve()
+    return any(real.is_relative_to(Path(root).resolve()) for root in roots)
+
+
+def decode(source: bytes | Path, max_pixels: int) -> Image.Image:
+    """An image from bytes or a file, fully decoded; ValueError with the reason otherwise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source,
+                             formats=FORMATS)
+            if img.width * img.height > max_pixels:
+                raise ValueError(f"{img.width}×{img.height} pixels is over the limit of "
+                                 f"{max_pixels}")
+            img.load()
+        except ValueError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"decompression bomb: {exc}") from exc
+        except Image.UnidentifiedImageError:
+            raise ValueError("not an image (PNG, JPEG, GIF, BMP, WebP, TIFF or PPM)") from None
+        except (OSError, SyntaxError, EOFError) as exc:
+            raise ValueError(f"corrupt image: {str(exc)[:200]}") from exc
+    if img.width == 0 or img.height == 0:
+        raise ValueError("the image has no pixels")
+    return img
+
+
+@dataclass(frozen=True)
+class DatasetImage:
+    index: int
+    file: str  # POSIX path relative to the manifest's root
+    size: tuple[int, int]  # (H, W)
+    label: str | None
+    boxes: tuple[tuple[str, float, float, float, float], ...]  # (class, x0, y0, x1, y1)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    root: Path  # the folder the images' paths are relative to
+    images: tuple[DatasetImage, ...]
+    classes: tuple[str, ...]
+    has_labels: bool
+    has_boxes: bool
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True)
+class ImageRead:
+    """One image of a chunk: ``pixels`` uint8 ``(H, W, 3)`` RGB, or None and ``error``."""
+
+    image: DatasetImage
+    pixels: np.ndarray | None
+    error: str | None = None
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically (readers see the old one or the whole new one)."""
+    tmp = folder / f".{MANIFEST}.part"
+    tmp.write_text(json.dumps({"version": MANIFEST_VERSION, **manifest}))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def open_dataset(data_dir: str | os.PathLike, dataset_id: str) -> Manifest:
+    """The manifest of a ready dataset; KeyError when it has none (unknown, not ready yet,
+    failed, deleted or expired)."""
+    folder = dataset_dir(data_dir, dataset_id)
+    try:
+        raw = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise KeyError(dataset_id) from None
+    images = tuple(DatasetImage(i, m["file"], (m["size"][0], m["size"][1]), m.get("label"),
+                                tuple(tuple(b) for b in m.get("boxes") or ()))
+                   for i, m in enumerate(raw["images"]))
+    return Manifest(dataset_id, folder / raw["root"], images, tuple(raw.get("classes") or ()),
+                    bool(raw.get("has_labels")), bool(raw.get("has_boxes")))
+
+
+def read_images(manifest: Manifest, start: int, stop: int,
+                max_pixels: int = 16_777_216) -> list[ImageRead]:
+    """Images ``start:stop`` of the manifest (clipped to its length), decoded to uint8 RGB.
+    An image that is gone, changed into something unreadable, or reached through a link out
+    of the dataset's folder is reported in its :class:`ImageRead`, never raised."""
+    root = manifest.root.resolve()
+    found = []
+    for image in manifest.images[max(0, start):max(0, stop)]:
+        path = (root / image.file).resolve()
+        try:
+            if not path.is_relative_to(root):
+                raise ValueError("the file now leads outside the dataset's folder")
+            if not path.is_file():
+                raise ValueError("the file is gone")
+            pixels = np.asarray(decode(path, max_pixels).convert("RGB"), dtype=np.uint8)
+        except (ValueError, OSError) as exc:
+            found.append(ImageRead(image, None, str(exc)))
+        else:
+            found.append(ImageRead(image, pixels))
+    return found
