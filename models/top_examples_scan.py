@@ -43,8 +43,11 @@ class TopExamplesScanner:
         if len(images) == 0:
             if channels is None and self.n_channels is None:
                 raise ValueError("no images and the layer's channel count is unknown")
-            chosen = range(self.n_channels or 0) if channels is None else channels
-            return empty_partial(list(chosen), k, edges, corrupt)
+            chosen = list(range(self.n_channels or 0) if channels is None else channels)
+            bad = [c for c in chosen if self.n_channels and not 0 <= c < self.n_channels]
+            if bad:
+                raise ValueError(f"channels {bad} out of range for a layer of {self.n_channels}")
+            return empty_partial(chosen, k, edges, corrupt)
         acts = self.extractor(np.asarray(images, np.float32)).activations
         return chunk_partial(acts, indices, channels, k, edges, corrupt)
 

@@ -78,5 +78,7 @@ def test_a_chunk_of_unreadable_images_only(model: keras.Model) -> None:
     empty = scanner.partial(np.zeros((0, 16, 16, 3), np.float32), [], corrupt=3)
     assert (empty.channels, empty.seen, empty.corrupt) == (list(range(6)), 0, 3)
     assert all(ch["top"] == [] for ch in finish(empty, scanner.grid()))
+    with pytest.raises(ValueError, match=r"\[6\]"):
+        scanner.partial(np.zeros((0, 16, 16, 3), np.float32), [], channels=[1, 6])
     with pytest.raises(ValueError, match="flatten"):
         TopExamplesScanner(model, "flatten")
