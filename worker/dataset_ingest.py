@@ -141,6 +141,7 @@ def ingest(settings: Settings, record: dict) -> dict:
     folder = dataset_dir(settings.data_dir, record["id"])
     files = folder / "files"
     shutil.rmtree(files, ignore_errors=True)  # a re-run starts over
+    folder.mkdir(parents=True, exist_ok=True)
     if record["source"] == "folder":
         root = Path(record["path"]).resolve()
         if not inside(root, settings.dataset_roots) or not root.is_dir():
@@ -205,8 +206,8 @@ def run_ingest(dataset_id: str, settings: Settings | None = None) -> None:
         ttl = settings.refused_model_ttl
     folder = dataset_dir(settings.data_dir, dataset_id)
     upload_file(settings.data_dir, dataset_id).unlink(missing_ok=True)
-    if record["status"] == "failed":
-        shutil.rmtree(folder / "files", ignore_errors=True)
-    if not records.put(record, ttl=ttl, replace_only=True) or record["status"] == "failed":
+    if record["status"] == "failed":  # a refused dataset keeps no files, only its record
+        shutil.rmtree(folder, ignore_errors=True)
+    if not records.put(record, ttl=ttl, replace_only=True):  # deleted meanwhile
         shutil.rmtree(folder, ignore_errors=True)
     remove_orphans(settings, lambda d: records.get(d) is not None)

@@ -1,0 +1,67 @@
+"""The worker's side of datasets: the make-shapes generator's ground truth checked against
+its own pixels, and chunk reads that report a bad image instead of raising."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from worker.datasets import dataset_dir, open_dataset, read_images, write_manifest
+from worker.shapes_dataset import shape_chunks, write_shapes_dataset
+
+NOISE = 22  # the generator's pixel noise stays within ±21 grey levels of the fill colour
+
+
+def test_make_shapes_boxes_enclose_exactly_the_shapes_pixels(tmp_path: Path) -> None:
+    n, seed = 1200, 3  # two chunks
+    write_shapes_dataset(tmp_path, n, seed)
+    boxes = json.loads((tmp_path / "boxes.json").read_text())
+    with open(tmp_path / "labels.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["file", "class"] and len(rows) == n + 1
+    colors = np.concatenate([batch.colors for _, batch in shape_chunks(n, seed)])
+    for name, label in rows[1:301] + rows[-300:]:
+        index = int(name.removeprefix("shape_").removesuffix(".png"))
+        [[cls, x0, y0, x1, y1]] = boxes[name]
+        assert cls == label
+        pixels = np.asarray(Image.open(tmp_path / name)).astype(int)
+        shape = np.abs(pixels - colors[index]).max(axis=-1) < NOISE
+        box = np.zeros_like(shape)
+        box[y0:y1, x0:x1] = True
+        assert shape.any() and not (shape & ~box).any(), name  # every shape pixel inside
+        # and the box is tight: a shape pixel on each of its four edges
+        assert shape[y0, x0:x1].any() and shape[y1 - 1, x0:x1].any(), name
+        assert shape[y0:y1, x0].any() and shape[y0:y1, x1 - 1].any(), name
+    assert len({row[1] for row in rows[1:]}) == 6
+
+
+def test_read_images_reports_bad_images_and_clips_the_range(tmp_path: Path) -> None:
+    dataset_id = "d" + "0" * 16
+    folder = dataset_dir(tmp_path, dataset_id)
+    files = folder / "files"
+    files.mkdir(parents=True)
+    good = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    Image.fromarray(good).save(files / "good.png")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(files / "bad.png")
+    (files / "bad.png").write_bytes((files / "bad.png").read_bytes()[:600])  # truncated
+    outside = tmp_path / "outside.png"
+    Image.fromarray(good).save(outside)
+    (files / "link.png").symlink_to(outside)
+    names = ["bad.png", "gone.png", "good.png", "link.png"]
+    write_manifest(folder, {"id": dataset_id, "root": "files", "has_labels": False,
+                            "has_boxes": False, "classes": [],
+                            "images": [{"file": f, "size": [4, 5]} for f in names]})
+    manifest = open_dataset(tmp_path, dataset_id)
+    assert len(manifest) == 4
+    reads = read_images(manifest, -3, 99)
+    assert [r.image.file for r in reads] == names
+    assert [r.pixels is None for r in reads] == [True, True, False, True]
+    assert "corrupt" in (reads[0].error or "") and "gone" in (reads[1].error or "")
+    assert "outside" in (reads[3].error or "")
+    np.testing.assert_array_equal(reads[2].pixels, good)
+    assert read_images(manifest, 2, 3)[0].image.index == 2
