@@ -26,7 +26,7 @@ from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError
 from worker.batches import run_together
 from worker.claims import Claims
-from worker.contract import RESIZE, TASK_RUN_BATCH
+from worker.contract import QUEUE, RESIZE, TASK_RUN_BATCH
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.npy import load_npy
@@ -147,36 +147,62 @@ def run_job(job_id: str, send: Callable[..., object]) -> None:
     if job is None:
         return
     key = None if job.get("attempts") else job.get("batch_key")
-    if key:
-        store.r.delete(store.kick_key(key))  # from here, a new job sends its own message
     first = {**job, "status": "running"} if claims.claim(job) == 1 else None
-    _compute(store, claims, key, first, send)
+    _serve(store, claims, key, first, send)
 
 
 def run_batch(key: str, send: Callable[..., object]) -> None:
-    """Run the jobs waiting in the batch queue ``key`` (one batch)."""
-    store = _store()
-    store.r.delete(store.kick_key(key))
-    _compute(store, _claims(), key, None, send)
+    """Run the jobs waiting in the batch queue ``key``."""
+    _serve(_store(), _claims(), key, None, send)
 
 
-def _compute(store: JobStore, claims: Claims, key: str | None, first: dict | None,
-             send: Callable[..., object]) -> None:
-    """Compute ``first`` and the companions gathered from ``key``'s queue together; then, if
-    jobs are still waiting there, send the queue a message of its own (to the back of the
-    task queue: other queues' jobs are not starved by a busy one)."""
+# A worker serving a batch queue keeps serving it, batch after batch, while jobs wait there
+# and no other task waits in the task queue, for up to this long; new jobs of the queue send
+# no message meanwhile (its marker stays set). Each batch saved a task message and its trip
+# through Celery's main process (16 clients: 0.3-0.6 ms per job, and the worker idle between).
+DRAIN_SECONDS = 2.0
+
+
+def _serve(store: JobStore, claims: Claims, key: str | None, first: dict | None,
+           send: Callable[..., object]) -> None:
+    """Compute ``first`` and its companions, then (with a batch queue ``key``) further
+    batches of the queue while :data:`DRAIN_SECONDS` last and nothing else waits; then hand
+    the queue back: its marker unset, and a message of its own (to the back of the task
+    queue) if jobs still wait there."""
+    if not key:
+        _compute(store, claims, None, first)
+        return
+    queue, marker = store.batch_queue(key), store.kick_key(key)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    store.r.set(marker, b"1", ex=KICK_SECONDS)  # held: new jobs of the queue send nothing
+    while _compute(store, claims, key, first) and time.monotonic() < deadline:
+        first = None
+        pipe = store.r.pipeline(transaction=False)
+        pipe.llen(queue)
+        pipe.llen(QUEUE)
+        pipe.set(marker, b"1", ex=KICK_SECONDS)
+        waiting, others, _ = pipe.execute()
+        if not waiting or others:
+            break
+    store.r.delete(marker)  # from here, a new job sends its own message
+    if store.r.llen(queue) and store.r.set(marker, b"1", nx=True, ex=KICK_SECONDS):
+        send(TASK_RUN_BATCH, args=[key])
+
+
+def _compute(store: JobStore, claims: Claims, key: str | None, first: dict | None) -> bool:
+    """Compute ``first`` and the companions gathered from ``key``'s queue together; False
+    if there was nothing to compute."""
     ids = _gather(store, claims, key, first) if key else []
     jobs = [j for j in [first, *(store.get_jobs(ids) if ids else [])] if j is not None]
-    if jobs:
-        started = time.monotonic()
-        try:
-            with claims.held([j["id"] for j in jobs]):
-                _run_jobs(store, jobs)
-        finally:
-            store.record_duration(jobs[0]["kind"], time.monotonic() - started, len(jobs))
-    if key and jobs and store.r.llen(store.batch_queue(key)) and \
-            store.r.set(store.kick_key(key), b"1", nx=True, ex=KICK_SECONDS):
-        send(TASK_RUN_BATCH, args=[key])
+    if not jobs:
+        return False
+    started = time.monotonic()
+    try:
+        with claims.held([j["id"] for j in jobs]):
+            _run_jobs(store, jobs)
+    finally:
+        store.record_duration(jobs[0]["kind"], time.monotonic() - started, len(jobs))
+    return True
 
 
 def _run_jobs(store: JobStore, jobs: list[dict]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests.pipeline import start_worker, wait_ready, wait_until
 from tests.service.job_http import NS, encode, load_npy, poll, submit
 from tests.service.test_worker_death import other_database
 from tests.service.test_worker_safety import children
-from worker.contract import QUEUE
+from worker.contract import QUEUE, TASK_RUN_BATCH, TASK_RUN_JOB
 
 MAX_IMAGES = 8  # the worker's CONVSCOPE_BATCH_MAX_IMAGES here
 BLOCKER = {"filters": list(range(8)), "steps": 200, "size": 64, "seed": 3}
@@ -251,3 +252,61 @@ def test_a_job_larger_than_the_pixel_cap_still_runs(settings, tmp_path) -> None:
         assert [(j["status"], j["batch"]) for j in jobs] == [("succeeded", 1)] * 3
         assert runs(r, "gradcam") == (before[0] + 3, before[1] + 3)
         assert r.llen(QUEUE) == 0  # no message left going round
+
+
+@contextmanager
+def task_messages(r: redis.Redis):
+    """The task names of the messages published to the task queue meanwhile (MONITOR)."""
+    sent: list[str] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        with r.monitor() as monitor:
+            watching.set()
+            for command in monitor.listen():
+                words = command["command"].split(" ", 2)
+                if words[0].upper() == "LPUSH" and words[1] == QUEUE:
+                    sent.append(TASK_RUN_BATCH if TASK_RUN_BATCH in words[2] else TASK_RUN_JOB)
+                if command["command"] == "ECHO end-of-watch":
+                    return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    watching.wait(10)
+    try:
+        yield sent
+    finally:
+        r.echo("end-of-watch")
+        thread.join(10)
+
+
+def test_a_busy_queue_is_served_batch_after_batch_without_messages(lone) -> None:
+    """20 jobs of one batch key queued behind a busy worker: the first job's message starts
+    the worker on the queue, and it serves all three batches (8, 8, 4 images) before handing
+    the queue back: no message for the second and third batch, from the API or the worker."""
+    client, r, _ = lone
+    options = {"top_k": 4}  # a batch key no other test here uses
+    with task_messages(r) as sent:
+        blocker, ids = behind_a_busy_worker(client, r, [{"images": images(1, 40 + s),
+                                                         "options": options}
+                                                        for s in range(20)])
+        client.delete(f"/v1/jobs/{blocker}")
+        jobs = [poll(client, i, 180) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 20
+    assert sorted(j["batch"] for j in jobs) == [4] * 4 + [8] * 16
+    assert sent == [TASK_RUN_JOB] * 2  # the blocker's and the first waiting job's
+
+
+def test_a_queue_served_in_a_row_yields_to_other_waiting_work(lone) -> None:
+    """While a worker serves one batch queue, a job of another queue waits at most one batch:
+    its message in the task queue makes the worker hand the busy queue back."""
+    client, r, _ = lone
+    busy = [{"images": images(1, 80 + s), "options": {"top_k": 5}} for s in range(24)]
+    other = {"kind": "activations", "layer": "conv1", "images": images(1, 99)}
+    blocker, ids = behind_a_busy_worker(client, r, [*busy, other])
+    client.delete(f"/v1/jobs/{blocker}")
+    jobs = [poll(client, i, 180) for i in ids]
+    assert all(j["status"] == "succeeded" for j in jobs)
+    assert sorted(j["batch"] for j in jobs[:-1]) == [8] * 24
+    ends = sorted(j["finished"] for j in jobs[:-1])
+    assert ends[7] < jobs[-1]["finished"] < ends[8]  # after the first batch, before the second
