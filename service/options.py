@@ -98,7 +98,8 @@ def find_layer(model: dict, layer: str | None, kind: str) -> dict:
     if name not in rows:
         raise OptionError("unknown_layer", f"model {model['id']!r} has no layer {name!r}")
     row = rows[name]
-    if kind in contract.SPATIAL_KINDS and len(row["output_shape"]) != 3:
+    spatial = contract.SPATIAL_KINDS + contract.DATASET_KINDS
+    if kind in spatial and len(row["output_shape"]) != 3:
         raise OptionError("layer_not_spatial",
                           f"layer {name!r} has output {row['output_shape']}; {kind} needs H×W×C")
     if kind in contract.CONV_KINDS and row["type"] != "Conv2D":
@@ -127,7 +128,7 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
                   image_count: int) -> dict[str, Any]:
     """Validate ``options`` for ``kind`` on layer ``row``; returns them with every default
     filled in (``channels``: all, ``filters``: the first few, see the contract)."""
-    defaults = contract.OPTION_DEFAULTS[kind]
+    defaults = {**contract.OPTION_DEFAULTS, **contract.DATASET_OPTION_DEFAULTS}[kind]
     unknown = set(options) - set(defaults)
     if unknown:
         raise OptionError("invalid_options", f"unknown option(s) for {kind}: "
@@ -147,7 +148,8 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
         _int_list(options, "filters", channels - 1, "filter_out_of_range",
                   contract.MAX_FILTERS_PER_JOB)
     for name, low, high in (("top_k", 1, classes), ("steps", 1, max_steps),
-                            ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1)):
+                            ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1),
+                            ("k", 1, contract.MAX_TOP_EXAMPLES)):
         if options.get(name) is not None:
             _int(options, name, low, high)
     if "method" in options and options["method"] not in contract.CAM_METHODS:

@@ -19,6 +19,9 @@ SINGLE_IMAGE_KINDS = ("explain",)  # kinds that take exactly one image
 SPATIAL_KINDS = ("activations", "filters", "gradcam")  # need a layer with an H×W×C output
 CONV_KINDS = ("explain",)  # need a Conv2D layer
 OVERLAY_KINDS = ("gradcam",)  # draw over the original image: the API keeps it (as PNG)
+# Kinds over a dataset (form field ``dataset`` instead of ``image``), split into chunks that
+# run as their own tasks and merge (worker/dataset_jobs.py); their layer must be spatial.
+DATASET_KINDS = ("top_examples",)
 
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
@@ -38,6 +41,8 @@ TASK_RUN_JOB = "convscope.run_job"
 TASK_RUN_BATCH = "convscope.run_batch"  # the jobs waiting in one batch queue
 TASK_DESCRIBE_MODEL = "convscope.describe_model"
 TASK_INGEST_DATASET = "convscope.ingest_dataset"
+TASK_RUN_DATASET_JOB = "convscope.run_dataset_job"  # plan a dataset job, send its chunks
+TASK_RUN_CHUNK = "convscope.run_chunk"  # one chunk of a dataset job: (job id, chunk index)
 
 # -- methods and modes --------------------------------------------------------------------
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
@@ -63,12 +68,17 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5},
     "explain": {"filter": 0, "y": 0, "x": 0},
 }
+# ``chunk_images``: images per chunk, None = CONVSCOPE_DATASET_CHUNK_IMAGES (also its ceiling).
+DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "top_examples": {"channels": None, "k": 9, "chunk_images": None},
+}
 
 # -- limits (the API refuses beyond them; the engine raises beyond them) --------------------
 FILTER_SIZE_RANGE = (8, 512)  # side of a filter-pattern image, pixels
 MAX_FILTERS_PER_JOB = 64
 MAX_CHANNELS_LISTED = 4096
 MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this) is the budget
+MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
 
 
 def as_json() -> dict[str, Any]:
@@ -85,4 +95,6 @@ def as_json() -> dict[str, Any]:
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
         "max_filters_per_job": MAX_FILTERS_PER_JOB,
+        "dataset_kinds": list(DATASET_KINDS), "dataset_option_defaults": DATASET_OPTION_DEFAULTS,
+        "max_top_examples": MAX_TOP_EXAMPLES,
     }

@@ -26,7 +26,7 @@ from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError
 from worker.batches import run_together
 from worker.claims import Claims
-from worker.contract import QUEUE, RESIZE, TASK_RUN_BATCH
+from worker.contract import QUEUE, RESIZE, TASK_RUN_BATCH, TASK_RUN_DATASET_JOB
 from worker.kinds import KINDS, JobContext
 from worker.model_cache import ModelCache
 from worker.npy import load_npy
@@ -145,6 +145,9 @@ def run_job(job_id: str, send: Callable[..., object]) -> None:
     store, claims = _store(), _claims()
     job = store.get_job(job_id)
     if job is None:
+        return
+    if job.get("dataset"):  # planned by its own task, then fanned out in chunks
+        send(TASK_RUN_DATASET_JOB, args=[job_id])
         return
     key = None if job.get("attempts") else job.get("batch_key")
     first = {**job, "status": "running"} if claims.claim(job) == 1 else None

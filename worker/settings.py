@@ -72,6 +72,11 @@ class Settings:
     max_dataset_files: int = 50_000  # entries of any kind (images, other files, folders)
     max_dataset_file_bytes: int = 32 * 2**20  # any one file, uncompressed
     max_dataset_bytes: int = 2 * 2**30  # all files together, uncompressed
+    # Dataset jobs: images per chunk (a task of its own), also the most a job may ask for.
+    # A chunk holds its images as float32 at the model's input size plus the layer's output
+    # (128 images of 64×64×3: 6 MB + activations); its stored partial result is about
+    # channels × (28·k + 8·61) bytes before compression (64 channels, k=9: 47 KB).
+    dataset_chunk_images: int = 128
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_filter_steps <= MAX_FILTER_STEPS:

@@ -22,7 +22,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from worker.contract import TASK_RUN_BATCH, TASK_RUN_JOB
+from worker.chunks import MAX_UNIT_ATTEMPTS, ChunkRecords
+from worker.contract import TASK_RUN_BATCH, TASK_RUN_CHUNK, TASK_RUN_JOB
 from worker.store import BATCH_KEYS, KICK_SECONDS, NS, RUNNING, STATS_TTL, JobStore
 
 log = logging.getLogger("convscope.worker")
@@ -66,6 +67,7 @@ class Sweeper:
     def __init__(self, store: JobStore, send: Send, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.store, self.send, self.max_attempts = store, send, max_attempts
         self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL)))
+        self.chunks = ChunkRecords(store)
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns what it did (``requeued``, ``lost``, ``kicked``)."""
@@ -82,7 +84,22 @@ class Sweeper:
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
             if self.kick_if_idle(key):
                 done["kicked"] += 1
+        self.sweep_chunks(done)
         return done
+
+    def sweep_chunks(self, done: dict[str, int]) -> None:
+        """Send again each dataset-job chunk (or merge) whose worker died; fail the job with
+        ``worker_lost`` when one unit lost its worker :data:`MAX_UNIT_ATTEMPTS` times."""
+        for job_id, unit, attempts in self.chunks.lapsed(BATCH):
+            if attempts < MAX_UNIT_ATTEMPTS:
+                self.send(TASK_RUN_CHUNK, args=[job_id, unit])
+                done["requeued"] += 1
+                continue
+            message = (f"the worker computing chunk {unit} stopped {attempts} times (killed, "
+                       "out of memory, or lost); not tried again")
+            self.store.transition(job_id, "failed", ("running",),
+                                  error={"code": "worker_lost", "message": message})
+            done["lost"] += 1
 
     def requeue(self, job_id: str) -> int:
         s = self.store

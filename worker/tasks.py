@@ -10,6 +10,8 @@ from worker.contract import (
     TASK_DESCRIBE_MODEL,
     TASK_INGEST_DATASET,
     TASK_RUN_BATCH,
+    TASK_RUN_CHUNK,
+    TASK_RUN_DATASET_JOB,
     TASK_RUN_JOB,
 )
 from worker.tensorflow_startup import start_tensorflow
@@ -32,6 +34,24 @@ def run_batch(self, batch_key: str) -> None:
     from worker.runner import run_batch as run
 
     run(batch_key, self.app.send_task)
+
+
+@shared_task(name=TASK_RUN_DATASET_JOB, bind=True)
+def run_dataset_job(self, job_id: str) -> None:
+    """Plan a queued dataset job and send one task per chunk (safe to re-run)."""
+    start_tensorflow()
+    from worker.dataset_jobs import start_dataset_job
+
+    start_dataset_job(job_id, self.app.send_task)
+
+
+@shared_task(name=TASK_RUN_CHUNK, bind=True)
+def run_chunk(self, job_id: str, unit: int) -> None:
+    """Compute one chunk of a dataset job, or (the last unit) merge them (safe to re-run)."""
+    start_tensorflow()
+    from worker.dataset_jobs import run_chunk as run
+
+    run(job_id, unit, self.app.send_task)
 
 
 @shared_task(name=TASK_DESCRIBE_MODEL)

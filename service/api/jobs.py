@@ -13,6 +13,7 @@ from apiflask.fields import File, Integer, List, String
 from apiflask.validators import OneOf
 from flask import Response, g, request, stream_with_context
 
+from service.api.dataset_jobs import is_dataset_job, validated_dataset_job
 from service.api.models_api import ready_model
 from service.api.waiting import WaitQuery, wait_for_job
 from service.auth import require_tenant
@@ -23,10 +24,12 @@ from service.options import OptionError, check_options, find_layer, parse_option
 from service.ratelimit import limit_writes
 from worker.batch_keys import batch_key
 from worker.contract import (
+    DATASET_KINDS,
     IMAGELESS_KINDS,
     KINDS,
     OVERLAY_KINDS,
     SINGLE_IMAGE_KINDS,
+    TASK_RUN_DATASET_JOB,
     TASK_RUN_JOB,
     TERMINAL,
 )
@@ -38,15 +41,19 @@ KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happene
 bp.before_request(require_tenant)
 bp.before_request(limit_writes)
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
-                 "result", "created", "started", "finished", "inputs", "batch", "attempts")
+                 "result", "created", "started", "finished", "inputs", "batch", "attempts",
+                 "dataset", "chunks")
 
 
 class JobForm(Schema):
     image = List(File(), load_default=list)
     model = String(required=True)
-    kind = String(required=True, validate=OneOf(KINDS))
+    kind = String(required=True, validate=OneOf(KINDS + DATASET_KINDS))
     layer = String(load_default=None)
     options = String(load_default=None)
+    dataset = String(load_default=None, metadata={
+        "description": "instead of `image`: the id of one of your datasets (kinds "
+                       f"{', '.join(DATASET_KINDS)}); the job runs in chunks"})
 
 
 class ListQuery(Schema):
@@ -119,7 +126,13 @@ def _validated(form: dict) -> tuple[dict, dict, dict, tuple]:
 def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     be = backend()
-    model, row, options, (arrays, originals, infos) = _validated(form)
+    dataset: dict | None = None
+    inputs: tuple[list[bytes], list[bytes | None], list[dict]] = ([], [], [])
+    if is_dataset_job(form):
+        model, row, options, dataset = validated_dataset_job(form)
+    else:
+        model, row, options, inputs = _validated(form)
+    arrays, originals, infos = inputs
     key = request.headers.get("Idempotency-Key")
     new_id = uuid.uuid4().hex
     # A waiter for the new job is registered before the job exists: no end can be missed,
@@ -131,12 +144,15 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
                 idempotency_key=key, originals=originals, job_id=new_id,
                 batch=batch_key(form["kind"], model["id"], row["name"], options),
                 fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
-                                         arrays) if key else "")
+                                         arrays or [(dataset or {}).get("id", "").encode()])
+                if key else "")
+            if dataset is not None and created:  # before its task is sent
+                be.store.update(job_id, dataset=dataset["id"])
         except IdempotencyKeyReused:
             fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before "
                  "with a different request; use a new key for a new job")
         if send:  # a job joining a batch queue whose message is on its way needs none
-            be.enqueue(TASK_RUN_JOB, job_id)
+            be.enqueue(TASK_RUN_JOB if dataset is None else TASK_RUN_DATASET_JOB, job_id)
         location = {"Location": f"/v1/jobs/{job_id}"}
         if query["wait"] > 0:
             job = wait_for_job(job_id, lambda: _own_job(job_id), query["wait"],

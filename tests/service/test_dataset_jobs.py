@@ -1,0 +1,160 @@
+"""Dataset jobs (``top_examples``) against a real Redis and a real worker of two children:
+the fanned-out result equals a brute-force NumPy pass through the same layer; any chunking
+and any finishing order give the same result, each image counted once; a corrupt image is
+counted, not fatal; cancel stops the chunks not started; the API's refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.auth import tenant_of
+from tests.pipeline import wait_until
+from tests.service.dataset_job_stack import A, B, DatasetJobStack, dataset_job_stack
+from tests.service.job_http import assert_problem, decode_png, encode, poll
+from worker.chunks import RUNNING_UNITS
+from worker.contract import QUEUE
+from worker.dataset_records import DatasetRecords
+from worker.datasets import new_dataset_id, open_dataset, read_images
+
+LAYER, K, N = "conv2", 5, 48
+
+
+@pytest.fixture(scope="module")
+def stack(settings, tmp_path_factory) -> DatasetJobStack:
+    with dataset_job_stack(settings, tmp_path_factory.mktemp("dsjobs"), 2,
+                           "dataset job tests") as handles:
+        yield handles
+
+
+@pytest.fixture(scope="module")
+def shapes_id(stack: DatasetJobStack) -> str:
+    return stack.shapes_dataset(N, seed=7)
+
+
+def finished(stack: DatasetJobStack, dataset: str, **options: object) -> dict:
+    res = stack.submit(dataset, layer=LAYER, k=K, **options)
+    assert res.status_code == 202, res.get_json()
+    job = poll(stack.client, res.get_json()["id"], timeout=240, headers=A)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def brute_force(stack: DatasetJobStack, dataset: str, model) -> list[dict]:
+    """Per channel: score = max over (y, x), unit = first max in row-major order, top K by
+    larger score then smaller image index, crop = the unit's receptive box."""
+    import keras
+
+    from models.receptive_field import receptive_grid
+
+    manifest = open_dataset(stack.settings.data_dir, dataset)
+    pixels = np.stack([r.pixels for r in read_images(manifest, 0, len(manifest))])
+    probe = keras.Model(model.inputs, model.get_layer(LAYER).output)
+    acts = np.asarray(probe.predict(pixels.astype(np.float32), verbose=0))
+    grid = receptive_grid(model, LAYER)
+    n, _, w, c = acts.shape
+    out = []
+    for channel in range(c):
+        flat = acts[..., channel].reshape(n, -1)
+        scores, where = flat.max(axis=1), flat.argmax(axis=1)
+        order = sorted(range(n), key=lambda i: (-scores[i], i))[:K]
+        top = [{"file": manifest.images[i].file, "value": float(scores[i]),
+                "y": int(where[i] // w), "x": int(where[i] % w),
+                "crop": grid.box(int(where[i] // w), int(where[i] % w))} for i in order]
+        out.append({"index": channel, "dead_fraction": float((scores <= 0).mean()),
+                    "top": top})
+    return out
+
+
+def assert_same_channels(got: list[dict], want: list[dict]) -> None:
+    assert [c["index"] for c in got] == [c["index"] for c in want]
+    for g, w in zip(got, want, strict=True):
+        assert g["dead_fraction"] == pytest.approx(w["dead_fraction"]), g["index"]
+        for key in ("file", "y", "x", "crop"):
+            assert [t[key] for t in g["top"]] == [t[key] for t in w["top"]], (g["index"], key)
+        np.testing.assert_allclose([t["value"] for t in g["top"]],
+                                   [t["value"] for t in w["top"]], rtol=1e-5, atol=1e-6)
+
+
+def test_top_examples_equal_a_brute_force_pass(stack, shapes_id, shapes_model) -> None:
+    job = finished(stack, shapes_id, chunk_images=7)
+    result = job["result"]
+    assert (result["images"], result["corrupt"], result["chunks"]) == (N, 0, 7)
+    assert job["chunks"] == 7 and job["dataset"] == shapes_id and job["progress"] == 1.0
+    assert_same_channels(result["channels"], brute_force(stack, shapes_id, shapes_model))
+    for channel in result["channels"]:
+        assert sum(channel["histogram"]["counts"]) == N
+    assert sorted(job["artifacts"]) == sorted(f"crops_{c}" for c in range(32))
+    res = stack.client.get(f"/v1/jobs/{job['id']}/artifacts/crops_3", headers=A)
+    assert res.status_code == 200 and res.mimetype == "image/png"
+    strip = decode_png(res.data)
+    assert strip.shape[1] > 3 * strip.shape[0]  # K tiles (and labels) side by side
+    assert stack.records().runs(job["id"]) == 7 + 1  # each chunk once, one merge
+
+
+def test_any_chunking_and_order_give_the_same_result(stack, shapes_id) -> None:
+    """Chunks of 7, 3 and 1 images on two worker children finish in whatever order they
+    run; the merged results are equal, and every image is counted once."""
+    results = [finished(stack, shapes_id, chunk_images=size)["result"] for size in (7, 3, 1)]
+    assert [r["chunks"] for r in results] == [7, 16, 48]
+    for result in results:
+        assert (result["images"], result["corrupt"]) == (N, 0)
+        assert result["channels"] == results[0]["channels"]
+
+
+def test_a_corrupt_image_is_counted_not_fatal(stack) -> None:
+    dataset = stack.shapes_dataset(10, seed=11)
+    manifest = open_dataset(stack.settings.data_dir, dataset)
+    (manifest.root / manifest.images[4].file).write_bytes(b"\x89PNG not really")
+    job = finished(stack, dataset, chunk_images=3, channels=[0, 1])
+    assert (job["result"]["images"], job["result"]["corrupt"]) == (9, 1)
+    files = {t["file"] for c in job["result"]["channels"] for t in c["top"]}
+    assert manifest.images[4].file not in files
+
+
+def test_cancel_stops_the_chunks_not_started(stack, shapes_id) -> None:
+    res = stack.submit(shapes_id, layer="conv4", k=K, chunk_images=1)
+    job_id = res.get_json()["id"]
+    records = stack.records()
+    wait_until(lambda: records.runs(job_id) >= 1, 120, "a chunk to start", interval=0.005)
+    assert stack.client.delete(f"/v1/jobs/{job_id}", headers=A).status_code in (200, 202)
+    runs = records.runs(job_id)
+    assert runs < N
+    wait_until(lambda: stack.r.llen(QUEUE) == 0 and not any(
+        m.decode().startswith(job_id) for m in stack.r.zrange(RUNNING_UNITS, 0, -1)),
+        120, "the remaining chunk messages to be consumed")
+    job = poll(stack.client, job_id, headers=A)
+    assert job["status"] == "canceled" and job["result"] is None
+    assert records.runs(job_id) == runs  # no chunk was claimed after the cancel
+
+
+def test_refusals(stack, shapes_id) -> None:
+    submit = stack.submit
+    assert_problem(submit(shapes_id, headers=B), 404, "unknown_dataset")
+    assert_problem(submit("d" + "0" * 16), 404, "unknown_dataset")
+    assert_problem(submit("../etc"), 404, "unknown_dataset")
+    image = encode(np.zeros((64, 64, 3), np.uint8))
+    assert_problem(submit(shapes_id, images=[image]), 400, "invalid_request")
+    assert_problem(submit(None), 400, "missing_dataset")
+    assert_problem(submit(shapes_id, layer="gap"), 400, "layer_not_spatial")
+    assert_problem(submit(shapes_id, k=0), 400, "invalid_options")
+    assert_problem(submit(shapes_id, k=65), 400, "invalid_options")
+    assert_problem(submit(shapes_id, channels=[32]), 400, "filter_out_of_range")
+    assert_problem(submit(shapes_id, chunk_images=10**6), 400, "invalid_options")
+    assert_problem(submit(shapes_id, steps=3), 400, "invalid_options")
+    res = stack.client.post("/v1/jobs", headers=A, content_type="multipart/form-data",
+                            data={"model": "shapes", "kind": "activations",
+                                  "dataset": shapes_id})
+    assert_problem(res, 400, "invalid_request")
+    pending = new_dataset_id()  # a dataset of tenant A still being read
+    DatasetRecords(stack.r, 600).put({"id": pending, "tenant": tenant_of("key-a"),
+                                      "status": "processing"})
+    assert_problem(submit(pending), 409, "dataset_not_ready")
+
+
+def test_openapi_names_the_dataset_field_and_kind(stack) -> None:
+    spec = stack.client.get("/openapi.json").get_json()
+    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    ref = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = spec["components"]["schemas"][ref]["properties"]
+    assert "dataset" in fields and "top_examples" in fields["kind"]["enum"]
