@@ -18,10 +18,10 @@ from service.cli_datasets import datasets
 from service.cli_models import layers, models
 from service.cli_options import with_client
 from service.client import ApiError, Client, retry_policy
-from worker.contract import IMAGELESS_KINDS, KINDS, TERMINAL
+from worker.contract import DATASET_KINDS, IMAGELESS_KINDS, KINDS, TERMINAL
 from worker.settings import Settings
 
-PROGRESS_KINDS = ("filters",)  # long jobs: submit shows a progress bar
+PROGRESS_KINDS = ("filters", *DATASET_KINDS)  # long jobs: submit shows a progress bar
 PROGRESS_STEPS = 1000
 
 
@@ -146,18 +146,21 @@ def worker(concurrency: int, name: str) -> None:
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "-m", required=True)
 @click.option("--kind", "-k", required=True,
-              type=click.Choice(KINDS))
+              type=click.Choice(KINDS + DATASET_KINDS))
 @click.option("--layer", "-l", default=None)
+@click.option("--dataset", "-d", default=None,
+              help="A dataset id instead of IMAGES (kind top_examples).")
 @click.option("--option", "-o", "pairs", multiple=True, help="key=value (repeatable).")
 @click.option("--out", "-O", default="convscope-out", show_default=True, type=click.Path())
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @with_client
 def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
-           pairs: tuple[str, ...], out: str, wait: bool, url: str, api_key: str | None) -> None:
-    """Queue one job, wait for it, save every artifact to OUT."""
+           dataset: str | None, pairs: tuple[str, ...], out: str, wait: bool, url: str,
+           api_key: str | None) -> None:
+    """Queue one job (over IMAGES or a --dataset), wait for it, save every artifact to OUT."""
     client = Client(url, api_key)
     try:
-        job = client.submit(images, model=model, kind=kind, layer=layer,
+        job = client.submit(images, model=model, kind=kind, layer=layer, dataset=dataset,
                             options=parse_options(pairs))
         click.echo(f"job {job['id']} {job['status']}")
         if not wait:

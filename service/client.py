@@ -144,12 +144,15 @@ class Client:
     # -- jobs -----------------------------------------------------------------------------
     def submit(self, images: Sequence[str | Path] = (), *, model: str, kind: str,
                layer: str | None = None, options: dict | None = None,
-               idempotency_key: str | None = None) -> dict:
+               idempotency_key: str | None = None, dataset: str | None = None) -> dict:
         """Queue a job; returns ``{"id", "status"}``. A retried submission is the same job:
-        it carries ``idempotency_key`` (default: a fresh random one)."""
+        it carries ``idempotency_key`` (default: a fresh random one). ``dataset``: the id of
+        one of your datasets instead of ``images`` (kind ``top_examples``)."""
         data = {"model": model, "kind": kind, "options": json.dumps(options or {})}
         if layer:
             data["layer"] = layer
+        if dataset:
+            data["dataset"] = dataset
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         handles = [open(p, "rb") for p in images]  # closed below
         try:

@@ -158,3 +158,23 @@ def test_openapi_names_the_dataset_field_and_kind(stack) -> None:
     ref = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = spec["components"]["schemas"][ref]["properties"]
     assert "dataset" in fields and "top_examples" in fields["kind"]["enum"]
+
+
+def test_cli_submit_over_a_dataset_writes_the_crops(stack, shapes_id) -> None:
+    from click.testing import CliRunner
+
+    from service.cli import main
+    from tests.pipeline import serve_api, worker_env
+
+    env = {**worker_env(stack.settings), "CONVSCOPE_API_KEYS": "key-a,key-b"}
+    out = stack.base / "cli-out"
+    with serve_api(env, stack.base / "api.log") as url:
+        res = CliRunner().invoke(main, [
+            "submit", "--dataset", shapes_id, "--kind", "top_examples", "--model", "shapes",
+            "--layer", LAYER, "-o", "k=2", "-o", "channels=[4, 9]", "-o", "chunk_images=16",
+            "--out", str(out), "--url", url, "--api-key", "key-a"])
+    assert res.exit_code == 0, res.output
+    (folder,) = out.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["crops_4.png", "crops_9.png",
+                                                        "result.json"]
+    assert (folder / "crops_4.png").read_bytes().startswith(b"\x89PNG")
