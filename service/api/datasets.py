@@ -112,8 +112,8 @@ def _server_folder(path: str) -> str:
 def _new_record(form: dict, dataset_id: str) -> dict:
     """The record of a new dataset, its upload saved where the worker reads it."""
     if (form["file"] is None) == (form["path"] is None):
-        fail(400, "bad_request", "send either an archive as 'file' or a server folder as "
-             "'path'")
+        fail(422, "invalid_request", "send either an archive as 'file' or a server folder "
+             "as 'path'")  # each field is valid alone: 422, not 400
     record = {"id": dataset_id, "tenant": g.tenant, "status": "processing",
               "created": int(time.time()), "images": 0, "skipped": [], "skipped_count": 0,
               "has_labels": False, "has_boxes": False, "classes": [], "bytes": 0,
