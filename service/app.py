@@ -9,8 +9,10 @@ from apiflask import APIFlask
 
 from service import auth, errors, form_fields
 from service.api import (
+    atlas,
     bundles,
     contract_api,
+    dataset_images,
     datasets,
     docs_assets,
     health,
@@ -51,7 +53,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.wsgi_app = FinishBody(app.wsgi_app, settings.max_content_length)  # type: ignore[method-assign]
     Backend(settings).init_app(app)
     for blueprint in (health.bp, contract_api.bp, models_api.bp, jobs.bp, bundles.bp,
-                      datasets.bp, ui.bp):
+                      datasets.bp, dataset_images.bp, atlas.bp, ui.bp):
         app.register_blueprint(blueprint)
     form_fields.init_app(app)
     if settings.open_access:

@@ -21,6 +21,7 @@ from apiflask.fields import File, String
 from apiflask.validators import Length
 from flask import g
 
+from service.api.atlas_cache import forget as forget_atlases
 from service.api.waiting import WaitQuery, wait_for
 from service.auth import require_tenant
 from service.backend import backend
@@ -162,5 +163,6 @@ def delete_dataset(dataset_id: str) -> tuple[str, int]:
     alone: only the dataset's manifest goes)."""
     record = dataset_record(dataset_id)
     records().delete(record["id"], g.tenant)
+    forget_atlases(backend().store.r, "dataset", record["id"])
     shutil.rmtree(dataset_dir(backend().settings.data_dir, record["id"]), ignore_errors=True)
     return "", 204

@@ -120,11 +120,11 @@ def _validated(form: dict) -> tuple[dict, dict, dict, tuple]:
     return model, row, options, _decode_images(files, model, kind)
 
 
-@bp.post("")
-@bp.input(JobForm, location="form_and_files", arg_name="form")
-@bp.input(WaitQuery, location="query", arg_name="query")
-def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
-    """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
+def queue_job(form: dict, key: str | None, new_id: str) -> tuple[str, bool]:
+    """Validate a job's form (images, or a ``dataset``), store the job as ``new_id`` (or find
+    the one an earlier use of the Idempotency-Key ``key`` made) and send its task; returns
+    ``(job id, created)``. Every job, posted or made by another resource (the layer atlas),
+    goes through here."""
     be = backend()
     dataset: dict | None = None
     inputs: tuple[list[bytes], list[bytes | None], list[dict]] = ([], [], [])
@@ -133,26 +133,34 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     else:
         model, row, options, inputs = _validated(form)
     arrays, originals, infos = inputs
-    key = request.headers.get("Idempotency-Key")
+    try:
+        job_id, created, send = be.store.create_job(
+            g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
+            idempotency_key=key, originals=originals, job_id=new_id,
+            batch=batch_key(form["kind"], model["id"], row["name"], options),
+            fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
+                                     arrays or [(dataset or {}).get("id", "").encode()])
+            if key else "")
+        if dataset is not None and created:  # before its task is sent
+            be.store.update(job_id, dataset=dataset["id"])
+    except IdempotencyKeyReused:
+        fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before "
+             "with a different request; use a new key for a new job")
+    if send:  # a job joining a batch queue whose message is on its way needs none
+        be.enqueue(TASK_RUN_JOB if dataset is None else TASK_RUN_DATASET_JOB, job_id)
+    return job_id, created
+
+
+@bp.post("")
+@bp.input(JobForm, location="form_and_files", arg_name="form")
+@bp.input(WaitQuery, location="query", arg_name="query")
+def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
+    """Queue a job: 202 with ``Location``; ``?wait=S`` answers like GET after up to S s."""
     new_id = uuid.uuid4().hex
     # A waiter for the new job is registered before the job exists: no end can be missed,
     # and there is nothing to read until the job changes.
-    with be.events.watch(new_id) if query["wait"] > 0 else nullcontext() as changed:
-        try:
-            job_id, created, send = be.store.create_job(
-                g.tenant, form["kind"], model["id"], row["name"], options, arrays, infos,
-                idempotency_key=key, originals=originals, job_id=new_id,
-                batch=batch_key(form["kind"], model["id"], row["name"], options),
-                fingerprint=_fingerprint(form["kind"], model["id"], row["name"], options,
-                                         arrays or [(dataset or {}).get("id", "").encode()])
-                if key else "")
-            if dataset is not None and created:  # before its task is sent
-                be.store.update(job_id, dataset=dataset["id"])
-        except IdempotencyKeyReused:
-            fail(422, "idempotency_key_reused", f"Idempotency-Key {key!r} was used before "
-                 "with a different request; use a new key for a new job")
-        if send:  # a job joining a batch queue whose message is on its way needs none
-            be.enqueue(TASK_RUN_JOB if dataset is None else TASK_RUN_DATASET_JOB, job_id)
+    with backend().events.watch(new_id) if query["wait"] > 0 else nullcontext() as changed:
+        job_id, created = queue_job(form, request.headers.get("Idempotency-Key"), new_id)
         location = {"Location": f"/v1/jobs/{job_id}"}
         if query["wait"] > 0:
             job = wait_for_job(job_id, lambda: _own_job(job_id), query["wait"],

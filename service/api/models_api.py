@@ -16,6 +16,7 @@ from apiflask.fields import Boolean, File, String
 from apiflask.validators import OneOf
 from flask import g
 
+from service.api.atlas_cache import forget as forget_atlases
 from service.api.waiting import WaitQuery, wait_for
 from service.auth import require_tenant
 from service.backend import backend
@@ -189,6 +190,7 @@ def delete_model(model_id: str) -> tuple[str, int]:
         fail(403, "forbidden", "built-in models cannot be removed")
     record = model_record(model_id)
     backend().store.delete_model(record["id"], g.tenant)
+    forget_atlases(backend().store.r, "model", record["id"])
     for key in [k for k, (_, r) in _ready.items() if r.get("id") == record["id"]]:
         _ready.pop(key, None)
     upload_path(backend().settings.data_dir, record["id"]).unlink(missing_ok=True)
