@@ -21,7 +21,7 @@ CONV_KINDS = ("explain",)  # need a Conv2D layer
 OVERLAY_KINDS = ("gradcam",)  # draw over the original image: the API keeps it (as PNG)
 # Kinds over a dataset (form field ``dataset`` instead of ``image``), split into chunks that
 # run as their own tasks and merge (worker/dataset_jobs.py); their layer must be spatial.
-DATASET_KINDS = ("top_examples",)
+DATASET_KINDS = ("top_examples", "class_cam", "quality")
 
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 ACTIVE = ("queued", "running")
@@ -71,7 +71,12 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
 # ``chunk_images``: images per chunk, None = CONVSCOPE_DATASET_CHUNK_IMAGES (also its ceiling).
 DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "top_examples": {"channels": None, "k": 9, "chunk_images": None},
+    "class_cam": {"method": "gradcam", "chunk_images": None},
+    "quality": {"methods": ("gradcam", "gradcam++"), "baseline": "blur", "steps": 16,
+                "seed": 0, "chunk_images": None},
 }
+# ``quality``: what deleted pixels become (models/quality.py), and the most curve steps.
+QUALITY_BASELINES = ("blur", "black")
 
 # -- limits (the API refuses beyond them; the engine raises beyond them) --------------------
 FILTER_SIZE_RANGE = (8, 512)  # side of a filter-pattern image, pixels
@@ -79,6 +84,7 @@ MAX_FILTERS_PER_JOB = 64
 MAX_CHANNELS_LISTED = 4096
 MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this) is the budget
 MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
+MAX_QUALITY_STEPS = 128  # ``steps`` of quality: points of each deletion / insertion curve
 
 
 def as_json() -> dict[str, Any]:
@@ -96,5 +102,6 @@ def as_json() -> dict[str, Any]:
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
         "max_filters_per_job": MAX_FILTERS_PER_JOB,
         "dataset_kinds": list(DATASET_KINDS), "dataset_option_defaults": DATASET_OPTION_DEFAULTS,
-        "max_top_examples": MAX_TOP_EXAMPLES,
+        "max_top_examples": MAX_TOP_EXAMPLES, "quality_baselines": list(QUALITY_BASELINES),
+        "max_quality_steps": MAX_QUALITY_STEPS,
     }

@@ -1,9 +1,11 @@
 """Dataset jobs at the API: ``POST /v1/jobs`` with form field ``dataset`` (an id) instead of
-``image``, kind ``top_examples``. Checked here, before anything is queued: the two fields are
-exclusive, the dataset is the caller's (another tenant's is 404 ``unknown_dataset``, as an
-unknown one) and ``ready`` (409 ``dataset_not_ready`` otherwise), the model takes a fixed
-input size, the layer is spatial, the options are complete and in range. The worker fans the
-job out in chunks (:mod:`worker.dataset_jobs`)."""
+``image``, kinds ``top_examples``, ``class_cam`` and ``quality``. Checked here, before
+anything is queued: the two fields are exclusive, the dataset is the caller's (another
+tenant's is 404 ``unknown_dataset``, as an unknown one) and ``ready`` (409
+``dataset_not_ready`` otherwise), the model takes a fixed input size, the layer is spatial,
+the options are complete and in range (``quality``: known CAM methods, bounded ``steps``, a
+known ``baseline``; a dataset without boxes is accepted, its result says ``pointing_game``
+null). The worker fans the job out in chunks (:mod:`worker.dataset_jobs`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ from service.api.models_api import ready_model
 from service.backend import backend
 from service.errors import fail
 from service.options import OptionError, check_options, find_layer, parse_options
-from worker.contract import DATASET_KINDS
+from worker.contract import (
+    CAM_METHODS,
+    DATASET_KINDS,
+    MAX_QUALITY_STEPS,
+    QUALITY_BASELINES,
+)
 
 
 def is_dataset_job(form: dict) -> bool:
@@ -43,6 +50,24 @@ def _chunk_images(options: dict) -> int:
     return value
 
 
+def _check_quality(options: dict) -> None:
+    """``methods``: distinct CAM methods; ``steps`` in 1..MAX_QUALITY_STEPS; ``baseline``."""
+    methods = options["methods"]
+    if (not isinstance(methods, (list, tuple)) or not methods
+            or any(m not in CAM_METHODS for m in methods) or len(set(methods)) != len(methods)):
+        raise OptionError("invalid_options", "methods must be a list of distinct CAM methods "
+                          f"({', '.join(CAM_METHODS)}), got {methods!r}")
+    options["methods"] = list(methods)
+    steps = options["steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or \
+            not 1 <= steps <= MAX_QUALITY_STEPS:
+        raise OptionError("invalid_options", f"steps must be an integer in "
+                          f"1..{MAX_QUALITY_STEPS} for quality, got {steps!r}")
+    if options["baseline"] not in QUALITY_BASELINES:
+        raise OptionError("invalid_options", f"baseline must be one of "
+                          f"{', '.join(QUALITY_BASELINES)}, got {options['baseline']!r}")
+
+
 def validated_dataset_job(form: dict) -> tuple[dict, dict, dict, dict]:
     """``(model, layer row, complete options, dataset record)`` of a dataset job, or a
     problem response."""
@@ -62,6 +87,8 @@ def validated_dataset_job(form: dict) -> tuple[dict, dict, dict, dict]:
         options = check_options(form["kind"], options, row, model, settings.max_filter_steps,
                                 int(record.get("images") or 0))
         options["chunk_images"] = _chunk_images(options)
+        if form["kind"] == "quality":
+            _check_quality(options)
     except OptionError as exc:
         fail(400, exc.code, str(exc))
     return model, row, options, record

@@ -1,0 +1,73 @@
+"""What each dataset-job kind supplies to the plan → chunks → merge machinery of
+:mod:`worker.dataset_jobs`: a chunk's partial, an associative merge of two partials, their
+JSON, and the finish (public result and artifacts). ``top_examples`` is here; ``class_cam``
+and ``quality`` in :mod:`worker.cam_dataset_kinds`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.top_examples import TopExamplesPartial, finish, merge
+from models.top_examples_scan import TopExamplesScanner
+from models.zoo import LoadedModel
+from worker.dataset_crops import PNG, crops_png
+from worker.dataset_inputs import ChunkImages, input_shape, manifest
+from worker.runner import _cache
+from worker.settings import get_settings
+
+Artifacts = dict[str, tuple[bytes, str]]  # name -> (bytes, content type)
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """``partial(job, chunk images)``; ``merge(a, b)`` (associative and commutative);
+    ``dumps(partial) -> str`` and ``loads(bytes)``; ``finish(job, partial, chunks) ->
+    (result, artifacts)``."""
+
+    partial: Callable[[dict, ChunkImages], Any]
+    merge: Callable[[Any, Any], Any]
+    dumps: Callable[[Any], str]
+    loads: Callable[[bytes], Any]
+    finish: Callable[[dict, Any, int], tuple[dict, Artifacts]]
+
+
+def _scanner(job: dict) -> TopExamplesScanner:
+    def build(loaded: LoadedModel) -> TopExamplesScanner:
+        return TopExamplesScanner(loaded.model, job["layer"], loaded.info.preprocess)
+
+    return _cache().tool(job["model"], ("top_examples", job["layer"]), build)
+
+
+def _top_partial(job: dict, chunk: ChunkImages) -> TopExamplesPartial:
+    """The chunk's readable images through the layer, the rest corrupt."""
+    options = job["options"]
+    return _scanner(job).partial(chunk.pixels, chunk.indices, channels=options["channels"],
+                                 k=options["k"], corrupt=chunk.corrupt)
+
+
+def _top_result(job: dict, partial: TopExamplesPartial, chunks: int) -> tuple[dict, Artifacts]:
+    """The public result (top lists with the manifest's files) and the crop pictures."""
+    found, loaded = manifest(job["dataset"]), _cache().get(job["model"])
+    shape = input_shape(job)
+    channels = finish(partial, _scanner(job).grid())
+    for channel in channels:
+        for top in channel["top"]:
+            top["file"] = found.images[top["image"]].file
+    max_pixels = get_settings().max_image_pixels
+    artifacts = {f"crops_{c['index']}": (crops_png(found, c, shape, max_pixels), PNG)
+                 for c in channels}
+    result = {"dataset": job["dataset"], "images": partial.seen, "corrupt": partial.corrupt,
+              "chunks": chunks, "k": partial.k, "image_size": shape[:2],
+              "channels": channels, "random_weights": bool(loaded.info.random_weights)}
+    return result, artifacts
+
+
+TOP_EXAMPLES = DatasetKind(
+    partial=_top_partial, merge=merge,
+    dumps=lambda partial: json.dumps(partial.to_dict()),
+    loads=lambda raw: TopExamplesPartial.from_dict(json.loads(raw)),
+    finish=_top_result)
+
