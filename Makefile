@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test browser lint bench bench-service clean
+.PHONY: run test install install-test browser lint bench bench-service bench-dataset clean
 
 $(BIN)/convscope: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: install
 bench-service: install
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/service.py
+
+## Dataset jobs (top_examples, 5,000 shapes images) with 1 and 2 workers against an in-process loop.
+bench-dataset: install
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python benchmarks/dataset.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
