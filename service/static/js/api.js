@@ -256,3 +256,15 @@ export class UrlPool {
     this.urls = [];
   }
 }
+
+// GET a resource that may answer 202 while it is computed: {status, body, location}.
+export async function getResource(path, options) {
+  const response = await request("GET", path, options);
+  return { status: response.status, body: await response.json(),
+    location: response.headers.get("Location") };
+}
+
+// The bytes at an API path (an artifact URL a resource named, a dataset image) as a Blob.
+export const blobAt = async (path, options) => (await request("GET", path, options)).blob();
+
+export const listDatasets = () => getJson("/v1/datasets").then((b) => b.datasets);

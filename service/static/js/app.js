@@ -3,6 +3,7 @@
 
 import { apiKey, loadContract, setApiKey } from "./api.js";
 import { initActivations } from "./activations.js";
+import { initAtlas } from "./atlas.js";
 import { $, showError } from "./dom.js";
 import { initExplain } from "./explain.js";
 import { initFilters } from "./filters.js";
@@ -46,4 +47,5 @@ initActivations();
 initGradcam();
 initFilters();
 initExplain();
+initAtlas();
 start();
