@@ -90,7 +90,7 @@ def list_datasets() -> dict:
 
 @bp.get("/<dataset_id>")
 @bp.input(WaitQuery, location="query", arg_name="query")
-@bp.doc(responses=NOT_FOUND)
+@bp.doc(responses={200: "The dataset: its status, images and what was skipped", **NOT_FOUND})
 def get_dataset(dataset_id: str, query: dict) -> dict:
     """One dataset; ``?wait=S`` waits up to S seconds while it is processed."""
     return public(wait_for_dataset(dataset_id, query["wait"]))
