@@ -17,6 +17,7 @@ VM is shared: one engine figure moved by up to 40 % within an hour):
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -24,9 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +46,10 @@ TARGETS = {"latency_p50_ms": 20.0, "concurrent_vs_engine": 0.10, "batch_cifar_vs
 
 
 # -- in-process references ----------------------------------------------------------------
-def engine_rates(model, layer: str, images: np.ndarray, batch: int = 32) -> tuple[float, float]:
-    """Images/s of the engine's Grad-CAM at ``batch``, bare and with the service's rendering."""
+def engine_rates(model, layer: str, images: np.ndarray, batch: int = 32,
+                 rendered: bool = True) -> tuple[float, float]:
+    """Images/s of the engine's Grad-CAM at ``batch``, bare and with the service's rendering
+    (0.0 unless ``rendered``)."""
     from models import render
     from models.cam import make_cam
     from worker.npy import npy_bytes
@@ -55,6 +61,8 @@ def engine_rates(model, layer: str, images: np.ndarray, batch: int = 32) -> tupl
     for chunk in chunks:
         cam(chunk)
     bare = len(images) / (time.perf_counter() - start)
+    if not rendered:
+        return bare, 0.0
     start = time.perf_counter()
     for chunk in chunks:
         for image, heat in zip(chunk, cam(chunk).heatmaps, strict=True):
@@ -169,17 +177,49 @@ def latency(url: str, image: bytes, n: int) -> tuple[float, float]:
     return 1000 * statistics.median(times), 1000 * times[int(0.95 * (len(times) - 1))]
 
 
-def concurrent_rate(url: str, image: bytes, n: int, clients: int = 16) -> float:
-    sessions = [requests.Session() for _ in range(clients)]
+def multipart_body(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body of ``fields`` and one ``image`` file, with its type."""
+    boundary = f"----convscope{uuid.uuid4().hex}"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+             .encode() for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                 f'filename="i.png"\r\nContent-Type: image/png\r\n\r\n'.encode() + image +
+                 f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
-    def one(i: int) -> None:
-        post_job(sessions[i % clients], url, image)
+
+def concurrent_rate(url: str, image: bytes, n: int, clients: int = 16) -> tuple[float, float]:
+    """(jobs/s, the clients' own CPU ms per job) of ``clients`` threads each sending
+    single-image Grad-CAM jobs (``POST ?wait``) one after the other on a kept-alive
+    connection. The clients are lean (``http.client``, the body built once): they share the
+    service's 2 cores, and ``requests`` cost 1.2-1.8 ms of CPU per job, a sixth of the
+    service's own; a real service's clients run on other machines."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    body, ctype = multipart_body({"model": "shapes", "kind": "gradcam"}, image)
+    local = threading.local()
+
+    def one(_: int) -> None:
+        conn = getattr(local, "conn", None) or http.client.HTTPConnection(host, int(port))
+        local.conn = conn
+        conn.request("POST", "/v1/jobs?wait=60", body=body, headers={"Content-Type": ctype})
+        res = conn.getresponse()
+        text = res.read()
+        if res.status != 200 or b'"succeeded"' not in text:
+            raise RuntimeError(f"job did not succeed: {res.status} {text[:300]!r}")
 
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one, range(clients * 2)))
-        start = time.perf_counter()
+        list(pool.map(one, range(clients * 4)))
+        cpu, start = time.process_time(), time.perf_counter()
         list(pool.map(one, range(n)))
-    return n / (time.perf_counter() - start)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return n / seconds, 1000 * cpu / n
+
+
+def clients(url: str, image: bytes, n: int, cpu: list[float]) -> float:
+    """:func:`concurrent_rate`'s jobs/s; its clients' CPU per job is appended to ``cpu``."""
+    rate, per_job = concurrent_rate(url, image, n)
+    cpu.append(per_job)
+    return rate
 
 
 def write_images(folder: Path, n: int, size: int, seed: int) -> Path:
@@ -191,11 +231,14 @@ def write_images(folder: Path, n: int, size: int, seed: int) -> Path:
     return folder
 
 
-def batch_rate(url: str, folder: Path, out: Path, model: str, runs: int = 3) -> float:
-    """Images/s of ``convscope batch`` over ``folder``, every artifact written to ``out``
-    (the median of ``runs`` runs). First a warm-up batch over a copy of two jobs' worth of
-    images, so the worker has loaded the model and traced its batch shapes (one job, two
-    merged), as the engine figure has (it is timed after a first call at its batch size)."""
+def batch_rate(url: str, folder: Path, out: Path, model: str, runs: int = 3,
+               reference: Callable[[], float] | None = None) -> tuple[float, float]:
+    """(images/s, ratio) of ``convscope batch`` over ``folder``, every artifact written to
+    ``out``: the medians of ``runs`` runs, each ratio against ``reference()`` (a rate
+    measured just before the run; 1.0 without one). First a warm-up batch over a copy of two
+    jobs' worth of images, so the worker has loaded the model and traced its batch shapes
+    (one job, two merged), as the engine figure has (timed after a first call at its batch
+    size)."""
     n = len(list(folder.iterdir()))
     warm = folder.parent / f"{folder.name}-warm"
     warm.mkdir(exist_ok=True)
@@ -217,8 +260,21 @@ def batch_rate(url: str, folder: Path, out: Path, model: str, runs: int = 3) -> 
         return n / seconds
 
     # The median of several runs: this 2-vCPU VM is shared, and one measurement of the same
-    # in-process engine moved by up to 40 % within an hour (every figure here is a median).
-    return statistics.median(once() for _ in range(runs))
+    # in-process engine moved by up to 40 % within an hour (every figure here is a median),
+    # so each run is compared with its reference measured just before it.
+    return paired(once, reference or (lambda: 1.0), runs)
+
+
+def paired(measure: Callable[[], float], reference: Callable[[], float],
+           runs: int = 3) -> tuple[float, float]:
+    """(median of ``measure()``, median of ``measure() / reference()``) over ``runs`` pairs,
+    the reference measured just before each measurement (the VM's speed drifts)."""
+    rates, ratios = [], []
+    for _ in range(runs):
+        ref = reference()
+        rates.append(measure())
+        ratios.append(rates[-1] / ref)
+    return statistics.median(rates), statistics.median(ratios)
 
 
 def filters_repeat(url: str) -> tuple[float, float, float]:
@@ -259,45 +315,57 @@ def main() -> None:
     tkv = tkv_rate(cifar, "conv4", cifar_imgs)
     resnet = load_builtin("resnet50", tmp).model
     resnet_imgs = rng.integers(0, 256, (16 if q else 64, 224, 224, 3)).astype(np.float32)
-    resnet_engine = statistics.median(
-        engine_rates(resnet, "conv5_block3_out", resnet_imgs, batch=32)[0] for _ in range(3))
-    del resnet
+
+    def shapes_engine() -> float:
+        return engine_rates(shapes, "conv4", shapes_imgs, rendered=False)[0]
+
+    def resnet_engine_rate() -> float:
+        return engine_rates(resnet, "conv5_block3_out", resnet_imgs, batch=32, rendered=False)[0]
+
+    resnet_engine = statistics.median(resnet_engine_rate() for _ in range(3))
     print(f"in-process engine, shapes Grad-CAM batch 32: {engine_bare:.0f} img/s "
           f"({engine_rendered:.0f} img/s with the service's PNG rendering)")
     print(f"tf-keras-vis in-process, CIFAR CNN: {tkv:.0f} img/s; engine ResNet50: "
           f"{resnet_engine:.1f} img/s")
     star = (ROOT / "service/static/samples/star.png").read_bytes()
-    results = {}
+    results: dict[str, float] = {}
     for workers in (1, 2):
         svc = Service(workers, tmp / f"up{workers}")
         try:
             p50, p95 = latency(svc.url, star, 30 if q else 100)
             worker_before = rss_mb(svc.pids("celery"))  # the shapes model loaded and traced
-            rate = statistics.median(concurrent_rate(svc.url, star, 200 if q else 700)
-                                     for _ in range(3))
+            client_cpu: list[float] = []
+            # each run against the engine measured just before it (the service idle)
+            rate, ratio = paired(partial(clients, svc.url, star, 200 if q else 700, client_cpu),
+                                 shapes_engine)
             worker_after = rss_mb(svc.pids("celery"))
             api = max(rss_mb([p]) for p in svc.pids("gunicorn"))
             print(f"\n{workers} worker(s): one job at a time p50 {p50:.1f} ms, p95 {p95:.1f} ms;"
-                  f" 16 clients {rate:.1f} jobs/s = {rate / engine_bare:.3f} of the engine")
+                  f" 16 clients {rate:.1f} jobs/s = {ratio:.3f} of the engine (median of "
+                  f"3 runs, each against the engine just before it; the clients used "
+                  f"{statistics.median(client_cpu):.2f} ms CPU per job)")
             if workers == 1:
                 n = 400 if q else 2000
                 folder = write_images(tmp / "cifar", n, 32, 1)
-                cifar_rate = batch_rate(svc.url, folder, tmp / "out-cifar", "cifar10")
+                cifar_rate, cifar_ratio = batch_rate(svc.url, folder, tmp / "out-cifar",
+                                                     "cifar10", reference=lambda: tkv_rate(
+                                                         cifar, "conv4", cifar_imgs))
                 folder = write_images(tmp / "resnet", len(resnet_imgs), 224, 2)
-                resnet_rate = batch_rate(svc.url, folder, tmp / "out-resnet", "resnet50")
+                resnet_rate, resnet_ratio = batch_rate(svc.url, folder, tmp / "out-resnet",
+                                                       "resnet50", reference=resnet_engine_rate)
                 first, repeat, overlap = filters_repeat(svc.url)
                 print(f"convscope batch, CIFAR CNN, {n} images: {cifar_rate:.0f} img/s = "
-                      f"{cifar_rate / tkv:.2f}x tf-keras-vis in-process")
+                      f"{cifar_ratio:.2f}x tf-keras-vis in-process")
                 print(f"convscope batch, ResNet50, {len(resnet_imgs)} images: "
-                      f"{resnet_rate:.1f} img/s = {resnet_rate / resnet_engine:.2f}x the engine")
+                      f"{resnet_rate:.1f} img/s = {resnet_ratio:.2f}x the engine")
                 print(f"filters 8x64 steps: first {1000 * first:.0f} ms, identical repeat "
                       f"{1000 * repeat:.0f} ms, 0-15 after 0-7 {1000 * overlap:.0f} ms")
                 print(f"memory: largest API process {api:.0f} MB after the jobs above; "
                       f"workers {worker_before:.0f} -> {worker_after:.0f} MB over the 16-client "
                       f"jobs ({100 * (worker_after / worker_before - 1):+.1f} %)")
-                results.update(latency_p50_ms=p50, concurrent_vs_engine=rate / engine_bare,
-                               batch_cifar_vs_tkv=cifar_rate / tkv,
-                               batch_resnet_vs_engine=resnet_rate / resnet_engine,
+                results.update(latency_p50_ms=p50, concurrent_vs_engine=ratio,
+                               batch_cifar_vs_tkv=cifar_ratio,
+                               batch_resnet_vs_engine=resnet_ratio,
                                filters_repeat_ms=1000 * repeat, api_rss_mb=api,
                                worker_rss_growth=worker_after / worker_before - 1)
         finally:

@@ -25,7 +25,8 @@ from worker.contract import TERMINAL
 bp = APIBlueprint("bundles", __name__, url_prefix="/v1/jobs", tag="jobs")
 bp.before_request(require_tenant)
 
-EXTENSIONS = {"image/png": ".png", "application/x-npy": ".npy"}
+EXTENSIONS = {"image/png": ".png", "application/x-npy": ".npy", "text/csv": ".csv",
+              "application/json": ".json"}
 BLOCK = tarfile.BLOCKSIZE
 RESULT = "result.json"
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -80,3 +80,11 @@ def test_bundle_is_in_the_openapi_spec(client) -> None:
     get = spec["paths"]["/v1/jobs/{job_id}/artifacts.tar"]["get"]
     assert "application/x-tar" in get["responses"]["200"]["content"]
     assert get["summary"]
+
+
+def test_members_are_named_by_their_content_type() -> None:
+    from service.api.bundles import member_name
+
+    assert member_name("quality_csv", "text/csv") == "quality_csv.csv"
+    assert member_name("overlay.3", "image/png") == "overlay.3.png"
+    assert member_name("odd", "application/octet-stream") == "odd.bin"
