@@ -19,6 +19,10 @@ Rules (every one is order-free, so any grouping of chunks gives the same result)
   ``counts[m]`` is ``v >= e_{m−1}``. Partials with other edges, channels or ``k`` do not merge.
 - **Images** counts the images whose activations were seen; **corrupt** the images the caller
   could not read (they are in no other count).
+- **Crops** (optional, :mod:`models.top_example_crops`): a partial cut from a chunk's images
+  carries the receptive-field pixels of the units on its top lists; the merge keeps those of
+  the merged lists. A partial without crops and with images on its lists makes the merge
+  one without crops (it counts as an empty table when its lists are empty).
 
 Scores containing NaN are refused (``ValueError``): they would have no place in the order.
 """
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from models.top_example_crops import Patches, merge_patches
 
 
 class BoxOf(Protocol):
@@ -62,7 +68,9 @@ class TopExamplesPartial:
     ``values`` float32 ``(C, k)``, ``images`` int64 ``(C, k)``, ``ys``/``xs`` int64
     ``(C, k)``: row ``c`` is channel ``channels[c]``'s top list in order; unused slots hold
     image ``-1`` and value ``-inf``. ``edges`` float64 ``(m,)``; ``counts`` int64
-    ``(C, m + 1)``; ``dead`` int64 ``(C,)``; ``seen`` and ``corrupt`` image counts.
+    ``(C, m + 1)``; ``dead`` int64 ``(C,)``; ``seen`` and ``corrupt`` image counts;
+    ``patches`` the crops of the units on the top lists, or None
+    (:mod:`models.top_example_crops`).
     """
 
     channels: list[int]
@@ -76,13 +84,17 @@ class TopExamplesPartial:
     dead: np.ndarray
     seen: int = 0
     corrupt: int = 0
+    patches: Patches | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: lists for the small fields, the arrays zlib-compressed in base64."""
+        """Plain JSON: lists for the small fields, the arrays zlib-compressed in base64 (the
+        crops' pixels raw in base64, :meth:`Patches.to_dict`)."""
+        patches = {} if self.patches is None else {"patches": self.patches.to_dict()}
         return {"channels": list(self.channels), "k": self.k,
                 "edges": [float(e) for e in self.edges], "seen": self.seen,
                 "corrupt": self.corrupt, "dead": [int(d) for d in self.dead],
-                **{name: _pack(getattr(self, name), dtype) for name, dtype in _PACKED.items()}}
+                **{name: _pack(getattr(self, name), dtype) for name, dtype in _PACKED.items()},
+                **patches}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TopExamplesPartial:
@@ -92,8 +104,10 @@ class TopExamplesPartial:
         shapes = {"counts": (len(channels), len(edges) + 1)}
         arrays = {name: _unpack(data[name], dtype, shapes.get(name, (len(channels), k)))
                   for name, dtype in _PACKED.items()}
+        patches = Patches.from_dict(data["patches"]) if "patches" in data else None
         return cls(channels, k, edges, dead=np.asarray(data["dead"], np.int64).reshape(-1),
-                   seen=int(data["seen"]), corrupt=int(data["corrupt"]), **arrays)
+                   seen=int(data["seen"]), corrupt=int(data["corrupt"]), patches=patches,
+                   **arrays)
 
 
 _TOP_FIELDS = ("values", "images", "ys", "xs")
@@ -186,7 +200,18 @@ def merge(a: TopExamplesPartial, b: TopExamplesPartial) -> TopExamplesPartial:
         *(np.concatenate([getattr(a, f), getattr(b, f)], axis=1) for f in _TOP_FIELDS), k=a.k)
     return TopExamplesPartial(list(a.channels), a.k, a.edges.copy(), values, images, ys, xs,
                               a.counts + b.counts, a.dead + b.dead, a.seen + b.seen,
-                              a.corrupt + b.corrupt)
+                              a.corrupt + b.corrupt, _merged_patches(a, b, images, ys, xs))
+
+
+def _merged_patches(a: TopExamplesPartial, b: TopExamplesPartial, images: np.ndarray,
+                    ys: np.ndarray, xs: np.ndarray) -> Patches | None:
+    """The crops of the merged lists, or None when one side has images but no crops (a side
+    without either counts as an empty table): order-free, as a merged partial has images on
+    its lists when one of its parts had."""
+    if any(p.patches is None and (p.images >= 0).any() for p in (a, b)):
+        return None
+    tables = [p.patches for p in (a, b) if p.patches is not None]
+    return merge_patches(tables, images, ys, xs) if tables else None
 
 
 def finish(partial: TopExamplesPartial, receptive: BoxOf) -> list[dict[str, Any]]:

@@ -3,12 +3,15 @@
 The worker reads a chunk's images (raw RGB pixels, resized to the model's input size, as for
 every other kind), counts the unreadable ones, and calls :meth:`TopExamplesScanner.partial`;
 merging and finishing are :func:`models.top_examples.merge` and ``finish`` with
-:meth:`TopExamplesScanner.grid` for the crops.
+:meth:`TopExamplesScanner.grid` for the crops. With ``crops=True`` the partial also carries
+the pixels of its units' receptive fields (:mod:`models.top_example_crops`), cut while the
+chunk's images are at hand, so that pictures of the merged result need no image again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import keras
 import numpy as np
@@ -16,6 +19,7 @@ import numpy as np
 from models.activations import ActivationExtractor
 from models.graph import get_layer, output_shape
 from models.receptive_field import ReceptiveGrid, receptive_grid
+from models.top_example_crops import cut_patches, empty_patches, field
 from models.top_examples import TopExamplesPartial, chunk_partial, empty_partial
 
 
@@ -33,13 +37,27 @@ class TopExamplesScanner:
         self.model, self.layer = model, layer
         self.n_channels = int(shape[-1]) if shape[-1] is not None else None
         self.extractor = ActivationExtractor(model, layer, preprocess)
+        self._grid = lru_cache(maxsize=4)(self.grid)
 
     def partial(self, images: np.ndarray, indices: Sequence[int] | np.ndarray, *,
                 channels: Sequence[int] | None = None, k: int = 9,
-                edges: np.ndarray | None = None, corrupt: int = 0) -> TopExamplesPartial:
+                edges: np.ndarray | None = None, corrupt: int = 0,
+                crops: bool = False) -> TopExamplesPartial:
         """The partial of raw-pixel ``images`` float32 ``(N, H, W, C)`` 0..255 with global
         ``indices`` ``(N,)``; ``corrupt`` counts the chunk's unreadable images. ``N`` may be 0
-        (a chunk of unreadable images only)."""
+        (a chunk of unreadable images only). ``crops``: with the receptive-field pixels of
+        the units on its top lists (``patches``)."""
+        partial = self._partial(images, indices, channels, k, edges, corrupt)
+        if crops:
+            grid = self._grid((int(images.shape[1]), int(images.shape[2])))
+            partial.patches = (cut_patches(images, indices, partial.images, partial.ys,
+                                           partial.xs, grid) if len(images)
+                               else empty_patches(field(grid), int(images.shape[-1])))
+        return partial
+
+    def _partial(self, images: np.ndarray, indices: Sequence[int] | np.ndarray,
+                 channels: Sequence[int] | None, k: int, edges: np.ndarray | None,
+                 corrupt: int) -> TopExamplesPartial:
         if len(images) == 0:
             if channels is None and self.n_channels is None:
                 raise ValueError("no images and the layer's channel count is unknown")

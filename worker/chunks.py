@@ -11,7 +11,9 @@ counted once, and exactly one call sees the set complete; that caller runs the m
 
 A unit whose lease lapsed (its worker was killed) is found by :mod:`worker.sweeper`
 (:meth:`ChunkRecords.lapsed`) and sent again; a unit lost :data:`MAX_UNIT_ATTEMPTS` times fails
-the job with ``worker_lost``. Keys expire with the job (the result TTL). TensorFlow-free.
+the job with ``worker_lost``. Keys expire with the job (the result TTL); the partials, the
+large ones, are deleted as soon as the merge has stored the job's result
+(:meth:`ChunkRecords.drop_partials`). TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -118,6 +120,13 @@ class ChunkRecords:
         """The stored partials, one at a time (None where one is missing)."""
         for i in range(chunks):
             yield self.store.r.get(self.key(job_id, f"partial:{i}"))  # type: ignore[misc]
+
+    def drop_partials(self, job_id: str, chunks: int) -> None:
+        """Delete the job's stored partials (after its merge succeeded: nothing reads them
+        again). ``UNLINK``: Redis frees their memory off its main thread."""
+        keys = [self.key(job_id, f"partial:{i}") for i in range(chunks)]
+        for start in range(0, len(keys), 1000):
+            self.store.r.unlink(*keys[start:start + 1000])
 
     def lapsed(self, limit: int = 500) -> Iterator[tuple[str, int, int]]:
         """``(job id, unit, lapses)`` for each claimed unit whose lease lapsed while its job

@@ -1,7 +1,9 @@
 """Dataset images as a model sees them, and the ``crops_<channel>`` pictures of a
 ``top_examples`` result, each crop (the max unit's receptive field) with the unit itself
-marked: a magenta ring around the input pixel at the centre of its field. Imported by the
-worker's task bodies only (no TensorFlow here, but :mod:`models.render` brings matplotlib)."""
+marked: a magenta ring around the input pixel at the centre of its field. The crops come with
+the merged partial (:func:`strip_png`, cut by the chunks), or are cut from the images read
+again (:func:`crops_png`, for partials without crops). Imported by the worker's task bodies
+only (no TensorFlow here, but :mod:`models.render` brings matplotlib)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ def fit(pixels: np.ndarray, input_shape: list[int]) -> np.ndarray:
     """uint8 RGB ``(h, w, 3)`` as the model takes it: ``(H, W, C)`` uint8, resized
     (bilinear, aspect not kept, as the API does for uploaded images), greyscale for C = 1."""
     height, width, channels = input_shape
+    if pixels.shape == (height, width, 3) and channels == 3:
+        return pixels  # already as the model takes it
     img = Image.fromarray(pixels)
     if channels == 1:
         img = img.convert("L")
@@ -30,13 +34,11 @@ def fit(pixels: np.ndarray, input_shape: list[int]) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _tile(image: np.ndarray | None, box: list[int], side: int, scale: int) -> np.ndarray:
-    """The crop ``box`` of ``image`` scaled by ``scale``, on a grey ``side × side`` tile."""
+def _tile(crop: np.ndarray | None, side: int, scale: int) -> np.ndarray:
+    """``crop`` ``(h, w, C)`` uint8 scaled by ``scale``, on a grey ``side × side`` tile."""
     tile = np.full((side, side, 3), BACKGROUND, np.uint8)
-    if image is None:
+    if crop is None:
         return tile
-    x0, y0, x1, y1 = box
-    crop = image[y0:y1, x0:x1]
     if crop.shape[-1] == 1:
         crop = np.repeat(crop, 3, axis=-1)
     crop = crop.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -79,24 +81,36 @@ def _centre(top: dict, fields: tuple[int, int], size: tuple[int, int]) -> tuple[
 
 def crops_png(manifest: Manifest, channel: dict, input_shape: list[int],
               max_pixels: int) -> bytes:
+    """:func:`strip_png` with the crops cut from this channel's images, read again (an image
+    unreadable now shows as a grey tile): for a result whose partials carry no crops."""
+    images = {}
+    for i in sorted({t["image"] for t in channel["top"]}):
+        read = read_images(manifest, i, i + 1, max_pixels)[0]
+        images[i] = None if read.pixels is None else fit(read.pixels, input_shape)
+    crops = []
+    for t in channel["top"]:
+        x0, y0, x1, y1 = t["crop"]
+        image = images[t["image"]]
+        crops.append(None if image is None else image[y0:y1, x0:x1])
+    return strip_png(channel, crops, input_shape)
+
+
+def strip_png(channel: dict, crops: list[np.ndarray | None], input_shape: list[int]) -> bytes:
     """One channel's top crops side by side (best first), each labelled with its value and
-    its unit marked (:func:`mark_unit`); an image unreadable now shows as a grey tile. Reads
-    only this channel's images."""
+    its unit marked (:func:`mark_unit`). ``crops[i]``: the pixels ``(h, w, C)`` uint8 of
+    ``channel["top"][i]["crop"]`` at the model's input size ``input_shape``, or None for a
+    grey tile."""
     top = channel["top"]
     fields = (max([t["crop"][3] - t["crop"][1] for t in top] + [1]),
               max([t["crop"][2] - t["crop"][0] for t in top] + [1]))
     field = max(fields)
     scale = max(1, -(-MIN_TILE // field))
-    images = {}
-    for i in sorted({t["image"] for t in top}):
-        read = read_images(manifest, i, i + 1, max_pixels)[0]
-        images[i] = None if read.pixels is None else fit(read.pixels, input_shape)
     tiles, size = [], (input_shape[0], input_shape[1])
-    for t in top:
-        tiles.append(_tile(images[t["image"]], t["crop"], field * scale, scale))
-        if images[t["image"]] is not None:
+    for t, crop in zip(top, crops, strict=True):
+        tiles.append(_tile(crop, field * scale, scale))
+        if crop is not None:
             mark_unit(tiles[-1], t["crop"], _centre(t, fields, size), scale)
     if not tiles:
-        tiles = [_tile(None, [0, 0, 0, 0], field * scale, scale)]
+        tiles = [_tile(None, field * scale, scale)]
     labels = [f"{t['value']:.3g}" for t in top] or ["none"]
     return render.to_png(render.tile_grid(tiles, labels, columns=len(tiles)))

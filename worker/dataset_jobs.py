@@ -138,6 +138,7 @@ def _merge(job: dict, chunks: int) -> None:
             kind = KINDS[job["kind"]]
             result, artifacts = kind.finish(job, _merged(kind, records, job_id, chunks), chunks)
             store.finish_many([(job_id, result, artifacts, {})], computed=job["kind"])
+            records.drop_partials(job_id, chunks)
         except Exception as exc:
             _fail(store, job_id, exc)
         finally:

@@ -13,8 +13,9 @@ from typing import Any
 from models.top_examples import TopExamplesPartial, finish, merge
 from models.top_examples_scan import TopExamplesScanner
 from models.zoo import LoadedModel
-from worker.dataset_crops import PNG, crops_png
+from worker.dataset_crops import PNG, crops_png, strip_png
 from worker.dataset_inputs import ChunkImages, input_shape, manifest
+from worker.datasets import Manifest
 from worker.runner import _cache
 from worker.settings import get_settings
 
@@ -42,10 +43,11 @@ def _scanner(job: dict) -> TopExamplesScanner:
 
 
 def _top_partial(job: dict, chunk: ChunkImages) -> TopExamplesPartial:
-    """The chunk's readable images through the layer, the rest corrupt."""
+    """The chunk's readable images through the layer, the rest corrupt; with the crops of
+    its top lists, cut here while the images are decoded."""
     options = job["options"]
     return _scanner(job).partial(chunk.pixels, chunk.indices, channels=options["channels"],
-                                 k=options["k"], corrupt=chunk.corrupt)
+                                 k=options["k"], corrupt=chunk.corrupt, crops=True)
 
 
 def _top_result(job: dict, partial: TopExamplesPartial, chunks: int) -> tuple[dict, Artifacts]:
@@ -56,13 +58,24 @@ def _top_result(job: dict, partial: TopExamplesPartial, chunks: int) -> tuple[di
     for channel in channels:
         for top in channel["top"]:
             top["file"] = found.images[top["image"]].file
-    max_pixels = get_settings().max_image_pixels
-    artifacts = {f"crops_{c['index']}": (crops_png(found, c, shape, max_pixels), PNG)
+    artifacts = {f"crops_{c['index']}": (_crops(partial, found, c, shape), PNG)
                  for c in channels}
     result = {"dataset": job["dataset"], "images": partial.seen, "corrupt": partial.corrupt,
               "chunks": chunks, "k": partial.k, "image_size": shape[:2],
               "channels": channels, "random_weights": bool(loaded.info.random_weights)}
     return result, artifacts
+
+
+def _crops(partial: TopExamplesPartial, found: Manifest, channel: dict,
+           shape: list[int]) -> bytes:
+    """The channel's ``crops_<channel>`` picture from the crops the chunks cut; from the
+    images read again only when a chunk's partial carried none (a worker of an older
+    version computed it)."""
+    patches = partial.patches
+    if patches is None:
+        return crops_png(found, channel, shape, get_settings().max_image_pixels)
+    return strip_png(channel, [patches.crop(t["image"], t["y"], t["x"], t["crop"])
+                               for t in channel["top"]], shape)
 
 
 TOP_EXAMPLES = DatasetKind(
