@@ -291,10 +291,17 @@ def test_size_limit(tmp_path: Path) -> None:
         load_keras_file(path, max_bytes=100)
 
 
-def test_png_encoder_round_trips_every_layout_through_pillow() -> None:
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_png_encoder_round_trips_every_layout_through_pillow(deflate, monkeypatch) -> None:
     """``models.png`` against Pillow's decoder: grey, RGB and RGBA, smooth and noisy, one
-    row and one column (the Up filter's first row has nothing above it)."""
+    row and one column (the Up filter's first row has nothing above it); with ISA-L's
+    deflate and with zlib's (the fallback)."""
     from models import png
+
+    if deflate == "zlib":
+        monkeypatch.setattr(png, "isal_zlib", None)
+    else:
+        assert png.isal_zlib is not None, "isal (a dependency) is not installed"
 
     rng = np.random.default_rng(3)
     ramp = np.add.outer(np.arange(40), np.arange(30)).astype(np.uint8)
