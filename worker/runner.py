@@ -93,15 +93,17 @@ def _keep_record_current(store: JobStore, model_id: str, loaded: LoadedModel) ->
         describe_model(model_id)
 
 
-def _context(store: JobStore, job: dict) -> JobContext:
-    """The job's model, layer, options and images, with progress and cancel hooks."""
+def _context(store: JobStore, job: dict,
+             stored: tuple[list[bytes | None], list[bytes | None]] | None = None) -> JobContext:
+    """The job's model, layer, options and images, with progress and cancel hooks; its
+    inputs and originals from ``stored`` (read with other jobs'), else read here."""
     job_id, cache = job["id"], _cache()
     if not job.get("layer"):
         raise InvalidInputError("the job names no layer")
     infos = job.get("inputs") or []
-    images = [_decode(raw, f"input image {i}") for i, raw in
-              enumerate(store.get_inputs(job_id, len(infos)))]
-    originals = [_decode_png(store.get_original(job_id, i), f"original image {i}")
+    arrays, stored_originals = stored or store.get_job_inputs([job])[0]
+    images = [_decode(raw, f"input image {i}") for i, raw in enumerate(arrays)]
+    originals = [_decode_png(stored_originals[i], f"original image {i}")
                  if info.get("original_stored") else image
                  for i, (info, image) in enumerate(zip(infos, images, strict=True))]
     loaded = cache.get(job["model"])
@@ -212,9 +214,10 @@ def _run_jobs(store: JobStore, jobs: list[dict]) -> None:
     """Compute ``jobs`` (one kind) together; if that fails, each alone, so a bad job fails
     alone. Each ends succeeded, failed, or (if canceled meanwhile) as it was."""
     ready = []
-    for job in jobs:
+    stored = store.get_job_inputs(jobs)  # every job's images in one round trip
+    for job, own in zip(jobs, stored, strict=True):
         try:
-            ready.append((job, _context(store, job)))
+            ready.append((job, _context(store, job, own)))
         except BaseException as exc:
             _fail(store, job, exc)
     for model_id, loaded in {job["model"]: ctx.loaded for job, ctx in ready}.items():

@@ -294,21 +294,31 @@ class JobStore(ModelRecords):
 
     def tenant_jobs(self, tenant: str, limit: int = 50) -> list[dict]:
         ids = self.r.zrevrange(f"{NS}:tenant:{tenant}:jobs", 0, limit - 1)
-        jobs = [self.get_job(_text(i)) for i in ids]
-        return [j for j in jobs if j is not None]
+        return [j for j in self.get_jobs([_text(i) for i in ids]) if j is not None]
 
     # -- inputs and artifacts -------------------------------------------------------------
     def get_input(self, job_id: str, index: int) -> bytes | None:
         return self.r.get(self.input_key(job_id, index))  # type: ignore[return-value]
 
-    def get_inputs(self, job_id: str, count: int) -> list[bytes | None]:
-        """Input arrays ``0 .. count-1`` of a job, in one round trip."""
-        if not count:
-            return []
-        return self.r.mget([self.input_key(job_id, i) for i in range(count)])  # type: ignore[return-value]
-
-    def get_original(self, job_id: str, index: int) -> bytes | None:
-        return self.r.get(self.original_key(job_id, index))  # type: ignore[return-value]
+    def get_job_inputs(self, jobs: list[dict]) -> list[tuple[list[bytes | None],
+                                                           list[bytes | None]]]:
+        """Per job, its input arrays and its stored originals (None where the job stored
+        none for that image, or it expired), for several jobs in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job in jobs:
+            for i, info in enumerate(job.get("inputs") or []):
+                pipe.get(self.input_key(job["id"], i))
+                if info.get("original_stored"):
+                    pipe.get(self.original_key(job["id"], i))
+        values = iter(pipe.execute())
+        out = []
+        for job in jobs:
+            arrays, originals = [], []
+            for info in job.get("inputs") or []:
+                arrays.append(next(values))
+                originals.append(next(values) if info.get("original_stored") else None)
+            out.append((arrays, originals))
+        return out
 
     def put_artifacts(self, job_id: str, items: dict[str, tuple[bytes, str]]) -> None:
         """Store many artifacts in one round trip: ``{name: (bytes, content_type)}``."""

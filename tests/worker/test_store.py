@@ -308,3 +308,25 @@ def test_writes_after_a_job_expired_recreate_nothing(store: JobStore, db: redis.
     store.update(job_id, status="running")
     assert not store.transition(job_id, "succeeded", ("queued", "running"))
     assert not db.exists(store.job_key(job_id))
+
+
+def test_several_jobs_inputs_and_originals_in_one_round_trip(store: JobStore, db: redis.Redis,
+                                                              tenant: str, monkeypatch) -> None:
+    first = store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"a0", b"a1"],
+                             [{"original_stored": True}, {"original_stored": False}],
+                             originals=[b"png-a0", None]).id
+    second = store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"b0"],
+                              [{"original_stored": True}], originals=[b"png-b0"]).id
+    expire_now(db, store.input_key(second, 0))
+    jobs = store.get_jobs([first, second])
+    sent = []
+    execute = redis.client.Pipeline.execute
+
+    def counting(pipe, *args, **kwargs):
+        sent.append(len(pipe))
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    got = store.get_job_inputs(jobs)
+    assert sent == [5]  # one pipeline: three inputs, two originals
+    assert got == [([b"a0", b"a1"], [b"png-a0", None]), ([None], [b"png-b0"])]
