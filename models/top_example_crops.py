@@ -43,18 +43,29 @@ class Patches:
         x0, y0, x1, y1 = box
         return self.pixels[hit[0], :y1 - y0, :x1 - x0]
 
+    def header(self) -> dict[str, Any]:
+        """Plain JSON of all but the pixels: the keys as lists and the pixels' shape."""
+        return {"keys": self.keys.tolist(), "shape": list(self.pixels.shape)}
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: the keys as lists, the pixels raw in base64 (crops of photographs and
+        """Plain JSON: :meth:`header` and the pixels raw in base64 (crops of photographs and
         textures hardly compress, and zlib would cost more than the bytes it saves)."""
-        return {"keys": self.keys.tolist(), "shape": list(self.pixels.shape),
-                "pixels": base64.b64encode(np.ascontiguousarray(self.pixels).tobytes()).decode()}
+        return {**self.header(), "pixels": base64.b64encode(self.pixel_bytes()).decode()}
+
+    def pixel_bytes(self) -> bytes:
+        return np.ascontiguousarray(self.pixels).tobytes()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Patches:
         """The inverse of :meth:`to_dict`; ValueError when the sizes disagree."""
+        return cls.from_header(data, base64.b64decode(data["pixels"]))
+
+    @classmethod
+    def from_header(cls, data: dict[str, Any], pixels: bytes) -> Patches:
+        """From :meth:`header` and :meth:`pixel_bytes` (read-only pixels, not copied)."""
         shape = tuple(int(n) for n in data["shape"])
         keys = np.asarray(data["keys"], np.int64).reshape(-1, 3)
-        flat = np.frombuffer(base64.b64decode(data["pixels"]), np.uint8)
+        flat = np.frombuffer(pixels, np.uint8)
         if len(shape) != 4 or shape[0] != len(keys) or flat.size != np.prod(shape):
             raise ValueError(f"patches of {flat.size} bytes and {len(keys)} keys do not fit "
                              f"shape {shape}")

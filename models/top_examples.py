@@ -30,6 +30,7 @@ Scores containing NaN are refused (``ValueError``): they would have no place in 
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,11 +91,31 @@ class TopExamplesPartial:
         """Plain JSON: lists for the small fields, the arrays zlib-compressed in base64 (the
         crops' pixels raw in base64, :meth:`Patches.to_dict`)."""
         patches = {} if self.patches is None else {"patches": self.patches.to_dict()}
+        return {**self._fields(), **patches}
+
+    def to_bytes(self) -> bytes:
+        """Compact storage: :meth:`to_dict` as JSON but for the crops' pixels, a newline,
+        then the pixels raw (no base64 to encode and decode)."""
+        if self.patches is None:
+            return json.dumps(self._fields()).encode() + b"\n"
+        head = {**self._fields(), "patches": self.patches.header()}
+        return json.dumps(head).encode() + b"\n" + self.patches.pixel_bytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TopExamplesPartial:
+        """The inverse of :meth:`to_bytes`."""
+        head, _, pixels = raw.partition(b"\n")
+        data = json.loads(head)
+        partial = cls.from_dict({k: v for k, v in data.items() if k != "patches"})
+        if "patches" in data:
+            partial.patches = Patches.from_header(data["patches"], pixels)
+        return partial
+
+    def _fields(self) -> dict[str, Any]:
         return {"channels": list(self.channels), "k": self.k,
                 "edges": [float(e) for e in self.edges], "seen": self.seen,
                 "corrupt": self.corrupt, "dead": [int(d) for d in self.dead],
-                **{name: _pack(getattr(self, name), dtype) for name, dtype in _PACKED.items()},
-                **patches}
+                **{name: _pack(getattr(self, name), dtype) for name, dtype in _PACKED.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TopExamplesPartial:

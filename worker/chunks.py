@@ -40,7 +40,7 @@ return 1
 """
 
 # KEYS: partial, done set, running units, job hash, event channel. ARGV: chunk, member,
-# chunks, ttl, partial JSON. 1 when this call completed the set, else 0.
+# chunks, ttl, partial. 1 when this call completed the set, else 0.
 _DONE = """
 redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[4])
 local added = redis.call('SADD', KEYS[2], ARGV[1])
@@ -95,9 +95,9 @@ class ChunkRecords:
         return int(self._claim(keys=keys, args=[unit, owner, lease_seconds,
                                                 member(job_id, unit), time.time(), s.ttl]))
 
-    def done(self, job_id: str, chunk: int, chunks: int, partial: str) -> bool:
-        """Store chunk ``chunk``'s partial (JSON) and count it done, with progress; True for
-        the one call that completed the set of ``chunks``."""
+    def done(self, job_id: str, chunk: int, chunks: int, partial: str | bytes) -> bool:
+        """Store chunk ``chunk``'s partial (JSON, or the kind's own bytes) and count it
+        done, with progress; True for the one call that completed the set of ``chunks``."""
         s = self.store
         keys = [self.key(job_id, f"partial:{chunk}"), self.key(job_id, "done"), RUNNING_UNITS,
                 s.job_key(job_id), s.events_channel(job_id)]

@@ -5,7 +5,6 @@ and ``quality`` in :mod:`worker.cam_dataset_kinds`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +24,12 @@ Artifacts = dict[str, tuple[bytes, str]]  # name -> (bytes, content type)
 @dataclass(frozen=True)
 class DatasetKind:
     """``partial(job, chunk images)``; ``merge(a, b)`` (associative and commutative);
-    ``dumps(partial) -> str`` and ``loads(bytes)``; ``finish(job, partial, chunks) ->
+    ``dumps(partial) -> str | bytes`` and ``loads(bytes)``; ``finish(job, partial, chunks) ->
     (result, artifacts)``."""
 
     partial: Callable[[dict, ChunkImages], Any]
     merge: Callable[[Any, Any], Any]
-    dumps: Callable[[Any], str]
+    dumps: Callable[[Any], str | bytes]
     loads: Callable[[bytes], Any]
     finish: Callable[[dict, Any, int], tuple[dict, Artifacts]]
 
@@ -80,7 +79,6 @@ def _crops(partial: TopExamplesPartial, found: Manifest, channel: dict,
 
 TOP_EXAMPLES = DatasetKind(
     partial=_top_partial, merge=merge,
-    dumps=lambda partial: json.dumps(partial.to_dict()),
-    loads=lambda raw: TopExamplesPartial.from_dict(json.loads(raw)),
+    dumps=TopExamplesPartial.to_bytes, loads=TopExamplesPartial.from_bytes,
     finish=_top_result)
 

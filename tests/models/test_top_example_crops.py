@@ -1,6 +1,7 @@
 """Crops carried by top-examples partials: every crop of the merged top lists equals the unit's
 receptive box cut by hand from the original image; any order of merging carries the same
-table; the table survives JSON; a partial without crops is handled by the rule."""
+table; the table survives JSON and the compact bytes; a partial without crops is handled by
+the rule."""
 
 from __future__ import annotations
 
@@ -79,20 +80,23 @@ def test_any_merge_order_carries_the_same_crops(scanner: TopExamplesScanner) -> 
         assert finish(other, scanner.grid()) == finish(first, scanner.grid())
 
 
-def test_crops_survive_json(scanner: TopExamplesScanner) -> None:
+def test_crops_survive_json_and_bytes(scanner: TopExamplesScanner) -> None:
     x, indices = _images()
     partial = _fold(_parts(scanner, x, indices))
-    back = TopExamplesPartial.from_dict(json.loads(json.dumps(partial.to_dict())))
-    assert back.patches is not None and partial.patches is not None
-    np.testing.assert_array_equal(back.patches.keys, partial.patches.keys)
-    np.testing.assert_array_equal(back.patches.pixels, partial.patches.pixels)
+    for back in (TopExamplesPartial.from_dict(json.loads(json.dumps(partial.to_dict()))),
+                 TopExamplesPartial.from_bytes(partial.to_bytes())):
+        assert back.patches is not None and partial.patches is not None
+        np.testing.assert_array_equal(back.patches.keys, partial.patches.keys)
+        np.testing.assert_array_equal(back.patches.pixels, partial.patches.pixels)
+        assert finish(back, scanner.grid()) == finish(partial, scanner.grid())
     data = partial.patches.to_dict()
     data["shape"][0] += 1
     with pytest.raises(ValueError, match="do not fit"):
         Patches.from_dict(data)
-    plain = TopExamplesPartial.from_dict(json.loads(json.dumps(
-        scanner.partial(x[:3], indices[:3], k=2).to_dict())))
-    assert plain.patches is None
+    without = scanner.partial(x[:3], indices[:3], k=2)
+    assert TopExamplesPartial.from_dict(json.loads(json.dumps(without.to_dict()))).patches \
+        is None
+    assert TopExamplesPartial.from_bytes(without.to_bytes()).patches is None
 
 
 def test_a_partial_without_crops(scanner: TopExamplesScanner) -> None:

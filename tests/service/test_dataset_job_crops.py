@@ -6,12 +6,12 @@ image, and the chunk partials are gone from Redis after the merge. A real Redis 
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 from PIL import Image
 
+from models.top_examples import TopExamplesPartial
 from tests.pipeline import wait_until
 from tests.service.dataset_job_stack import A, dataset_job_stack
 from tests.service.job_http import decode_png, poll
@@ -51,7 +51,7 @@ def test_the_merge_reads_no_image_and_drops_the_partials(settings, tmp_path) -> 
         assert stack.client.get(f"/v1/jobs/{job_id}", headers=A).get_json()["status"] \
             == "running", "merged before its lease was taken"
         partials = [stack.r.get(records.key(job_id, f"partial:{i}")) for i in range(chunks)]
-        assert all(json.loads(raw or b"{}")["patches"]["keys"] for raw in partials)
+        assert all(TopExamplesPartial.from_bytes(raw or b"{}\n").patches for raw in partials)
         for image in manifest.images:
             path = manifest.root / image.file
             path.rename(path.with_name(path.name + ".gone"))
