@@ -59,8 +59,8 @@ def read_chunk(job: dict, chunk: int) -> ChunkImages:
     reads = read_images(manifest(job["dataset"]), chunk * size, (chunk + 1) * size,
                         get_settings().max_image_pixels)
     shape = input_shape(job)
-    good = [r for r in reads if r.pixels is not None]
-    pixels = np.stack([fit(r.pixels, shape) for r in good if r.pixels is not None]) \
-        if good else np.zeros((0, *shape), np.uint8)
-    return ChunkImages(pixels.astype(np.float32), [r.image for r in good],
-                       len(reads) - len(good))
+    good = [(r.image, r.pixels) for r in reads if r.pixels is not None]
+    pixels = np.empty((len(good), *shape), np.float32)  # filled in place: no stack, no astype
+    for n, (_, decoded) in enumerate(good):
+        pixels[n] = fit(decoded, shape)
+    return ChunkImages(pixels, [image for image, _ in good], len(reads) - len(good))

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -146,6 +147,25 @@ def open_dataset(data_dir: str | os.PathLike, dataset_id: str) -> Manifest:
                     bool(raw.get("has_labels")), bool(raw.get("has_boxes")))
 
 
+def _real_file(root: Path, file: str) -> Path:
+    """``root / file`` (``root`` resolved), refused when it is no file or leads out of
+    ``root`` through a link. A plain file directly in ``root`` takes one ``lstat``; any other
+    path is resolved, link by link."""
+    path = root / file
+    if "/" not in file and file not in (".", ".."):
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return path
+        except OSError:
+            pass
+    path = path.resolve()
+    if not path.is_relative_to(root):
+        raise ValueError("the file now leads outside the dataset's folder")
+    if not path.is_file():
+        raise ValueError("the file is gone")
+    return path
+
+
 def read_images(manifest: Manifest, start: int, stop: int,
                 max_pixels: int = 16_777_216) -> list[ImageRead]:
     """Images ``start:stop`` of the manifest (clipped to its length), decoded to uint8 RGB.
@@ -154,13 +174,9 @@ def read_images(manifest: Manifest, start: int, stop: int,
     root = manifest.root.resolve()
     found = []
     for image in manifest.images[max(0, start):max(0, stop)]:
-        path = (root / image.file).resolve()
         try:
-            if not path.is_relative_to(root):
-                raise ValueError("the file now leads outside the dataset's folder")
-            if not path.is_file():
-                raise ValueError("the file is gone")
-            pixels = np.asarray(decode(path, max_pixels).convert("RGB"), dtype=np.uint8)
+            img = decode(_real_file(root, image.file), max_pixels)
+            pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
         except (ValueError, OSError) as exc:
             found.append(ImageRead(image, None, str(exc)))
         else:
