@@ -54,7 +54,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def in_process(files: list[Path], chunk: int, runs: int) -> dict:
     """The notebook loop over ``files``: median wall and CPU seconds of ``runs`` runs (after
     a warm-up that traces the forward pass), the merged partial, and the size of one chunk's
-    partial as a worker stores it in Redis (``to_dict`` as JSON)."""
+    partial as a worker stores it in Redis (``to_bytes``, with its crops: untimed,
+    the loop itself cuts no crops and draws no picture)."""
     import keras
 
     from models.top_examples import finish, merge
@@ -74,7 +75,10 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
         finish(merged, scanner.grid())
         return merged, partials
 
-    merged, partials = run()
+    merged, _ = run()
+    first = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32)
+                      for p in files[:chunk]])
+    stored = scanner.partial(first, range(len(first)), k=K, crops=True)
     walls, cpus = [], []
     for _ in range(runs):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -83,7 +87,8 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
         cpus.append(time.process_time() - cpu)
     return {"seconds": statistics.median(walls), "cpu": statistics.median(cpus),
             "merged": merged, "channels": len(merged.channels),
-            "partial_json": len(json.dumps(partials[0].to_dict()))}
+            "partial_bytes": len(stored.to_bytes()),
+            "patches": 0 if stored.patches is None else len(stored.patches.keys)}
 
 
 # -- /proc readouts ---------------------------------------------------------------------------
@@ -130,8 +135,9 @@ def run_job(client, dataset_id: str, chunk: int) -> tuple[float, dict]:
 
 
 def redis_partials(svc: Service, job_id: str) -> tuple[list[int], list[int], int]:
-    """The job's chunk partials left in Redis: their sizes (the JSON each chunk stored) and
-    Redis's own memory for each key; and Redis's ``used_memory``."""
+    """The job's chunk partials left in Redis (none: the merge deletes them): their sizes
+    (the JSON each chunk stored) and Redis's own memory for each key; and Redis's
+    ``used_memory``."""
     import redis
 
     from service.launcher import embedded_redis_url
@@ -270,11 +276,11 @@ def report(n: int, runs: int, chunk: int, files: list[Path], local: dict, one: d
               f"{'yes' if agree(local['merged'], run['job'], files) else 'NO'}")
         print_cpu(name, run, n, runs)
     sizes, memory, used = two["redis"]
-    if sizes:
-        print(f"chunk partials: {local['partial_json']} bytes of JSON each "
-              f"({local['channels']} channels, k {K}); in Redis {len(sizes)} kept per job, "
-              f"{int(statistics.median(memory))} bytes each by MEMORY USAGE; Redis used_memory "
-              f"{used / 2**20:.1f} MB after {runs + 3} jobs")
+    kept = (f"{len(sizes)} left in Redis after the job, {int(statistics.median(memory))} bytes "
+            "each by MEMORY USAGE" if sizes else "none left in Redis after the job")
+    print(f"chunk partials: {local['partial_bytes']} bytes (the first chunk's, with "
+          f"{local['patches']} crops; {local['channels']} channels, k {K}); {kept}; Redis "
+          f"used_memory {used / 2**20:.1f} MB after {runs + 3} jobs")
     values = {"two_vs_one_worker": one["seconds"] / two["seconds"],
               "one_worker_vs_in_process": one["seconds"] / local["seconds"]}
     print("\ntargets:")

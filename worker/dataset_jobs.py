@@ -13,17 +13,26 @@ chunks on any worker, one merge. Each kind supplies its chunk partial, merge and
    job was canceled or ended, or the chunk is done or held), read its images
    (:func:`worker.dataset_inputs.read_chunk`; unreadable ones are counted ``corrupt``),
    compute the kind's partial (for ``top_examples`` the layer's
-   :class:`models.top_examples_scan.TopExamplesScanner`, cached per process and model),
-   store it and count the chunk done, progress = chunks done / chunks.
+   :class:`models.top_examples_scan.TopExamplesScanner`, cached per process and model, with
+   the crops of its top lists cut while the images are decoded), store it and count the
+   chunk done, progress = chunks done / chunks.
 3. **Merge** (unit ``n``, run by the chunk that completed the set, or sent again by the
    sweeper): merge the partials in any order (each kind's merge is associative and
-   commutative), and finish with the kind's result and artifacts (``top_examples``:
+   commutative), finish with the kind's result and artifacts (``top_examples``:
    :func:`models.top_examples.finish` with the receptive-field boxes, the manifest's files,
-   ``crops_<channel>``).
+   ``crops_<channel>`` drawn from the crops the partials carried: no image is read again),
+   and delete the partials once the result is stored.
 
 Memory (``top_examples``): a chunk holds ``chunk_images`` images as float32 at the model's
-input size and the layer's output for them; the merge holds two partials at a time (about
-``channels × (28·k + 488)`` bytes each) and one channel's top images while rendering.
+input size and the layer's output for them. Its partial in Redis
+(:meth:`models.top_examples.TopExamplesPartial.to_bytes`: JSON, then the crops' pixels raw)
+is about ``1.2 KB + C × (8·k + 40) + P × (FH·FW·D + 16)`` bytes for ``C`` channels,
+``P <= C·k`` distinct units on its top lists (a unit that is the maximum of several channels
+is stored once), the layer's largest receptive field ``FH × FW`` and ``D`` colours: 1.48 MB
+for ``shapes`` ``conv4`` (64 channels, ``k`` 9, chunks of 125: ``P`` about 335 crops of
+38 × 38 × 3), against 8.4 KB without crops. All of a job's partials stay in Redis until its
+merge (deleted then), so a job peaks at ``chunks ×`` that. The merge holds two partials at a
+time and reads no image.
 ``class_cam`` partials hold one input-sized map per class, ``quality`` partials a few
 numbers and two curves per method; a ``quality`` chunk also holds ``2·(steps + 1)``
 perturbed copies of a few images at a time (:func:`models.quality.deletion_insertion`).
