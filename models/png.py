@@ -11,7 +11,8 @@ worker's rendering threads.
 Where Intel's ISA-L is installed (the ``isal`` package, a dependency), its level-1 deflate
 codes the same filtered rows 3-5× faster again, with the same size or smaller: a 64×64
 heatmap encodes in 54 µs instead of 147 (4.3 KB instead of 5.6), a 224×224 overlay in
-0.28 ms instead of 1.5 (measured side by side here, CPU time, best of 5). ``zlib``'s run-length coding stays the fallback.
+0.28 ms instead of 1.5 (measured side by side here, CPU time, best of 5). ``zlib``'s
+run-length coding stays the fallback.
 """
 
 from __future__ import annotations
