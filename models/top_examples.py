@@ -24,6 +24,11 @@ Rules (every one is order-free, so any grouping of chunks gives the same result)
   the merged lists. A partial without crops and with images on its lists makes the merge
   one without crops (it counts as an empty table when its lists are empty).
 
+- **Floors** (:func:`floors`, :func:`prune`): a partial whose list for channel ``c`` is full
+  proves that ``k`` images score at least its last value, so no image scoring less can be in
+  the final top ``k``. A chunk may drop such entries (and not cut their crops) using the
+  floors of partials that will be merged with it: the merged result is the same.
+
 Scores containing NaN are refused (``ValueError``): they would have no place in the order.
 """
 
@@ -211,6 +216,31 @@ def empty_partial(channels: Sequence[int], k: int = 9, edges: np.ndarray | None 
         [int(ch) for ch in channels], k, edges, np.full((c, k), -np.inf, np.float32),
         np.full((c, k), -1, np.int64), np.zeros((c, k), np.int64), np.zeros((c, k), np.int64),
         np.zeros((c, len(edges) + 1), np.int64), np.zeros(c, np.int64), 0, int(corrupt))
+
+
+def floors(partial: TopExamplesPartial) -> np.ndarray:
+    """float64 ``(C,)``: per channel, the last value of its top list when the list is full
+    (``k`` images score at least that much), else ``-inf`` (no bound yet)."""
+    last = partial.values[:, -1].astype(np.float64)
+    return np.where(partial.images[:, -1] >= 0, last, -np.inf)
+
+
+def prune(partial: TopExamplesPartial, bounds: np.ndarray) -> int:
+    """Empty, in place, the top-list slots scoring below ``bounds`` ``(C,)`` (floors of
+    partials that will be merged with this one: :func:`floors`); those images cannot be in
+    the final lists. Strictly below: an equal score may still win on its image index. Returns
+    the number of slots emptied. Call before crops are cut (the partial must have none)."""
+    if partial.patches is not None:
+        raise ValueError("prune a partial before its crops are cut")
+    bounds = np.asarray(bounds, np.float64).reshape(-1)
+    if bounds.shape != (len(partial.channels),):
+        raise ValueError(f"{bounds.size} floors for {len(partial.channels)} channels")
+    below = (partial.images >= 0) & (partial.values.astype(np.float64) < bounds[:, None])
+    partial.values[below] = -np.inf  # lists stay in order: a list's lowest are its last
+    partial.images[below] = -1
+    partial.ys[below] = 0
+    partial.xs[below] = 0
+    return int(below.sum())
 
 
 def merge(a: TopExamplesPartial, b: TopExamplesPartial) -> TopExamplesPartial:

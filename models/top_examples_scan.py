@@ -20,7 +20,7 @@ from models.activations import ActivationExtractor
 from models.graph import get_layer, output_shape
 from models.receptive_field import ReceptiveGrid, receptive_grid
 from models.top_example_crops import cut_patches, empty_patches, field
-from models.top_examples import TopExamplesPartial, chunk_partial, empty_partial
+from models.top_examples import TopExamplesPartial, chunk_partial, empty_partial, prune
 
 
 class TopExamplesScanner:
@@ -42,12 +42,15 @@ class TopExamplesScanner:
     def partial(self, images: np.ndarray, indices: Sequence[int] | np.ndarray, *,
                 channels: Sequence[int] | None = None, k: int = 9,
                 edges: np.ndarray | None = None, corrupt: int = 0,
-                crops: bool = False) -> TopExamplesPartial:
+                crops: bool = False, floors: np.ndarray | None = None) -> TopExamplesPartial:
         """The partial of raw-pixel ``images`` float32 ``(N, H, W, C)`` 0..255 with global
         ``indices`` ``(N,)``; ``corrupt`` counts the chunk's unreadable images. ``N`` may be 0
-        (a chunk of unreadable images only). ``crops``: with the receptive-field pixels of
-        the units on its top lists (``patches``)."""
+        (a chunk of unreadable images only). ``floors`` ``(C,)``: top-list entries below
+        them are dropped first (:func:`models.top_examples.prune`). ``crops``: with the
+        receptive-field pixels of the units left on its top lists (``patches``)."""
         partial = self._partial(images, indices, channels, k, edges, corrupt)
+        if floors is not None:
+            prune(partial, floors)
         if crops:
             grid = self._grid((int(images.shape[1]), int(images.shape[2])))
             partial.patches = (cut_patches(images, indices, partial.images, partial.ys,

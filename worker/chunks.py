@@ -70,6 +70,20 @@ return attempts
 """
 
 
+# KEYS: floors hash. ARGV: ttl, then (field, value) pairs. Each field keeps the largest value
+# it was given.
+_RAISE = """
+for i = 2, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if not current or tonumber(ARGV[i + 1]) > tonumber(current) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 def member(job_id: str, unit: int) -> str:
     return f"{job_id}:{unit}"
 
@@ -80,11 +94,12 @@ class ChunkRecords:
         self._claim = store.r.register_script(_CLAIM)
         self._done = store.r.register_script(_DONE)
         self._lapsed = store.r.register_script(_LAPSED)
+        self._raise = store.r.register_script(_RAISE)
 
     @staticmethod
     def key(job_id: str, what: str) -> str:
-        """``done`` (set), ``runs`` (units claimed, counter), ``attempts`` (hash), or
-        ``partial:<i>``."""
+        """``done`` (set), ``runs`` (units claimed, counter), ``attempts`` (hash),
+        ``floors`` (hash), or ``partial:<i>``."""
         return f"{NS}:chunks:{job_id}:{what}"
 
     def claim(self, job_id: str, unit: int, owner: str, lease_seconds: int) -> int:
@@ -121,10 +136,23 @@ class ChunkRecords:
         for i in range(chunks):
             yield self.store.r.get(self.key(job_id, f"partial:{i}"))  # type: ignore[misc]
 
+    def floors(self, job_id: str) -> dict[int, float]:
+        """The job's floors so far: ``{row: value}`` (a kind's lower bounds learnt from done
+        chunks; ``top_examples``: :func:`models.top_examples.floors`)."""
+        raw = self.store.r.hgetall(self.key(job_id, "floors"))
+        return {int(k): float(v) for k, v in raw.items()}
+
+    def raise_floors(self, job_id: str, values: dict[int, float]) -> None:
+        """Raise the job's floors to ``values`` where they are higher (one atomic step)."""
+        if values:
+            pairs = [x for row, value in values.items() for x in (row, repr(float(value)))]
+            self._raise(keys=[self.key(job_id, "floors")], args=[self.store.ttl, *pairs])
+
     def drop_partials(self, job_id: str, chunks: int) -> None:
-        """Delete the job's stored partials (after its merge succeeded: nothing reads them
-        again). ``UNLINK``: Redis frees their memory off its main thread."""
+        """Delete the job's stored partials and floors (after its merge succeeded: nothing
+        reads them again). ``UNLINK``: Redis frees their memory off its main thread."""
         keys = [self.key(job_id, f"partial:{i}") for i in range(chunks)]
+        keys.append(self.key(job_id, "floors"))
         for start in range(0, len(keys), 1000):
             self.store.r.unlink(*keys[start:start + 1000])
 

@@ -122,6 +122,8 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
             _fail(store, job_id, exc)
             return
         last = records.done(job_id, unit, chunks, kind.dumps(partial))
+        if kind.floors is not None and not last:  # only once done: never recomputed
+            records.raise_floors(job_id, kind.floors(partial))
     if last:
         _merge(job, chunks)
 

@@ -9,13 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from models.top_examples import TopExamplesPartial, finish, merge
+import numpy as np
+
+from models.top_examples import TopExamplesPartial, finish, floors, merge
 from models.top_examples_scan import TopExamplesScanner
 from models.zoo import LoadedModel
+from worker.chunks import ChunkRecords
 from worker.dataset_crops import PNG, crops_png, strip_png
 from worker.dataset_inputs import ChunkImages, input_shape, manifest
 from worker.datasets import Manifest
-from worker.runner import _cache
+from worker.runner import _cache, _store
 from worker.settings import get_settings
 
 Artifacts = dict[str, tuple[bytes, str]]  # name -> (bytes, content type)
@@ -32,6 +35,9 @@ class DatasetKind:
     dumps: Callable[[Any], str | bytes]
     loads: Callable[[bytes], Any]
     finish: Callable[[dict, Any, int], tuple[dict, Artifacts]]
+    # What a done chunk's partial tells later chunks ({row: floor}, kept at the largest per
+    # row, :meth:`worker.chunks.ChunkRecords.raise_floors`), or None for kinds without.
+    floors: Callable[[Any], dict[int, float]] | None = None
 
 
 def _scanner(job: dict) -> TopExamplesScanner:
@@ -42,11 +48,22 @@ def _scanner(job: dict) -> TopExamplesScanner:
 
 
 def _top_partial(job: dict, chunk: ChunkImages) -> TopExamplesPartial:
-    """The chunk's readable images through the layer, the rest corrupt; with the crops of
-    its top lists, cut here while the images are decoded."""
-    options = job["options"]
-    return _scanner(job).partial(chunk.pixels, chunk.indices, channels=options["channels"],
-                                 k=options["k"], corrupt=chunk.corrupt, crops=True)
+    """The chunk's readable images through the layer, the rest corrupt; entries below the
+    floors of chunks done so far dropped (they cannot make the final lists), and the crops of
+    what is left cut here while the images are decoded. Without the floors every partial
+    would carry ``channels × k`` crops (1.5 MB for the shapes model's conv4) until the merge;
+    with them, chunks after the first few carry only the few that still can."""
+    options, scanner = job["options"], _scanner(job)
+    known = ChunkRecords(_store()).floors(job["id"])
+    rows = len(options["channels"]) if options["channels"] is not None else scanner.n_channels
+    bounds = None if not known or rows is None else \
+        np.array([known.get(r, -np.inf) for r in range(rows)])
+    return scanner.partial(chunk.pixels, chunk.indices, channels=options["channels"],
+                           k=options["k"], corrupt=chunk.corrupt, crops=True, floors=bounds)
+
+
+def _top_floors(partial: TopExamplesPartial) -> dict[int, float]:
+    return {row: float(v) for row, v in enumerate(floors(partial)) if np.isfinite(v)}
 
 
 def _top_result(job: dict, partial: TopExamplesPartial, chunks: int) -> tuple[dict, Artifacts]:
@@ -80,5 +97,5 @@ def _crops(partial: TopExamplesPartial, found: Manifest, channel: dict,
 TOP_EXAMPLES = DatasetKind(
     partial=_top_partial, merge=merge,
     dumps=TopExamplesPartial.to_bytes, loads=TopExamplesPartial.from_bytes,
-    finish=_top_result)
+    finish=_top_result, floors=_top_floors)
 

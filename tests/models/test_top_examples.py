@@ -14,8 +14,10 @@ from models.top_examples import (
     chunk_partial,
     empty_partial,
     finish,
+    floors,
     log_edges,
     merge,
+    prune,
 )
 
 N, H, W, C = 37, 6, 5, 5
@@ -128,6 +130,40 @@ def test_merge_is_order_and_grouping_free() -> None:
             pool[i:i + 2] = [merge(pool[i], pool[i + 1])]
         assert finish(pool[0], HandBoxes()) == whole
     assert fold(parts).corrupt == 5
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 12])
+def test_chunks_pruned_by_done_chunks_floors_merge_to_brute_force(k: int) -> None:
+    """Chunks done one after the other, each pruned by the highest floors of those done
+    before it (as the workers do), merge to the brute-force result, ties included; the later
+    chunks keep fewer entries."""
+    acts, indices = dataset()
+    parts, best, kept = [], np.full(C, -np.inf), []
+    for part in chunks(acts, indices, [6, 12, 19, 26, 31], k=k):
+        prune(part, best)
+        kept.append(int((part.images >= 0).sum()))
+        best = np.maximum(best, floors(part))
+        parts.append(part)
+    expected = brute_force(acts, indices, list(range(C)), k, EDGES, HandBoxes())
+    for order in (parts, parts[::-1]):
+        assert finish(fold(order), HandBoxes()) == expected
+    if k <= 3:
+        assert sum(kept[3:]) < 3 * C * k  # later chunks carry less than full lists
+
+
+def test_floors_and_prune_by_hand() -> None:
+    acts, indices = dataset()
+    full, short = chunks(acts, indices, [N - 2], k=3)  # 35 images, then 2 (< k)
+    assert np.array_equal(floors(full), full.values[:, 2].astype(np.float64))
+    assert np.isneginf(floors(short)).all()  # fewer than k images: no bound yet
+    bound = np.full(C, -np.inf)
+    bound[0] = full.values[0, 1]  # keeps channel 0's first two (and any equal), drops the third
+    before = full.values.copy()
+    assert prune(full, bound) == 1
+    assert full.images[0, 2] == -1 and np.isneginf(full.values[0, 2])
+    assert np.array_equal(full.values[1:], before[1:])
+    with pytest.raises(ValueError, match="floors for"):
+        prune(full, np.zeros(C + 1))
 
 
 def test_to_dict_round_trips_through_json() -> None:

@@ -330,3 +330,19 @@ def test_several_jobs_inputs_and_originals_in_one_round_trip(store: JobStore, db
     got = store.get_job_inputs(jobs)
     assert sent == [5]  # one pipeline: three inputs, two originals
     assert got == [([b"a0", b"a1"], [b"png-a0", None]), ([None], [b"png-b0"])]
+
+
+def test_chunk_floors_keep_the_highest_value_per_row_and_go_with_the_partials(
+        store: JobStore, db: redis.Redis) -> None:
+    from worker.chunks import ChunkRecords
+
+    records, job_id = ChunkRecords(store), uuid.uuid4().hex
+    assert records.floors(job_id) == {}
+    records.raise_floors(job_id, {0: 1.5, 1: -2.0})
+    records.raise_floors(job_id, {0: 0.25, 1: 3.0, 7: 1e-7})  # 0 stays, 1 rises, 7 is new
+    records.raise_floors(job_id, {})
+    assert records.floors(job_id) == {0: 1.5, 1: 3.0, 7: 1e-7}
+    key = records.key(job_id, "floors")
+    assert 0 < db.ttl(key) <= TTL
+    records.drop_partials(job_id, 2)
+    assert not db.exists(key)
