@@ -76,9 +76,7 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
         return merged, partials
 
     merged, _ = run()
-    first = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32)
-                      for p in files[:chunk]])
-    stored = scanner.partial(first, range(len(first)), k=K, crops=True)
+    stored = stored_sizes(scanner, files, chunk)
     walls, cpus = [], []
     for _ in range(runs):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -87,8 +85,26 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
         cpus.append(time.process_time() - cpu)
     return {"seconds": statistics.median(walls), "cpu": statistics.median(cpus),
             "merged": merged, "channels": len(merged.channels),
-            "partial_bytes": len(stored.to_bytes()),
-            "patches": 0 if stored.patches is None else len(stored.patches.keys)}
+            **stored}
+
+
+def stored_sizes(scanner, files: list[Path], chunk: int) -> dict:
+    """What the workers store per chunk, done one after the other (as with 1 worker): each
+    partial with its crops, pruned by the floors of the chunks before it (per channel the
+    k-th largest score on their top lists; ``to_bytes`` sizes; untimed)."""
+    sizes, crops, tops = [], [], None
+    for start in range(0, len(files), chunk):
+        images = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32)
+                           for p in files[start:start + chunk]])
+        bounds = None if tops is None else tops[:, K - 1]
+        part = scanner.partial(images, range(start, start + len(images)), k=K, crops=True,
+                               floors=bounds)
+        values = part.values.astype(np.float64)
+        joined = values if tops is None else np.concatenate([tops, values], axis=1)
+        tops = -np.sort(-joined, axis=1)[:, :K]
+        sizes.append(len(part.to_bytes()))
+        crops.append(0 if part.patches is None else len(part.patches.keys))
+    return {"partial_bytes": sizes, "patches": crops}
 
 
 # -- /proc readouts ---------------------------------------------------------------------------
@@ -278,9 +294,13 @@ def report(n: int, runs: int, chunk: int, files: list[Path], local: dict, one: d
     sizes, memory, used = two["redis"]
     kept = (f"{len(sizes)} left in Redis after the job, {int(statistics.median(memory))} bytes "
             "each by MEMORY USAGE" if sizes else "none left in Redis after the job")
-    print(f"chunk partials: {local['partial_bytes']} bytes (the first chunk's, with "
-          f"{local['patches']} crops; {local['channels']} channels, k {K}); {kept}; Redis "
-          f"used_memory {used / 2**20:.1f} MB after {runs + 3} jobs")
+    sizes_in, crops_in = local["partial_bytes"], local["patches"]
+    print(f"chunk partials (chunks in turn, each pruned by the floors before it; "
+          f"{local['channels']} channels, k {K}): the first {sizes_in[0]} bytes with "
+          f"{crops_in[0]} crops, median {int(statistics.median(sizes_in))} bytes with "
+          f"{int(statistics.median(crops_in))} crops, all {len(sizes_in)} together "
+          f"{sum(sizes_in) / 2**20:.1f} MB; {kept}; Redis used_memory {used / 2**20:.1f} MB "
+          f"after {runs + 3} jobs")
     values = {"two_vs_one_worker": one["seconds"] / two["seconds"],
               "one_worker_vs_in_process": one["seconds"] / local["seconds"]}
     print("\ntargets:")

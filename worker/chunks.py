@@ -21,8 +21,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from worker.store import NS, JobStore
+from worker.store import NS, JobStore, _text
 
+COMPLETED, ADDED = 1, 2  # ChunkRecords.done: this call completed the set / counted the chunk
 RUNNING_UNITS = f"{NS}:chunks:running"  # sorted set of "<job>:<unit>" (score: claim time)
 MAX_UNIT_ATTEMPTS = 3
 
@@ -40,7 +41,8 @@ return 1
 """
 
 # KEYS: partial, done set, running units, job hash, event channel. ARGV: chunk, member,
-# chunks, ttl, partial. 1 when this call completed the set, else 0.
+# chunks, ttl, partial. 1 when this call completed the set, 2 when it added the chunk but the
+# set is not complete, 0 when the chunk was done before.
 _DONE = """
 redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[4])
 local added = redis.call('SADD', KEYS[2], ARGV[1])
@@ -53,6 +55,7 @@ if added == 1 and raw and cjson.decode(raw) == 'running' then
   redis.call('PUBLISH', KEYS[5], 'progress')
 end
 if added == 1 and done == tonumber(ARGV[3]) then return 1 end
+if added == 1 then return 2 end
 return 0
 """
 
@@ -70,14 +73,21 @@ return attempts
 """
 
 
-# KEYS: floors hash. ARGV: ttl, then (field, value) pairs. Each field keeps the largest value
-# it was given.
+# KEYS: floors hash. ARGV: ttl, keep, then (field, values) pairs, values a comma-separated
+# list of numbers. Each field keeps the ``keep`` largest values it was ever given (a done
+# chunk's top values join those of the chunks done before it).
 _RAISE = """
-for i = 2, #ARGV, 2 do
-  local current = redis.call('HGET', KEYS[1], ARGV[i])
-  if not current or tonumber(ARGV[i + 1]) > tonumber(current) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local keep = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  local values = {}
+  for v in string.gmatch((redis.call('HGET', KEYS[1], ARGV[i]) or '') .. ',' .. ARGV[i + 1],
+                         '[^,]+') do
+    table.insert(values, tonumber(v))
   end
+  table.sort(values, function(a, b) return a > b end)
+  local kept = {}
+  for j = 1, math.min(keep, #values) do kept[j] = string.format('%.17g', values[j]) end
+  redis.call('HSET', KEYS[1], ARGV[i], table.concat(kept, ','))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -110,14 +120,15 @@ class ChunkRecords:
         return int(self._claim(keys=keys, args=[unit, owner, lease_seconds,
                                                 member(job_id, unit), time.time(), s.ttl]))
 
-    def done(self, job_id: str, chunk: int, chunks: int, partial: str | bytes) -> bool:
+    def done(self, job_id: str, chunk: int, chunks: int, partial: str | bytes) -> int:
         """Store chunk ``chunk``'s partial (JSON, or the kind's own bytes) and count it
-        done, with progress; True for the one call that completed the set of ``chunks``."""
+        done, with progress: :data:`COMPLETED` for the one call that completed the set of
+        ``chunks``, :data:`ADDED` when this call counted the chunk, else 0 (it was done)."""
         s = self.store
         keys = [self.key(job_id, f"partial:{chunk}"), self.key(job_id, "done"), RUNNING_UNITS,
                 s.job_key(job_id), s.events_channel(job_id)]
-        return self._done(keys=keys, args=[chunk, member(job_id, chunk), chunks, s.ttl,
-                                           partial]) == 1
+        return int(self._done(keys=keys, args=[chunk, member(job_id, chunk), chunks, s.ttl,
+                                               partial]))
 
     def release(self, job_id: str, unit: int) -> None:
         """The unit is no longer computed here (ended, failed or given up): out of the
@@ -136,17 +147,21 @@ class ChunkRecords:
         for i in range(chunks):
             yield self.store.r.get(self.key(job_id, f"partial:{i}"))  # type: ignore[misc]
 
-    def floors(self, job_id: str) -> dict[int, float]:
-        """The job's floors so far: ``{row: value}`` (a kind's lower bounds learnt from done
-        chunks; ``top_examples``: :func:`models.top_examples.floors`)."""
+    def floors(self, job_id: str) -> dict[int, list[float]]:
+        """The largest values the done chunks reported so far, per row, largest first
+        (``top_examples``: per channel, the scores of the done chunks' top lists)."""
         raw = self.store.r.hgetall(self.key(job_id, "floors"))
-        return {int(k): float(v) for k, v in raw.items()}
+        return {int(k): [float(v) for v in _text(text).split(",") if v]
+                for k, text in raw.items()}
 
-    def raise_floors(self, job_id: str, values: dict[int, float]) -> None:
-        """Raise the job's floors to ``values`` where they are higher (one atomic step)."""
-        if values:
-            pairs = [x for row, value in values.items() for x in (row, repr(float(value)))]
-            self._raise(keys=[self.key(job_id, "floors")], args=[self.store.ttl, *pairs])
+    def raise_floors(self, job_id: str, values: dict[int, list[float]], keep: int) -> None:
+        """Add a done chunk's ``values`` per row to the job's, keeping the ``keep`` largest
+        of each row (one atomic step). Call once per chunk (when :meth:`done` said
+        :data:`ADDED`): values are of distinct images only if no chunk reports twice."""
+        pairs = [x for row, vals in values.items() if vals
+                 for x in (row, ",".join(repr(float(v)) for v in vals))]
+        if pairs:
+            self._raise(keys=[self.key(job_id, "floors")], args=[self.store.ttl, keep, *pairs])
 
     def drop_partials(self, job_id: str, chunks: int) -> None:
         """Delete the job's stored partials and floors (after its merge succeeded: nothing

@@ -46,7 +46,7 @@ from functools import lru_cache, reduce
 
 from models.receptive_field import NoReceptiveFieldError
 from worker.cam_dataset_kinds import CLASS_CAM, QUALITY
-from worker.chunks import ChunkRecords, member
+from worker.chunks import ADDED, COMPLETED, ChunkRecords, member
 from worker.claims import LEASE_SECONDS
 from worker.contract import TASK_RUN_CHUNK
 from worker.dataset_inputs import DatasetGone, manifest, read_chunk
@@ -121,10 +121,10 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
             records.release(job_id, unit)
             _fail(store, job_id, exc)
             return
-        last = records.done(job_id, unit, chunks, kind.dumps(partial))
-        if kind.floors is not None and not last:  # only once done: never recomputed
-            records.raise_floors(job_id, kind.floors(partial))
-    if last:
+        counted = records.done(job_id, unit, chunks, kind.dumps(partial))
+        if kind.floors is not None and counted == ADDED:  # each chunk's values once
+            records.raise_floors(job_id, kind.floors(partial), job["options"].get("k", 0))
+    if counted == COMPLETED:
         _merge(job, chunks)
 
 

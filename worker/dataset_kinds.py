@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from models.top_examples import TopExamplesPartial, finish, floors, merge
+from models.top_examples import TopExamplesPartial, finish, merge
 from models.top_examples_scan import TopExamplesScanner
 from models.zoo import LoadedModel
 from worker.chunks import ChunkRecords
@@ -35,9 +35,10 @@ class DatasetKind:
     dumps: Callable[[Any], str | bytes]
     loads: Callable[[bytes], Any]
     finish: Callable[[dict, Any, int], tuple[dict, Artifacts]]
-    # What a done chunk's partial tells later chunks ({row: floor}, kept at the largest per
-    # row, :meth:`worker.chunks.ChunkRecords.raise_floors`), or None for kinds without.
-    floors: Callable[[Any], dict[int, float]] | None = None
+    # What a done chunk's partial tells later chunks ({row: values}, the job's ``k`` largest
+    # kept per row, :meth:`worker.chunks.ChunkRecords.raise_floors`), or None for kinds
+    # without.
+    floors: Callable[[Any], dict[int, list[float]]] | None = None
 
 
 def _scanner(job: dict) -> TopExamplesScanner:
@@ -53,17 +54,21 @@ def _top_partial(job: dict, chunk: ChunkImages) -> TopExamplesPartial:
     what is left cut here while the images are decoded. Without the floors every partial
     would carry ``channels × k`` crops (1.5 MB for the shapes model's conv4) until the merge;
     with them, chunks after the first few carry only the few that still can."""
-    options, scanner = job["options"], _scanner(job)
+    options, scanner, k = job["options"], _scanner(job), job["options"]["k"]
     known = ChunkRecords(_store()).floors(job["id"])
     rows = len(options["channels"]) if options["channels"] is not None else scanner.n_channels
-    bounds = None if not known or rows is None else \
-        np.array([known.get(r, -np.inf) for r in range(rows)])
+    # k images of the done chunks score at least a row's k-th largest value
+    bounds = None if not known or rows is None else np.array(
+        [min(known[r]) if len(known.get(r, ())) >= k else -np.inf for r in range(rows)])
     return scanner.partial(chunk.pixels, chunk.indices, channels=options["channels"],
-                           k=options["k"], corrupt=chunk.corrupt, crops=True, floors=bounds)
+                           k=k, corrupt=chunk.corrupt, crops=True, floors=bounds)
 
 
-def _top_floors(partial: TopExamplesPartial) -> dict[int, float]:
-    return {row: float(v) for row, v in enumerate(floors(partial)) if np.isfinite(v)}
+def _top_floors(partial: TopExamplesPartial) -> dict[int, list[float]]:
+    """Per channel row, the values on the chunk's top list."""
+    return {row: [float(v) for v, i in zip(values, images, strict=True) if i >= 0]
+            for row, (values, images) in enumerate(zip(partial.values, partial.images,
+                                                       strict=True))}
 
 
 def _top_result(job: dict, partial: TopExamplesPartial, chunks: int) -> tuple[dict, Artifacts]:

@@ -134,15 +134,15 @@ def test_merge_is_order_and_grouping_free() -> None:
 
 @pytest.mark.parametrize("k", [1, 3, 8, 12])
 def test_chunks_pruned_by_done_chunks_floors_merge_to_brute_force(k: int) -> None:
-    """Chunks done one after the other, each pruned by the highest floors of those done
-    before it (as the workers do), merge to the brute-force result, ties included; the later
-    chunks keep fewer entries."""
+    """Chunks done one after the other, each pruned by the k-th largest score on the lists of
+    those done before it (as the workers do: worker.chunks keeps the k largest per channel),
+    merge to the brute-force result, ties included; the later chunks keep fewer entries."""
     acts, indices = dataset()
-    parts, best, kept = [], np.full(C, -np.inf), []
+    parts, tops, kept = [], np.full((C, k), -np.inf), []
     for part in chunks(acts, indices, [6, 12, 19, 26, 31], k=k):
-        prune(part, best)
+        prune(part, tops[:, k - 1])
         kept.append(int((part.images >= 0).sum()))
-        best = np.maximum(best, floors(part))
+        tops = -np.sort(-np.concatenate([tops, part.values], axis=1), axis=1)[:, :k]
         parts.append(part)
     expected = brute_force(acts, indices, list(range(C)), k, EDGES, HandBoxes())
     for order in (parts, parts[::-1]):

@@ -332,16 +332,19 @@ def test_several_jobs_inputs_and_originals_in_one_round_trip(store: JobStore, db
     assert got == [([b"a0", b"a1"], [b"png-a0", None]), ([None], [b"png-b0"])]
 
 
-def test_chunk_floors_keep_the_highest_value_per_row_and_go_with_the_partials(
+def test_chunk_floors_keep_the_k_largest_values_per_row_and_go_with_the_partials(
         store: JobStore, db: redis.Redis) -> None:
     from worker.chunks import ChunkRecords
 
     records, job_id = ChunkRecords(store), uuid.uuid4().hex
     assert records.floors(job_id) == {}
-    records.raise_floors(job_id, {0: 1.5, 1: -2.0})
-    records.raise_floors(job_id, {0: 0.25, 1: 3.0, 7: 1e-7})  # 0 stays, 1 rises, 7 is new
-    records.raise_floors(job_id, {})
-    assert records.floors(job_id) == {0: 1.5, 1: 3.0, 7: 1e-7}
+    records.raise_floors(job_id, {0: [1.5, 0.5], 1: [-2.0]}, keep=3)
+    records.raise_floors(job_id, {0: [2.0, 0.25], 1: [3.0, -2.0], 7: [1e-7], 8: []}, keep=3)
+    records.raise_floors(job_id, {}, keep=3)
+    assert records.floors(job_id) == {0: [2.0, 1.5, 0.5], 1: [3.0, -2.0, -2.0], 7: [1e-7]}
+    exact = 0.1 + 0.2  # values come back exactly (17 significant digits)
+    records.raise_floors(job_id, {7: [exact]}, keep=3)
+    assert records.floors(job_id)[7] == [exact, 1e-7]
     key = records.key(job_id, "floors")
     assert 0 < db.ttl(key) <= TTL
     records.drop_partials(job_id, 2)
