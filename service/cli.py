@@ -97,6 +97,7 @@ def up(host: str, port: int, workers: int) -> None:
         procs.append(proc)
         click.echo(f"embedded Redis at {url} (data in {settings.data_dir}/redis)", err=True)
     env = launcher.child_env(settings, url)
+    env.setdefault("CONVSCOPE_TF_THREADS", str(launcher.tf_threads(workers)))
     if subprocess.run(launcher.train_command("shapes"), env=env).returncode != 0:
         shutdown()
     logs = Path(settings.data_dir) / "logs"

@@ -100,6 +100,14 @@ def worker_command(concurrency: int = 1, name: str = "worker") -> list[str]:
             "-n", f"{name}@%h"]
 
 
+def tf_threads(workers: int, cores: int | None = None) -> int:
+    """TensorFlow threads for each of ``workers`` worker processes on a host of ``cores``
+    (default: the CPUs this process may use): a share each, at least 1. Measured with
+    ``benchmarks/dataset.py``: two workers each spinning pools of every core contend."""
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, workers))
+
+
 WORKER_CONNECTIONS = 2000  # open connections per API worker process
 
 

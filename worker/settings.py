@@ -77,6 +77,11 @@ class Settings:
     # (128 images of 64×64×3: 6 MB + activations); its stored partial result is about
     # channels × (28·k + 8·61) bytes before compression (64 channels, k=9: 47 KB).
     dataset_chunk_images: int = 128
+    # TensorFlow threads per worker child (intra- and inter-op pools); 0: TensorFlow's own
+    # choice (every core). Worker processes sharing a host each spin a pool as large as the
+    # host, so `convscope up --workers N` gives each cores / N (at least 1); set it yourself
+    # for workers started otherwise (compose --scale, several `celery worker` commands).
+    tf_threads: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_filter_steps <= MAX_FILTER_STEPS:

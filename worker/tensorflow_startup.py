@@ -53,5 +53,12 @@ def start_tensorflow() -> None:
         sys.stderr.write("\n".join(kept) + "\n")
     import tensorflow as tf
 
+    from worker.settings import get_settings
+
+    threads = get_settings().tf_threads
+    if threads > 0:  # before the first op: the pools are made then
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     where = f"{len(gpus)} GPU(s)" if gpus else "CPU"
-    log.info("TensorFlow %s running on %s", tf.__version__, where)
+    log.info("TensorFlow %s running on %s (%s threads)", tf.__version__, where,
+             threads or "default")
