@@ -30,9 +30,12 @@ is about ``1.2 KB + C × (8·k + 40) + P × (FH·FW·D + 16)`` bytes for ``C`` c
 ``P <= C·k`` distinct units on its top lists (a unit that is the maximum of several channels
 is stored once), the layer's largest receptive field ``FH × FW`` and ``D`` colours: 1.48 MB
 for ``shapes`` ``conv4`` (64 channels, ``k`` 9, chunks of 125: ``P`` about 335 crops of
-38 × 38 × 3), against 8.4 KB without crops. All of a job's partials stay in Redis until its
-merge (deleted then), so a job peaks at ``chunks ×`` that. The merge holds two partials at a
-time and reads no image.
+38 × 38 × 3), against 8.4 KB without crops. That is a full partial; a done chunk adds its
+lists' scores to the job's floors (:meth:`worker.chunks.ChunkRecords.raise_floors`) and later
+chunks keep only what beats them (about ``k / i`` entries per channel for chunk ``i`` of a
+shuffled dataset), so the partials, all kept until the merge deletes them, add up to about
+``ln(chunks)`` full ones (5,000 images in 40 chunks: 7.9 MB where 59 MB without floors).
+The merge holds two partials at a time and reads no image.
 ``class_cam`` partials hold one input-sized map per class, ``quality`` partials a few
 numbers and two curves per method; a ``quality`` chunk also holds ``2·(steps + 1)``
 perturbed copies of a few images at a time (:func:`models.quality.deletion_insertion`).
