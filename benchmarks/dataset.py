@@ -252,7 +252,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=125, help="chunk_images (default 125)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw output of the 1-worker service's worker child")
+    parser.add_argument("--tf-threads", type=int, default=None,
+                        help="CONVSCOPE_TF_THREADS of every worker (default: convscope up's "
+                             "cores / workers)")
     args = parser.parse_args()
+    if args.tf_threads is not None:  # read by Service's environment
+        os.environ["CONVSCOPE_TF_THREADS"] = str(args.tf_threads)
     n = args.images or (500 if args.quick else 5000)
     runs = 1 if args.quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="convscope-bench-dataset-"))
@@ -281,7 +286,8 @@ def report(n: int, runs: int, chunk: int, files: list[Path], local: dict, one: d
     chunks = -(-n // chunk)
     print(f"top_examples, {MODEL} {LAYER} ({local['channels']} channels), k {K}, {n} images, "
           f"chunk_images {chunk} ({chunks} chunks; service default "
-          f"{Settings.from_env().dataset_chunk_images}); median of {runs} run(s)")
+          f"{Settings.from_env().dataset_chunk_images}); median of {runs} run(s); TensorFlow "
+          f"threads per worker: {os.environ.get('CONVSCOPE_TF_THREADS') or 'cores / workers'}")
     print(f"in-process loop: {local['seconds']:.2f} s = {1000 * local['seconds'] / n:.2f} "
           f"ms/image ({local['cpu'] / local['seconds']:.2f} cores busy)")
     for name, run in (("1 worker", one), ("2 workers", two)):
