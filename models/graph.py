@@ -116,14 +116,19 @@ class Probe:
     ``tf.function`` and ``tf.GradientTape``. ``layer=None`` captures nothing but the scores.
     ``fold_batchnorm`` runs each conv + batch-norm pair as one convolution
     (:mod:`models.folding`; the same values up to float rounding, fewer passes over memory),
-    except a pair that holds the probed layer.
+    except a pair that holds the probed layer. ``relu``, when given, replaces every plain ReLU
+    of the model (a layer's ``relu`` activation, a default ``ReLU`` layer, an
+    ``Activation("relu")``), nested models included: guided backprop passes one with its own
+    gradient (:mod:`models.saliency.guided_backprop`).
     """
 
     def __init__(self, model: keras.Model, layer: str | None, preprocess: str = "raw",
-                 fold_batchnorm: bool = True) -> None:
+                 fold_batchnorm: bool = True,
+                 relu: Callable[[tf.Tensor], tf.Tensor] | None = None) -> None:
         self.model = model
         self.layer_path = layer
         self.preprocess = preprocess
+        self.relu = relu
         self.layer = get_layer(model, layer) if layer is not None else None
         self._output_op = _output_operation(model)
         self._squash = _squashing_name(self._output_op)
@@ -190,8 +195,8 @@ class Probe:
         if fold is not None:  # never the probed layer: find_folds kept its pair apart
             return run_folded_conv(fold, args[0]) if op is fold.conv else args[0]
         if isinstance(op, keras.Model) and has_graph(op) and (
-                (id(op) in self._models_with_folds and len(args) == 1
-                 and kwargs.get("mask") is None)
+                ((id(op) in self._models_with_folds or self.relu is not None)
+                 and len(args) == 1 and kwargs.get("mask") is None)
                 or (target is not None and target.startswith(path + "/"))):
             result = self._run(op, args[0], path + "/", cap, outermost=False)
         elif outermost and op is self._output_op and self._squash is not None:
@@ -201,7 +206,9 @@ class Probe:
         elif target is not None and path == target and _has_activation(op):
             pre = _call_without_activation(op, args, kwargs)
             cap["pre_activation"] = pre
-            result = op.activation(pre)
+            result = self.relu(pre) if self.relu and _is_plain_relu(op) else op.activation(pre)
+        elif self.relu is not None and _is_plain_relu(op):
+            result = self.relu(_call_without_activation(op, args, kwargs))
         else:
             result = op(*args, **kwargs)
         if target is not None and path == target:
@@ -216,6 +223,14 @@ class Probe:
 def _has_activation(op: Any) -> bool:
     activation = getattr(op, "activation", None)
     return callable(activation) and activation is not keras.activations.linear
+
+
+def _is_plain_relu(op: Any) -> bool:
+    """``op`` ends with ``max(x, 0)``: a ``relu`` activation or a ``ReLU`` layer with its
+    defaults (no cap, slope or threshold)."""
+    if isinstance(op, keras.layers.ReLU):
+        return op.max_value is None and not op.negative_slope and not op.threshold
+    return getattr(op, "activation", None) is keras.activations.relu
 
 
 def _call_without_activation(op: Any, args: tuple, kwargs: dict) -> Any:

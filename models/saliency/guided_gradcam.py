@@ -1,0 +1,36 @@
+"""Guided Grad-CAM: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017, Sec. 3 ("Guided Grad-CAM"): the guided
+backpropagation map (:mod:`models.saliency.guided_backprop`) multiplied point by point with
+the Grad-CAM map ``L^c = relu(sum_k alpha_k^c A^k)`` (Eq. 1-2, :class:`models.cam.GradCAM`)
+bilinearly upsampled to the input size (and scaled to [0, 1]), the same map for every input
+channel: ``M = R^0 * up(L^c)``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from models.cam import make_cam
+from models.graph import last_spatial_layer
+from models.saliency.base import SaliencyResult
+from models.saliency.guided_backprop import GuidedBackprop
+
+
+class GuidedGradCAM(GuidedBackprop):
+    name = "guided_gradcam"
+
+    def __init__(self, model: keras.Model, preprocess: str = "raw",
+                 layer: str | None = None) -> None:
+        super().__init__(model, preprocess)
+        self.layer = layer if layer is not None else last_spatial_layer(model)
+        self.cam = make_cam("gradcam", model, self.layer, preprocess)
+
+    def __call__(
+        self, images: np.ndarray, class_index: int | list[int | None] | np.ndarray | None = None
+    ) -> SaliencyResult:
+        guided = super().__call__(images, class_index)
+        heat = self.cam(images, class_index=guided.class_index).heatmaps  # (B, H, W) in [0, 1]
+        guided.maps = (guided.maps * heat[..., None]).astype(np.float32)
+        guided.extras["gradcam"] = heat
+        return guided
