@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from models.cam.ablation_cam import AblationCAM
 from models.cam.base import BaseCAM, CamResult
+from models.cam.eigen_cam import EigenCAM
+from models.cam.faster_score_cam import FasterScoreCAM
 from models.cam.grad_cam import GradCAM
 from models.cam.grad_cam_plus_plus import GradCAMPlusPlus
+from models.cam.hires_cam import HiResCAM
 from models.cam.layer_cam import LayerCAM
 from models.cam.score_cam import ScoreCAM
+from models.cam.xgrad_cam import XGradCAM
 from models.errors import InvalidInputError
 
 METHODS: dict[str, type[BaseCAM]] = {
-    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM)
+    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, HiResCAM, XGradCAM,
+                              EigenCAM, AblationCAM, FasterScoreCAM)
 }
 
 __all__ = ["METHODS", "BaseCAM", "CamResult", "make_cam"]

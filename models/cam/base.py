@@ -10,6 +10,7 @@ prediction by default or the one given for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -54,6 +55,19 @@ def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(cams - low, high - low)
 
 
+def over_channels(
+    score: Callable[[tf.Tensor], tf.Tensor], channels: int, chunk: int
+) -> tf.Tensor:
+    """Per-channel scores ``(C, B)`` from ``score(ids)``, which takes ``chunk`` channel
+    indices (int32) and returns their scores ``(chunk, B)``: one call per group of ``chunk``
+    channels, in sequence. The last group is filled up with channel 0; its extra rows are
+    dropped."""
+    ids = tf.concat([tf.range(channels), tf.zeros(-channels % chunk, tf.int32)], axis=0)
+    groups = tf.reshape(ids, (-1, chunk))
+    scores = tf.map_fn(score, groups, fn_output_signature=tf.float32, parallel_iterations=1)
+    return tf.reshape(scores, (-1, tf.shape(scores)[-1]))[:channels]
+
+
 def _resolve_targets(
     class_index: int | list[int | None] | np.ndarray | None, batch: int, num_classes: int
 ) -> tf.Tensor:
@@ -88,6 +102,7 @@ class BaseCAM:
 
     name = "base"
     uses_gradients = True
+    probe_type: type[Probe] = Probe  # how the model is run (a subclass may alter the layer)
     # Input pixels per forward pass. Images are independent, so a batch runs as micro-batches
     # of about four 224x224 images; small models still get one pass. Measured on 2 CPU cores,
     # ResNet50 Grad-CAM at batch 16, 10 interleaved calls: 1.17 s median in one pass, 1.01 s
@@ -101,7 +116,7 @@ class BaseCAM:
             raise TypeError(f"layer must be a layer path such as models.graph."
                             f"last_spatial_layer(model) gives, got {layer!r}")
         self.layer = layer
-        self.probe = Probe(model, layer, preprocess)
+        self.probe = self.probe_type(model, layer, preprocess)
         if len(get_layer(model, layer).output.shape) != 4:
             raise InvalidInputError(f"layer {layer!r} has no spatial (4-D) output")
         # No XLA: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and ~1.5x

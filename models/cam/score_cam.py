@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.cam.base import BaseCAM, CamInputs, normalize_maps
+from models.cam.base import BaseCAM, CamInputs, normalize_maps, over_channels
 
 
 class ScoreCAM(BaseCAM):
@@ -17,23 +17,20 @@ class ScoreCAM(BaseCAM):
     masked_batch = 64  # masked images per forward pass
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
-        size = tf.shape(ctx.images)[1:3]
-        maps = tf.image.resize(ctx.acts, size, method="bilinear")  # (B, H, W, C)
-        masks = normalize_maps(tf.transpose(maps, (0, 3, 1, 2)))  # per channel, (B, C, H, W)
-        masks = tf.transpose(masks, (1, 0, 2, 3))  # (C, B, H, W)
-        channels = ctx.acts.shape[-1]
-        chunk = max(1, self.masked_batch // max(1, ctx.images.shape[0] or 1))
-        padded = -channels % chunk
-        masks = tf.pad(masks, [[0, padded], [0, 0], [0, 0], [0, 0]])
-        groups = tf.reshape(masks, (-1, chunk, *tf.unstack(tf.shape(masks)[1:])))
+        return tf.transpose(self.channel_scores(ctx.acts, ctx))[:, None, None, :]
 
-        def score(group: tf.Tensor) -> tf.Tensor:  # (chunk, B, H, W) -> (chunk, B)
-            masked = group[..., None] * ctx.images[None]
+    def channel_scores(self, acts: tf.Tensor, ctx: CamInputs) -> tf.Tensor:
+        """Eq. 8's score ``(C', B)`` of each channel of ``acts`` ``(B, h, w, C')``."""
+        size = tf.shape(ctx.images)[1:3]
+        maps = tf.image.resize(acts, size, method="bilinear")  # (B, H, W, C')
+        masks = normalize_maps(tf.transpose(maps, (3, 0, 1, 2)))  # per channel, (C', B, H, W)
+        chunk = max(1, self.masked_batch // max(1, ctx.images.shape[0] or 1))
+
+        def score(ids: tf.Tensor) -> tf.Tensor:  # (chunk,) -> (chunk, B)
+            masked = tf.gather(masks, ids)[..., None] * ctx.images[None]
             flat = tf.reshape(masked, (-1, *tf.unstack(tf.shape(ctx.images)[1:])))
             probs = self.probe(flat).probs
             targets = tf.tile(ctx.targets, [chunk])
             return tf.reshape(tf.gather(probs, targets, axis=1, batch_dims=1), (chunk, -1))
 
-        scores = tf.map_fn(score, groups, fn_output_signature=tf.float32, parallel_iterations=1)
-        scores = tf.reshape(scores, (-1, tf.shape(ctx.images)[0]))[:channels]  # (C, B)
-        return tf.transpose(scores)[:, None, None, :]
+        return over_channels(score, acts.shape[-1], chunk)
