@@ -3,7 +3,9 @@
 A saliency method is its attribution rule: given the images, each image's target class and
 the clean forward pass, :meth:`BaseSaliency.attributions` returns signed attributions of the
 target's score to every input value, ``(B, H, W, C)`` like the images. Scores are the
-pre-softmax logits (as in the Grad-CAM family, :mod:`models.cam.base`); attributions are with
+pre-softmax logits (as in the Grad-CAM family, :mod:`models.cam.base`), or their negatives
+with ``target="negative"`` (what speaks against the class: Selvaraju et al. 2017's
+counterfactual explanations, Sec. 5.3, for any method); attributions are with
 respect to the raw pixels ``0..255`` (the model's ``preprocess`` runs inside, so it is part of
 the differentiated function). Every image has its own target: the top prediction by default or
 the one given for it.
@@ -28,6 +30,7 @@ from models.errors import InvalidInputError
 from models.graph import Probe
 
 REDUCTIONS = ("sum", "max_abs")
+TARGETS = ("class", "negative")
 
 
 @dataclass
@@ -37,7 +40,7 @@ class SaliencyInputs:
     images: tf.Tensor  # (B, H, W, C) raw input pixels 0..255
     targets: tf.Tensor  # (B,) int32, the class explained for each image
     logits: tf.Tensor  # (B, K) pre-softmax scores of the images
-    score: tf.Tensor  # (B,) logit of each image's target, f(x)
+    score: tf.Tensor  # (B,) f(x): the target's logit (negated for target "negative")
     grads: tf.Tensor  # (B, H, W, C) d f(x) / d x (zeros if the method needs none)
     extras: dict[str, tf.Tensor] = field(default_factory=dict)  # per-image numbers to report
 
@@ -91,7 +94,8 @@ class BaseSaliency:
     """Gradient attribution of a model's class scores to its input pixels.
 
     ``images`` are raw pixels ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied
-    inside. Subclasses override :meth:`attributions` (and set ``uses_gradients`` False when
+    inside. ``target`` is ``class`` (explain the class logit) or ``negative`` (its negative).
+    Subclasses override :meth:`attributions` (and set ``uses_gradients`` False when
     they need no input gradient of the clean images).
     """
 
@@ -101,7 +105,10 @@ class BaseSaliency:
     # a batch of 4 images of 64x64, or 1 of 4 images of 224x224.
     pass_pixels = 4 * 224 * 224
 
-    def __init__(self, model: keras.Model, preprocess: str = "raw") -> None:
+    def __init__(self, model: keras.Model, preprocess: str = "raw",
+                 target: str = "class") -> None:
+        self.target = check_choice("target", target, TARGETS)
+        self.sign = -1.0 if target == "negative" else 1.0
         self.probe = Probe(model, None, preprocess)
         # No XLA, as in models.cam.base: on CPU the plain graph is as fast and traces quicker.
         self._compiled = tf.function(self._forward, jit_compile=False)
@@ -110,13 +117,18 @@ class BaseSaliency:
         """Signed attributions ``(B, H, W, C)`` of ``ctx.score``: the method's one rule."""
         raise NotImplementedError
 
+    def score(self, logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        """The explained score ``f`` (B,) of ``logits`` (B, K): the target logit, negated for
+        target "negative"."""
+        return self.sign * target_logits(logits, targets)
+
     def gradients(self, images: tf.Tensor, targets: tf.Tensor,
                   probe: Probe | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(d f / d images, f)``: the target logit ``f`` (N,) of each of ``images``
+        """``(d f / d images, f)``: the score ``f`` (N,) (:meth:`score`) of each of ``images``
         (N, H, W, C) and its gradient, through ``probe`` (default the plain one)."""
         with tf.GradientTape() as tape:
             tape.watch(images)
-            score = target_logits((probe or self.probe)(images).logits, targets)
+            score = self.score((probe or self.probe)(images).logits, targets)
         return tape.gradient(score, images), score
 
     def copies_per_pass(self, images: tf.Tensor) -> int:
@@ -151,7 +163,7 @@ class BaseSaliency:
             out = self.probe(images)
             chosen = tf.where(targets < 0, tf.argmax(out.logits, axis=-1, output_type=tf.int32),
                               targets)
-            score = target_logits(out.logits, chosen)
+            score = self.score(out.logits, chosen)
         grads = tape.gradient(score, images) if self.uses_gradients else tf.zeros_like(images)
         ctx = SaliencyInputs(images, chosen, out.logits, score, grads)
         maps = self.attributions(ctx)

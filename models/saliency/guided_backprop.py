@@ -33,8 +33,9 @@ class GuidedBackprop(BaseSaliency):
     name = "guided_backprop"
     uses_gradients = False
 
-    def __init__(self, model: keras.Model, preprocess: str = "raw") -> None:
-        super().__init__(model, preprocess)
+    def __init__(self, model: keras.Model, preprocess: str = "raw",
+                 target: str = "class") -> None:
+        super().__init__(model, preprocess, target)
         self.guided = Probe(model, None, preprocess, relu=guided_relu)
 
     def attributions(self, ctx: SaliencyInputs) -> tf.Tensor:

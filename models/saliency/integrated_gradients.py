@@ -20,7 +20,6 @@ from models.saliency.base import (
     SaliencyInputs,
     check_choice,
     check_positive_int,
-    target_logits,
 )
 from models.saliency.baselines import make_baseline
 
@@ -32,12 +31,13 @@ class IntegratedGradients(BaseSaliency):
     uses_gradients = False
 
     def __init__(self, model: keras.Model, preprocess: str = "raw", steps: int = 64,
-                 baseline: str = "black", rule: str = "trapezoid", seed: int = 0) -> None:
+                 baseline: str = "black", rule: str = "trapezoid", seed: int = 0,
+                 target: str = "class") -> None:
         self.steps = check_positive_int("steps", steps)
         self.baseline = check_choice("baseline", baseline, ("black", "blur", "uniform"))
         self.rule = check_choice("rule", rule, RULES)
         self.seed = int(seed)
-        super().__init__(model, preprocess)
+        super().__init__(model, preprocess, target)
 
     def path_weights(self) -> tuple[tf.Tensor, tf.Tensor]:
         """``(alphas, weights)`` of the quadrature over [0, 1]; the weights sum to 1."""
@@ -63,7 +63,7 @@ class IntegratedGradients(BaseSaliency):
         count = int(alphas.shape[0])
         mean_grads = self.accumulate(step, count, self.copies_per_pass(images), shape)
         attributions = (images - baseline) * mean_grads
-        gain = ctx.score - target_logits(self.probe(baseline).logits, ctx.targets)
+        gain = ctx.score - self.score(self.probe(baseline).logits, ctx.targets)
         total = tf.reduce_sum(attributions, axis=(1, 2, 3))
         ctx.extras["completeness_gap"] = tf.math.divide_no_nan(tf.abs(total - gain),
                                                                tf.abs(gain))

@@ -23,7 +23,6 @@ from models.saliency.base import (
     SaliencyInputs,
     check_choice,
     check_positive_int,
-    target_logits,
 )
 from models.saliency.baselines import BASELINES, make_baseline
 
@@ -42,7 +41,8 @@ class Occlusion(BaseSaliency):
     uses_gradients = False
 
     def __init__(self, model: keras.Model, preprocess: str = "raw", window: int = 8,
-                 stride: int = 4, baseline: str = "grey", seed: int = 0) -> None:
+                 stride: int = 4, baseline: str = "grey", seed: int = 0,
+                 target: str = "class") -> None:
         self.window = check_positive_int("window", window)
         self.stride = check_positive_int("stride", stride)
         if self.stride > self.window:
@@ -50,7 +50,7 @@ class Occlusion(BaseSaliency):
                                     f"the pixels between windows would get no attribution")
         self.baseline = check_choice("baseline", baseline, BASELINES)
         self.seed = int(seed)
-        super().__init__(model, preprocess)
+        super().__init__(model, preprocess, target)
 
     def windows(self, height: int, width: int) -> np.ndarray:
         """Masks of every window position, float32 ``(P, H, W)``, rows first."""
@@ -73,8 +73,7 @@ class Occlusion(BaseSaliency):
             m = mask[:, None, :, :, None]
             occluded = tf.reshape(images[None] * (1.0 - m) + baseline[None] * m,
                                   (-1, *shape[1:]))
-            scores = target_logits(self.probe(occluded).logits,
-                                   tf.tile(ctx.targets, [len(valid)]))
+            scores = self.score(self.probe(occluded).logits, tf.tile(ctx.targets, [len(valid)]))
             drop = (ctx.score[None] - tf.reshape(scores, (len(valid), -1))) * valid[:, None]
             return tf.einsum("kb,khw->bhw", drop, mask)
 

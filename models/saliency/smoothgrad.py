@@ -21,14 +21,14 @@ class SmoothGrad(BaseSaliency):
     uses_gradients = False
 
     def __init__(self, model: keras.Model, preprocess: str = "raw", samples: int = 25,
-                 noise: float = 0.15, seed: int = 0) -> None:
+                 noise: float = 0.15, seed: int = 0, target: str = "class") -> None:
         self.samples = check_positive_int("samples", samples)
         if not 0.0 <= float(noise) <= 1.0:
             raise InvalidInputError(f"noise must be a fraction of the input range in [0, 1], "
                                     f"got {noise!r}")
         self.noise_level = float(noise)
         self.seed = int(seed)
-        super().__init__(model, preprocess)
+        super().__init__(model, preprocess, target)
 
     def noise(self, index: tf.Tensor | int, shape: tf.TensorShape | tuple[int, ...]) -> tf.Tensor:
         """Standard normal noise of copy ``index``, ``shape`` float32 (before scaling)."""

@@ -248,8 +248,10 @@ def relu_mlp(nested: bool, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, L.Dense(3, activation="softmax", name="out")(x))
 
 
-def guided_backward(model: keras.Model, x: np.ndarray, targets: list[int]) -> np.ndarray:
-    """Springenberg et al. 2015, Fig. 1 by hand: ``R^l = (f^l > 0)(R^{l+1} > 0) R^{l+1}``."""
+def guided_backward(model: keras.Model, x: np.ndarray, targets: list[int],
+                    sign: float = 1.0) -> np.ndarray:
+    """Springenberg et al. 2015, Fig. 1 by hand: ``R^l = (f^l > 0)(R^{l+1} > 0) R^{l+1}``,
+    from ``R = sign * d logit / d h3``."""
     owner = model.get_layer("inner") if any(lay.name == "inner" for lay in model.layers) \
         else model
     weights = [owner.get_layer(name).get_weights() for name in ("d1", "d2", "d3")]
@@ -260,7 +262,7 @@ def guided_backward(model: keras.Model, x: np.ndarray, targets: list[int]) -> np
         z = h @ kernel + bias
         pre.append(z)
         h = np.maximum(z, 0.0)
-    signal = w_out[:, targets].T.astype(np.float64)  # d logit / d h3, (B, 4)
+    signal = sign * w_out[:, targets].T.astype(np.float64)  # d logit / d h3, (B, 4)
     for (kernel, _), z in zip(reversed(weights), reversed(pre), strict=True):
         signal = signal * (z > 0) * (signal > 0)
         signal = signal @ kernel.T
@@ -268,15 +270,48 @@ def guided_backward(model: keras.Model, x: np.ndarray, targets: list[int]) -> np
 
 
 @pytest.mark.parametrize("nested", [False, True])
-def test_guided_backprop_equals_a_hand_backward_pass(nested: bool) -> None:
+@pytest.mark.parametrize(("target", "sign"), [("class", 1.0), ("negative", -1.0)])
+def test_guided_backprop_equals_a_hand_backward_pass(nested: bool, target: str,
+                                                     sign: float) -> None:
     model, targets = relu_mlp(nested), [0, 2, 1, 0]
     x = np.random.default_rng(8).uniform(0, 255, (4, 3, 3, 2)).astype(np.float32) / 50.0
-    expected = guided_backward(model, x, targets)
-    result = make_saliency("guided_backprop", model)(x, class_index=targets)
+    expected = guided_backward(model, x, targets, sign)
+    result = make_saliency("guided_backprop", model, target=target)(x, class_index=targets)
     np.testing.assert_allclose(result.maps, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result.probs, np.asarray(model(x)), rtol=1e-5, atol=1e-6)
-    plain = make_saliency("gradients", model)(x, class_index=targets).maps
+    plain = make_saliency("gradients", model, target=target)(x, class_index=targets).maps
     assert np.abs(expected).sum() > 0 and not np.allclose(plain, expected, atol=1e-3)
+    # The guided signal is not linear in the score: "negative" is no mere sign flip.
+    assert not np.allclose(expected, -guided_backward(model, x, targets, -sign), atol=1e-3)
+
+
+def test_guided_backprop_through_folded_batchnorm_and_relu_layers() -> None:
+    """A conv net whose ReLUs are separate layers after conv + batch-norm pairs (folded by the
+    probe): the guided map equals a tape over the layers called one by one, each ReLU layer
+    replaced by a ReLU with the guided gradient."""
+
+    @tf.custom_gradient
+    def reference_relu(h):
+        def grad(dy):
+            return dy * tf.cast(h > 0, dy.dtype) * tf.cast(dy > 0, dy.dtype)
+        return tf.maximum(h, 0.0), grad
+
+    model, x, targets = tm.batchnorm("sequential"), tm.images(2, seed=13), [1, 2]
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        h = xt
+        for layer in model.layers[:-1]:  # up to gap; the Dense head by hand
+            h = reference_relu(h) if isinstance(layer, L.ReLU) else layer(h, training=False)
+        dense = model.get_layer("predictions")
+        logits = tf.matmul(h, dense.kernel) + dense.bias
+        score = tf.reduce_sum(tf.gather(logits, tf.constant(targets), axis=1, batch_dims=1))
+    expected = tape.gradient(score, xt).numpy()
+    method = make_saliency("guided_backprop", model)
+    assert len(method.guided._folds) == 4  # both conv + batch-norm pairs run folded
+    result = method(x, class_index=targets)
+    np.testing.assert_allclose(result.maps, expected, rtol=1e-3, atol=1e-6)
+    assert np.abs(expected).sum() > 0
 
 
 @pytest.mark.parametrize("form", ["functional", "nested"])
@@ -292,6 +327,34 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam(cnns, form: str) -> Non
     assert np.abs(result.maps).sum() > 0
     conv2 = make_saliency("guided_gradcam", model, layer=tm.PATHS[form]["conv2"])(x, targets)
     assert not np.allclose(conv2.maps, result.maps)
+
+
+def cam_by_hand(model, x: np.ndarray, targets: list[int], sign: float) -> np.ndarray:
+    """Grad-CAM of ``sign * logit`` on the tiny CNN's pool layer (Selvaraju et al. 2017,
+    Eq. 1-2; Sec. 5.3 for sign -1), upsampled bilinearly and min-max scaled, by hand."""
+    acts = tf.constant(tm.features_by_hand(model, "functional", "pool", x))
+    dense = model.get_layer("predictions")
+    with tf.GradientTape() as tape:
+        tape.watch(acts)
+        logits = tf.matmul(tf.reshape(acts, (len(x), -1)), dense.kernel) + dense.bias
+        score = sign * tf.reduce_sum(tf.gather(logits, tf.constant(targets), axis=1,
+                                               batch_dims=1))
+    alpha = tape.gradient(score, acts).numpy().mean(axis=(1, 2), keepdims=True)
+    cam = np.maximum((alpha * acts.numpy()).sum(axis=-1), 0.0)
+    up = tf.image.resize(cam[..., None], (tm.SIZE, tm.SIZE), method="bilinear").numpy()[..., 0]
+    low, high = up.min(axis=(1, 2), keepdims=True), up.max(axis=(1, 2), keepdims=True)
+    return (up - low) / np.where(high > low, high - low, 1.0)
+
+
+@pytest.mark.parametrize(("target", "sign"), [("class", 1.0), ("negative", -1.0)])
+def test_guided_gradcam_cam_factor_equals_a_hand_gradcam(cnns, target: str, sign: float) -> None:
+    model, x, targets = cnns["functional"], tm.images(3, seed=14), [0, 1, 2]
+    result = make_saliency("guided_gradcam", model, target=target)(x, class_index=targets)
+    heat = cam_by_hand(model, x, targets, sign)
+    np.testing.assert_allclose(result.extras["gradcam"], heat, atol=2e-4)
+    guided = make_saliency("guided_backprop", model, target=target)(x, class_index=targets)
+    np.testing.assert_allclose(result.maps, guided.maps * result.extras["gradcam"][..., None],
+                               rtol=1e-5, atol=1e-8)
 
 
 # -- occlusion -----------------------------------------------------------------------------
@@ -333,6 +396,27 @@ def test_occlusion_equals_a_loop_over_windows(cnns, window, stride, baseline, fi
     np.testing.assert_allclose(reduce_channels(result.maps), expected.sum(axis=-1), atol=1e-5)
 
 
+# -- target "negative" --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "options"), [
+    ("gradients", {}), ("smoothgrad", {"samples": 3, "noise": 0.1}),
+    ("integrated_gradients", {"steps": 6}), ("occlusion", {"window": 6, "stride": 5}),
+])
+def test_negative_target_negates_methods_linear_in_the_score(cnns, method: str,
+                                                             options: dict) -> None:
+    """Gradients, their averages and score differences are linear in the explained score, so
+    explaining ``-logit`` negates the map (guided backprop is not: tested above)."""
+    model, x, targets = cnns["functional"], tm.images(2, seed=15), [2, 1]
+    positive = make_saliency(method, model, **options)(x, class_index=targets)
+    negative = make_saliency(method, model, target="negative", **options)(x, targets)
+    np.testing.assert_allclose(negative.maps, -positive.maps, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(negative.score, positive.score)  # still the class probability
+    for key, value in positive.extras.items():
+        expected = value if key == "completeness_gap" else -value
+        np.testing.assert_allclose(negative.extras[key], expected, rtol=1e-4, atol=1e-6)
+
+
 # -- shared helpers and options ------------------------------------------------------------
 
 
@@ -365,6 +449,7 @@ def test_every_method_gives_signed_maps_at_input_size(cnns, method: str) -> None
     ("occlusion", {"window": 3, "stride": 5}, "stride 5 .* window 3"),
     ("occlusion", {"steps": 3}, "no option.*steps"),
     ("gradients", {"samples": 3}, "no option.*samples"),
+    ("gradients", {"target": "positive"}, "'positive'"),
 ])
 def test_bad_methods_and_options_raise(cnns, method: str, options: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
