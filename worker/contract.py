@@ -45,7 +45,8 @@ TASK_RUN_DATASET_JOB = "convscope.run_dataset_job"  # plan a dataset job, send i
 TASK_RUN_CHUNK = "convscope.run_chunk"  # one chunk of a dataset job: (job id, chunk index)
 
 # -- methods and modes --------------------------------------------------------------------
-CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "hirescam", "xgradcam", "eigencam",
+               "ablationcam", "faster_scorecam")
 PREPROCESS_MODES = ("raw", "unit", "tf", "caffe", "torch")
 
 # The colour order each preprocess mode feeds the model's first layer ("caffe" is BGR).

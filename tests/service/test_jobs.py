@@ -22,8 +22,7 @@ from tests.service.job_http import (
     submit,
     upload,
 )
-
-CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+from worker.contract import CAM_METHODS
 
 
 @pytest.fixture(scope="module")
