@@ -101,7 +101,7 @@ class BaseSaliency:
 
     name = "base"
     uses_gradients = True
-    # Input pixels per model call when a method runs many copies of each image: 16 copies of
+    # Input pixels per model call when a method runs many copies of each image: 12 copies of
     # a batch of 4 images of 64x64, or 1 of 4 images of 224x224.
     pass_pixels = 4 * 224 * 224
 
