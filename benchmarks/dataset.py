@@ -13,6 +13,12 @@ untimed warm-up run; targets: 2 workers >= 1.7x faster than 1, and the service's
 image with 1 worker within 1.5x of the in-process loop's. The CPU each process type spent
 per image (from ``/proc``) says where the time went.
 
+Workers are sized one core each (``--tf-threads 1``, ``CONVSCOPE_TF_THREADS``), the way one
+scales out: a second worker brings a second core's worth. The in-process loop keeps
+TensorFlow's default threads (every core), as in a notebook. ``--tf-threads 0`` measures
+``convscope up``'s own sizing instead (cores / workers: one worker then has both cores and
+is as fast as the loop, and a second worker has little left to add on 2 cores).
+
 Chunk size: 125 by default. The job's tail (one worker still busy while the other is idle)
 is at most one chunk, so the chunks must be many per worker: 5,000 images make 40 chunks, 20
 per worker, a tail of at most 1/20 of a worker's share. Per-chunk costs (a Celery message,
@@ -252,11 +258,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=125, help="chunk_images (default 125)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw output of the 1-worker service's worker child")
-    parser.add_argument("--tf-threads", type=int, default=None,
-                        help="CONVSCOPE_TF_THREADS of every worker (default: convscope up's "
-                             "cores / workers)")
+    parser.add_argument("--tf-threads", type=int, default=1,
+                        help="CONVSCOPE_TF_THREADS of every worker: default 1, one core's "
+                             "worth per worker, so a second worker adds a core; 0: convscope "
+                             "up's cores / workers (one worker then already uses both cores)")
     args = parser.parse_args()
-    if args.tf_threads is not None:  # read by Service's environment
+    if args.tf_threads > 0:  # read by Service's environment
         os.environ["CONVSCOPE_TF_THREADS"] = str(args.tf_threads)
     n = args.images or (500 if args.quick else 5000)
     runs = 1 if args.quick else 3

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from worker.datasets import dataset_dir, open_dataset, read_images, write_manifest
@@ -65,3 +66,38 @@ def test_read_images_reports_bad_images_and_clips_the_range(tmp_path: Path) -> N
     assert "outside" in (reads[3].error or "")
     np.testing.assert_array_equal(reads[2].pixels, good)
     assert read_images(manifest, 2, 3)[0].image.index == 2
+
+
+def test_png_fast_path_gives_pillows_pixels_for_every_png_type(tmp_path: Path) -> None:
+    """libspng (``fast_png``) and Pillow's ``convert("RGB")`` agree on 8-bit grey, grey +
+    alpha, RGB, RGBA, palette (with transparency) and 2-bit palette images; 16-bit images go
+    to Pillow; a header past the pixel limit is refused before decoding."""
+    from worker import datasets
+
+    assert datasets.pyspng is not None, "pyspng (a dependency) is not installed"
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (23, 17, 4), dtype=np.uint8)
+    palette = Image.fromarray(rgba[..., :3]).quantize(colors=7)
+    palette.info["transparency"] = 2
+    few = Image.fromarray(rgba[..., 0] // 64, "L").convert("P")
+    cases = {
+        "grey.png": (Image.fromarray(rgba[..., 0]), {}),
+        "grey_alpha.png": (Image.fromarray(rgba[..., :2].copy(), "LA"), {}),
+        "rgb.png": (Image.fromarray(rgba[..., :3].copy()), {}),
+        "rgba.png": (Image.fromarray(rgba), {}),
+        "palette.png": (palette, {"transparency": 2}),
+        "two_bit.png": (few, {"bits": 2}),
+        "deep.png": (Image.fromarray(rgba[..., 0].astype(np.uint16) * 257), {}),
+    }
+    fast = {}
+    for name, (img, params) in cases.items():
+        img.save(tmp_path / name, **params)
+        want = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        fast[name] = datasets.fast_png(tmp_path / name, 10**6)
+        got = fast[name] if fast[name] is not None else \
+            np.asarray(datasets.decode(tmp_path / name, 10**6).convert("RGB"))
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert fast["deep.png"] is None  # 16 bits: Pillow's
+    assert all(fast[n] is not None for n in cases if n != "deep.png")
+    with pytest.raises(ValueError, match="over the limit of 100"):
+        datasets.fast_png(tmp_path / "rgb.png", 100)
