@@ -135,6 +135,39 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
     return np.clip((1.0 - alpha) * base + alpha * heat, 0, 255).astype(np.uint8)
 
 
+def _signed_unit(signed: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``(h, w)`` signed values scaled by their largest magnitude to [-1, 1] (all zero stays
+    zero), resized bilinearly to ``size`` ``(H, W)`` when given."""
+    values = np.asarray(signed, dtype=np.float32)
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    unit = values / peak if peak > 0 else np.zeros_like(values)
+    if size is not None and unit.shape[:2] != tuple(size):
+        unit = 2.0 * resize_heatmap((unit + 1.0) / 2.0, size) - 1.0
+    return unit
+
+
+def signed_image(signed: np.ndarray, cmap: str = "RdBu_r") -> np.ndarray:
+    """A signed ``(h, w)`` map in a diverging colour map, uint8 RGB: zero in the middle colour
+    (white for ``RdBu_r``), the largest magnitude at either end (red positive, blue negative)."""
+    return colorize((_signed_unit(signed) + 1.0) / 2.0, cmap)
+
+
+def signed_overlay(image: np.ndarray, signed: np.ndarray, strength: float = 0.8,
+                   cmap: str = "RdBu_r") -> np.ndarray:
+    """The diverging colour of a signed ``(h, w)`` map over ``image`` (any size, uint8 or
+    float 0..255, RGB or grey), each pixel blended in proportion to its magnitude
+    (``strength`` at the largest): the image shows where the map is near zero."""
+    base = np.asarray(image, dtype=np.float32)
+    if base.ndim == 2:
+        base = base[..., None]
+    if base.shape[-1] == 1:
+        base = np.repeat(base, 3, axis=-1)
+    unit = _signed_unit(signed, base.shape[:2])
+    colour = colorize((unit + 1.0) / 2.0, cmap).astype(np.float32)
+    alpha = (strength * np.abs(unit))[..., None]
+    return np.clip((1.0 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
+
+
 def image_grid(images: np.ndarray, labels: list[str] | None = None) -> np.ndarray:
     """Tile ``(n, H, W, C)`` uint8 images (e.g. filter patterns) into one grid."""
     tiles = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]

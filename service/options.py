@@ -124,6 +124,30 @@ def _check_explain(options: dict, row: dict) -> None:
     _int(options, "x", 0, (width or 1) - 1, "position_out_of_range")
 
 
+def _check_saliency(options: dict, model: dict) -> None:
+    method = options["method"]
+    if method not in contract.SALIENCY_METHODS:
+        raise OptionError("invalid_options",
+                          f"method must be one of {', '.join(contract.SALIENCY_METHODS)}")
+    if options["target"] not in contract.SALIENCY_TARGETS:
+        raise OptionError("invalid_options",
+                          f"target must be one of {', '.join(contract.SALIENCY_TARGETS)}")
+    for name in ("samples", "steps"):
+        _int(options, name, 1, contract.MAX_SALIENCY_SAMPLES)
+    noise = options["noise"]
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
+        raise OptionError("invalid_options", f"noise must be a number in 0..1 (a fraction of "
+                          f"the image's range), got {noise!r}")
+    baselines = contract.SALIENCY_BASELINES if method == "occlusion" else \
+        tuple(b for b in contract.SALIENCY_BASELINES if b != "grey")
+    if options["baseline"] is not None and options["baseline"] not in baselines:
+        raise OptionError("invalid_options", f"baseline must be one of {', '.join(baselines)}"
+                          f" for {method}")
+    sides = [n for n in (model.get("input_shape") or [None, None])[:2] if n]
+    _int(options, "window", 1, max(sides, default=4096))  # free-size models: any image
+    _int(options, "stride", 1, options["window"])
+
+
 def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: int,
                   image_count: int) -> dict[str, Any]:
     """Validate ``options`` for ``kind`` on layer ``row``; returns them with every default
@@ -152,7 +176,9 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
                             ("k", 1, contract.MAX_TOP_EXAMPLES)):
         if options.get(name) is not None:
             _int(options, name, low, high)
-    if "method" in options and options["method"] not in contract.CAM_METHODS:
+    if kind == "saliency":
+        _check_saliency(options, model)
+    elif "method" in options and options["method"] not in contract.CAM_METHODS:
         raise OptionError("invalid_options",
                           f"method must be one of {', '.join(contract.CAM_METHODS)}")
     if "class_index" in options:

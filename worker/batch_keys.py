@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-BATCHED_KINDS = ("activations", "gradcam")
+BATCHED_KINDS = ("activations", "gradcam", "saliency")
 PER_IMAGE_OPTIONS = ("class_index",)  # may differ between jobs of one batch
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 # -- jobs ---------------------------------------------------------------------------------
-KINDS = ("activations", "filters", "gradcam", "explain")
+KINDS = ("activations", "filters", "gradcam", "explain", "saliency")
 IMAGELESS_KINDS = ("filters",)  # kinds that take no image
 SINGLE_IMAGE_KINDS = ("explain",)  # kinds that take exactly one image
-SPATIAL_KINDS = ("activations", "filters", "gradcam")  # need a layer with an H×W×C output
+# need a layer with an H×W×C output (``saliency``: the one guided Grad-CAM uses)
+SPATIAL_KINDS = ("activations", "filters", "gradcam", "saliency")
 CONV_KINDS = ("explain",)  # need a Conv2D layer
-OVERLAY_KINDS = ("gradcam",)  # draw over the original image: the API keeps it (as PNG)
+OVERLAY_KINDS = ("gradcam", "saliency")  # draw over the original: the API keeps it (PNG)
 # Kinds over a dataset (form field ``dataset`` instead of ``image``), split into chunks that
 # run as their own tasks and merge (worker/dataset_jobs.py); their layer must be spatial.
 DATASET_KINDS = ("top_examples", "class_cam", "quality")
@@ -47,6 +48,12 @@ TASK_RUN_CHUNK = "convscope.run_chunk"  # one chunk of a dataset job: (job id, c
 # -- methods and modes --------------------------------------------------------------------
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "hirescam", "xgradcam", "eigencam",
                "ablationcam", "faster_scorecam")
+SALIENCY_METHODS = ("gradients", "smoothgrad", "integrated_gradients", "guided_backprop",
+                    "guided_gradcam", "occlusion")
+SALIENCY_TARGETS = ("class", "negative")  # explain the class's logit, or what lowers it
+# What an integrated-gradients path starts from / what occlusion fills a window with
+# (``baseline`` None: black for integrated gradients, grey for occlusion).
+SALIENCY_BASELINES = ("black", "grey", "blur", "uniform")
 PREPROCESS_MODES = ("raw", "unit", "tf", "caffe", "torch")
 
 # The colour order each preprocess mode feeds the model's first layer ("caffe" is BGR).
@@ -68,6 +75,12 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "filters": {"filters": None, "steps": 64, "size": None, "seed": 0},
     "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5},
     "explain": {"filter": 0, "y": 0, "x": 0},
+    # ``samples``, ``noise`` (σ as a fraction of the image's range): smoothgrad; ``steps``:
+    # integrated_gradients; ``window``, ``stride``: occlusion; ``baseline``: both of those;
+    # ``seed``: smoothgrad's noise, the uniform baseline. Other methods ignore them.
+    "saliency": {"method": "gradients", "class_index": None, "target": "class", "top_k": 5,
+                 "samples": 25, "noise": 0.15, "steps": 64, "baseline": None, "window": 8,
+                 "stride": 4, "seed": 0},
 }
 # ``chunk_images``: images per chunk, None = CONVSCOPE_DATASET_CHUNK_IMAGES (also its ceiling).
 DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -86,6 +99,7 @@ MAX_CHANNELS_LISTED = 4096
 MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this) is the budget
 MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
 MAX_QUALITY_STEPS = 128  # ``steps`` of quality: points of each deletion / insertion curve
+MAX_SALIENCY_SAMPLES = 256  # ``samples`` of smoothgrad and ``steps`` of integrated_gradients
 
 
 def as_json() -> dict[str, Any]:
@@ -99,6 +113,9 @@ def as_json() -> dict[str, Any]:
         "dataset_statuses": list(DATASET_STATUSES),
         "channel_order": CHANNEL_ORDER, "resize_note": RESIZE_NOTE,
         "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),
+        "saliency_methods": list(SALIENCY_METHODS), "saliency_targets": list(SALIENCY_TARGETS),
+        "saliency_baselines": list(SALIENCY_BASELINES),
+        "max_saliency_samples": MAX_SALIENCY_SAMPLES,
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
         "max_filters_per_job": MAX_FILTERS_PER_JOB,

@@ -210,3 +210,13 @@ KINDS: dict[str, Callable[[JobContext], tuple[dict, Artifacts]]] = {
     "gradcam": run_gradcam,
     "explain": run_explain,
 }
+
+
+def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
+    """The ``saliency`` kind (:mod:`worker.saliency_kind`, which builds on the helpers here)."""
+    from worker.saliency_kind import run_saliency as run
+
+    return run(ctx)
+
+
+KINDS["saliency"] = run_saliency

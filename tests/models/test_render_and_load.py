@@ -315,3 +315,18 @@ def test_png_encoder_round_trips_every_layout_through_pillow(deflate, monkeypatc
         png.encode(np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError):
         png.encode(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_signed_pictures_centre_zero_and_blend_by_magnitude() -> None:
+    signed = np.zeros((4, 6), np.float32)
+    signed[1, 2], signed[3, 5] = 2.0, -1.0
+    picture = render.signed_image(signed).astype(int)
+    middle, top, bottom = picture[0, 0], picture[1, 2], picture[3, 5]
+    assert abs(middle[0] - middle[2]) < 20 and middle.min() > 200  # zero: near white
+    assert top[0] > 100 > top[2] and bottom[2] > bottom[0]  # red up, blue down
+    image = np.full((8, 12, 3), 90, np.uint8)  # twice the map's size: resized to it
+    blended = render.signed_overlay(image, signed).astype(int)
+    assert blended.shape == (8, 12, 3)
+    assert (blended[0:2, 0:2] == 90).all()  # no attribution: the image as it was
+    assert abs(blended[3, 5] - 90).max() > 40  # the largest one: mostly its colour
+    assert (render.signed_overlay(image, np.zeros((4, 6))) == image).all()

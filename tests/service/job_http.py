@@ -21,7 +21,7 @@ from worker.contract import QUEUE, TASK_RUN_JOB, TERMINAL
 PROBLEM = "application/problem+json"
 NS = "convscope:v1"
 UNACKED = "unacked"  # kombu's Redis transport: messages delivered to a worker, not yet acked
-NPY_ARTIFACTS = ("heatmap", "activations")
+NPY_ARTIFACTS = ("heatmap", "activations", "attribution")
 
 
 def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **save: Any) -> bytes:
