@@ -97,13 +97,13 @@ def up(host: str, port: int, workers: int) -> None:
         procs.append(proc)
         click.echo(f"embedded Redis at {url} (data in {settings.data_dir}/redis)", err=True)
     env = launcher.child_env(settings, url)
-    env.setdefault("CONVSCOPE_TF_THREADS", str(launcher.tf_threads(workers)))
     if subprocess.run(launcher.train_command("shapes"), env=env).returncode != 0:
         shutdown()
     logs = Path(settings.data_dir) / "logs"
     logs.mkdir(exist_ok=True)
+    worker_env = {"CONVSCOPE_TF_THREADS": str(launcher.tf_threads(workers)), **env}
     for i in range(workers):
-        procs.append(launcher.spawn(launcher.worker_command(1, f"worker{i}"), env,
+        procs.append(launcher.spawn(launcher.worker_command(1, f"worker{i}"), worker_env,
                                     logs / f"worker{i}.log"))
     procs.append(launcher.spawn(launcher.api_command(host, port), env, logs / "api.log"))
     base = f"http://{host}:{port}"

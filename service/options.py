@@ -146,6 +146,22 @@ def _check_saliency(options: dict, model: dict) -> None:
     sides = [n for n in (model.get("input_shape") or [None, None])[:2] if n]
     _int(options, "window", 1, max(sides, default=4096))  # free-size models: any image
     _int(options, "stride", 1, options["window"])
+    if method == "occlusion" and len(sides) == 2:  # free-size models: the worker checks
+        positions = math.prod(_window_count(n, options["window"], options["stride"])
+                              for n in sides)
+        if positions > contract.MAX_OCCLUSION_WINDOWS:
+            raise OptionError("invalid_options", f"window {options['window']} with stride "
+                              f"{options['stride']} makes {positions} positions on a "
+                              f"{sides[0]}×{sides[1]} image; at most "
+                              f"{contract.MAX_OCCLUSION_WINDOWS}: use a larger stride")
+
+
+def _window_count(size: int, window: int, stride: int) -> int:
+    """Occlusion windows along an axis of ``size`` pixels: starts ``0, stride, ...`` and one
+    flush with the border when the stride does not end there (models/saliency/occlusion.py)."""
+    window = min(window, size)
+    count = (size - window) // stride + 1
+    return count + (1 if (count - 1) * stride != size - window else 0)
 
 
 def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: int,
@@ -163,15 +179,16 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
     classes = int(model.get("num_classes") or 1)
     if "top_k" in defaults and "top_k" not in given:
         options["top_k"] = min(options["top_k"], classes)
-    if "steps" in defaults and "steps" not in given:
-        options["steps"] = min(options["steps"], max_steps)
+    if "steps" in defaults and "steps" not in given and kind != "saliency":
+        options["steps"] = min(options["steps"], max_steps)  # the filter-step budget
     if options.get("channels") is not None:
         _int_list(options, "channels", channels - 1, "filter_out_of_range",
                   contract.MAX_CHANNELS_LISTED)
     if options.get("filters") is not None:
         _int_list(options, "filters", channels - 1, "filter_out_of_range",
                   contract.MAX_FILTERS_PER_JOB)
-    for name, low, high in (("top_k", 1, classes), ("steps", 1, max_steps),
+    steps = contract.MAX_SALIENCY_SAMPLES if kind == "saliency" else max_steps
+    for name, low, high in (("top_k", 1, classes), ("steps", 1, steps),
                             ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1),
                             ("k", 1, contract.MAX_TOP_EXAMPLES)):
         if options.get(name) is not None:

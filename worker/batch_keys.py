@@ -13,9 +13,16 @@ BATCHED_KINDS = ("activations", "gradcam", "saliency")
 PER_IMAGE_OPTIONS = ("class_index",)  # may differ between jobs of one batch
 
 
+def _random_per_batch(kind: str, options: dict) -> bool:
+    """Saliency methods drawing seeded noise over the whole batch (smoothgrad's copies, the
+    uniform baseline): merged with other jobs an image would get other noise than alone."""
+    return kind == "saliency" and (options.get("method") == "smoothgrad"
+                                   or options.get("baseline") == "uniform")
+
+
 def batch_key(kind: str, model: str, layer: str | None, options: dict) -> str | None:
     """The key of the jobs this one can be computed with, or None if it runs alone."""
-    if kind not in BATCHED_KINDS:
+    if kind not in BATCHED_KINDS or _random_per_batch(kind, options):
         return None
     shared = {k: v for k, v in options.items() if k not in PER_IMAGE_OPTIONS}
     text = json.dumps([kind, model, layer, shared], sort_keys=True)

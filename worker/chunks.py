@@ -42,10 +42,13 @@ return 1
 
 # KEYS: partial, done set, running units, job hash, event channel. ARGV: chunk, member,
 # chunks, ttl, partial. 1 when this call completed the set, 2 when it added the chunk but the
-# set is not complete, 0 when the chunk was done before.
+# set is not complete, 0 when the chunk was done before (its partial is then not stored: the
+# first run's stays, and a second run read floors that hold the first run's values).
 _DONE = """
-redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[4])
 local added = redis.call('SADD', KEYS[2], ARGV[1])
+if added == 1 then  -- the first run's partial stays: a second run may have been pruned by it
+  redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[4])
+end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[2])
 local done = redis.call('SCARD', KEYS[2])

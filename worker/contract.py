@@ -100,6 +100,7 @@ MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this)
 MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
 MAX_QUALITY_STEPS = 128  # ``steps`` of quality: points of each deletion / insertion curve
 MAX_SALIENCY_SAMPLES = 256  # ``samples`` of smoothgrad and ``steps`` of integrated_gradients
+MAX_OCCLUSION_WINDOWS = 4096  # occlusion's window positions per image (one pass each)
 
 
 def as_json() -> dict[str, Any]:
@@ -116,6 +117,7 @@ def as_json() -> dict[str, Any]:
         "saliency_methods": list(SALIENCY_METHODS), "saliency_targets": list(SALIENCY_TARGETS),
         "saliency_baselines": list(SALIENCY_BASELINES),
         "max_saliency_samples": MAX_SALIENCY_SAMPLES,
+        "max_occlusion_windows": MAX_OCCLUSION_WINDOWS,
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
         "max_filters_per_job": MAX_FILTERS_PER_JOB,

@@ -34,7 +34,7 @@ METHOD_OPTIONS = {  # the job options each method takes, besides ``target``
     "integrated_gradients": ("steps", "baseline", "seed"),
     "guided_backprop": (),
     "guided_gradcam": (),
-    "occlusion": ("window", "stride", "baseline"),
+    "occlusion": ("window", "stride", "baseline", "seed"),
 }
 DEFAULT_BASELINES = {"integrated_gradients": "black", "occlusion": "grey"}
 ARTIFACTS = ("attribution", "attribution_png", "overlay")

@@ -454,3 +454,14 @@ def test_every_method_gives_signed_maps_at_input_size(cnns, method: str) -> None
 def test_bad_methods_and_options_raise(cnns, method: str, options: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         make_saliency(method, cnns["functional"], **options)
+
+
+def test_occlusion_refuses_more_window_positions_than_the_cap() -> None:
+    from models.saliency.occlusion import MAX_WINDOWS, Occlusion
+
+    occ = Occlusion.__new__(Occlusion)  # the corner arithmetic needs no model
+    occ.window, occ.stride = 8, 1
+    side = 8 + int(MAX_WINDOWS ** 0.5)  # (side - 7)^2 positions: just past the cap
+    with pytest.raises(InvalidInputError, match=f"at most {MAX_WINDOWS}"):
+        occ.corners(side, side)
+    assert len(occ.corners(side - 1, side - 1)) <= MAX_WINDOWS

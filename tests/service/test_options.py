@@ -22,3 +22,23 @@ def test_given_values_are_kept() -> None:
     filters = check_options("filters", {"steps": 20, "filters": [3]}, ROW, MODEL, max_steps=32,
                             image_count=0)
     assert filters["steps"] == 20 and filters["filters"] == [3]
+
+
+def test_saliency_steps_follow_their_own_limit_not_the_filter_budget() -> None:
+    import pytest
+
+    from service.options import OptionError
+    from worker.contract import MAX_SALIENCY_SAMPLES
+
+    model = {**MODEL, "input_shape": [64, 64, 3]}
+    chosen = check_options("saliency", {"method": "integrated_gradients"}, ROW, model,
+                           max_steps=10, image_count=1)
+    assert chosen["steps"] == 64 and chosen["baseline"] is None  # not cut to the 10 filter steps
+    assert check_options("saliency", {"steps": MAX_SALIENCY_SAMPLES}, ROW, model, max_steps=10,
+                         image_count=1)["steps"] == MAX_SALIENCY_SAMPLES
+    with pytest.raises(OptionError, match="out of range"):
+        check_options("saliency", {"steps": MAX_SALIENCY_SAMPLES + 1}, ROW, model,
+                      max_steps=1000, image_count=1)
+    with pytest.raises(OptionError, match="positions on a 224×224 image"):
+        check_options("saliency", {"method": "occlusion", "window": 8, "stride": 2}, ROW,
+                      {**model, "input_shape": [224, 224, 3]}, max_steps=10, image_count=1)

@@ -74,3 +74,21 @@ def test_step_budget_cannot_pass_the_engines_ceiling() -> None:
         Settings(max_filter_steps=contract.MAX_FILTER_STEPS + 1)
     with pytest.raises(ValueError, match="MAX_FILTER_STEPS"):
         Settings.from_env({"CONVSCOPE_MAX_FILTER_STEPS": "0"})
+
+
+def test_saliency_names_and_limits_are_the_engines() -> None:
+    from models.saliency import METHODS
+    from models.saliency.base import TARGETS
+    from models.saliency.baselines import BASELINES
+    from models.saliency.occlusion import MAX_WINDOWS, window_starts
+    from service.options import _window_count
+
+    assert tuple(METHODS) == contract.SALIENCY_METHODS
+    assert TARGETS == contract.SALIENCY_TARGETS
+    assert BASELINES == contract.SALIENCY_BASELINES
+    assert MAX_WINDOWS == contract.MAX_OCCLUSION_WINDOWS
+    for size in (1, 7, 16, 64, 224):  # the API counts the engine's windows
+        for window in (1, 3, 8, 16, 300):
+            for stride in range(1, min(window, 9) + 1):
+                assert _window_count(size, window, stride) == \
+                    len(window_starts(size, window, stride)), (size, window, stride)

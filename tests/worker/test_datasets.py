@@ -101,3 +101,9 @@ def test_png_fast_path_gives_pillows_pixels_for_every_png_type(tmp_path: Path) -
     assert all(fast[n] is not None for n in cases if n != "deep.png")
     with pytest.raises(ValueError, match="over the limit of 100"):
         datasets.fast_png(tmp_path / "rgb.png", 100)
+    raw = bytearray((tmp_path / "rgb.png").read_bytes())
+    raw[-20] ^= 0xFF  # a byte of the last IDAT: its CRC no longer matches
+    (tmp_path / "damaged.png").write_bytes(bytes(raw))
+    assert datasets.fast_png(tmp_path / "damaged.png", 10**6) is None  # Pillow decides
+    (tmp_path / "cut.png").write_bytes(bytes(raw[:-30]))
+    assert datasets.fast_png(tmp_path / "cut.png", 10**6) is None

@@ -349,3 +349,17 @@ def test_chunk_floors_keep_the_k_largest_values_per_row_and_go_with_the_partials
     assert 0 < db.ttl(key) <= TTL
     records.drop_partials(job_id, 2)
     assert not db.exists(key)
+
+
+def test_a_chunk_done_twice_keeps_its_first_partial(store: JobStore, db: redis.Redis,
+                                                     tenant: str) -> None:
+    from worker.chunks import ADDED, COMPLETED, ChunkRecords
+
+    job_id = new_job(store, tenant)[0]
+    assert store.transition(job_id, "running", ("queued",))
+    records = ChunkRecords(store)
+    assert records.done(job_id, 0, 2, b"first run") == ADDED
+    assert records.done(job_id, 0, 2, b"second run") == 0  # counted once, not stored again
+    assert list(records.partials(job_id, 1)) == [b"first run"]
+    assert records.done(job_id, 1, 2, b"other chunk") == COMPLETED
+    assert records.done(job_id, 1, 2, b"late") == 0
