@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from worker.kinds import Artifacts, JobContext, artifact_name
+from worker.kind_base import Artifacts, JobContext, artifact_name
 
 
 def merge(ctxs: list[JobContext],

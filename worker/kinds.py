@@ -10,8 +10,6 @@ filled in :data:`worker.contract.OPTION_DEFAULTS`), so no default is chosen here
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,42 +20,18 @@ from models.cam import make_cam
 from models.explain import explain_unit
 from models.filters import AscentOptions, FilterVisualizer
 from models.filters.ascent import ASCENT_VERSION
-from models.zoo import LoadedModel
-from worker.contract import RESIZE
 from worker.filter_cache import CachedFilter, pattern_key, weights_digest, worker_cache
+from worker.kind_base import (
+    NPY,
+    PNG,
+    Artifacts,
+    JobContext,
+    artifact_name,
+    render_each,
+    same_size_groups,
+)
 from worker.npy import npy_bytes
-
-PNG, NPY = "image/png", "application/x-npy"
-Artifacts = dict[str, tuple[bytes, str]]
-
-
-@dataclass
-class JobContext:
-    """What a kind needs: the model, the layer, complete options, the job's images."""
-
-    loaded: LoadedModel
-    layer: str
-    options: dict[str, Any]
-    tool: Callable[[tuple, Callable[[LoadedModel], Any]], Any]  # cached per (model, key)
-    progress: Callable[[float], None]
-    should_cancel: Callable[[], bool]
-    images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, C), model-sized
-    originals: list[np.ndarray] = field(default_factory=list)  # uint8, as uploaded (capped)
-    resize: str = RESIZE  # how images were fitted to the model ("none": free-size model)
-
-
-def artifact_name(base: str, i: int) -> str:
-    """Image ``i``'s artifact ``base``: ``heatmap``, ``heatmap.1``, ..."""
-    return base if i == 0 else f"{base}.{i}"
-
-
-def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
-    """Indices of images that can share one model call (all of them for a fixed-size model;
-    a model with free spatial dimensions gets its images at their own sizes)."""
-    groups: dict[tuple, list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(i)
-    return list(groups.values())
+from worker.saliency_kind import run_saliency
 
 
 def bucket(n: int) -> int:
@@ -84,7 +58,7 @@ def _cam_per_image(ctx: JobContext, cam: Any) -> list[Any]:
     in as few model calls as the image sizes allow."""
     targets = ctx.options["class_index"]
     per_image: list[Any] = [None] * len(ctx.images)
-    groups = _same_size_groups(ctx.images)
+    groups = same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
         batch = _bucketed([ctx.images[i] for i in group])
         chosen = [targets[i] for i in group] if isinstance(targets, list) else [targets] * \
@@ -103,7 +77,7 @@ def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
     channels = ctx.options["channels"]
     items: list[Any] = [None] * len(ctx.images)
     artifacts: Artifacts = {}
-    groups = _same_size_groups(ctx.images)
+    groups = same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
         out = extractor(_bucketed([ctx.images[i] for i in group]), ctx.loaded.info.classes,
                         k=ctx.options["top_k"])
@@ -121,21 +95,6 @@ def run_activations(ctx: JobContext) -> tuple[dict, Artifacts]:
     return {"items": items}, artifacts
 
 
-# Drawing and encoding release the GIL (NumPy, zlib), so large pictures are rendered on two
-# threads: 32 ResNet50 overlays took 346 ms on one, 180 ms on two. Small ones (the 64×64
-# shapes maps) are not worth a thread.
-RENDER_THREADS = 2
-THREADED_PIXELS = 96 * 96
-
-
-def _render_each(render_one: Callable[[int], Any], n: int, pictures: list[np.ndarray]) -> list:
-    """``[render_one(i) for i in range(n)]``, on threads when the pictures are large."""
-    if n < 2 or max(p.shape[0] * p.shape[1] for p in pictures) < THREADED_PIXELS:
-        return [render_one(i) for i in range(n)]
-    with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render") as pool:
-        return list(pool.map(render_one, range(n)))
-
-
 def _cam_pictures(original: np.ndarray, heat: np.ndarray) -> tuple[bytes, bytes, bytes]:
     """A heatmap's NPY, its PNG, and its overlay on ``original`` (PNG)."""
     return (npy_bytes(heat.astype(np.float32)), render.to_png(render.heatmap_image(heat)),
@@ -150,7 +109,7 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     probs = np.stack([p[3] for p in per_image])
     preds = top_k(probs, ctx.options["top_k"], ctx.loaded.info.classes)
     items, artifacts = [], {}
-    pictures = _render_each(lambda i: _cam_pictures(ctx.originals[i], per_image[i][0]),
+    pictures = render_each(lambda i: _cam_pictures(ctx.originals[i], per_image[i][0]),
                             len(ctx.originals), ctx.originals)
     for i, original in enumerate(ctx.originals):
         _, class_index, score, _ = per_image[i]
@@ -209,14 +168,7 @@ KINDS: dict[str, Callable[[JobContext], tuple[dict, Artifacts]]] = {
     "filters": run_filters,
     "gradcam": run_gradcam,
     "explain": run_explain,
+    "saliency": run_saliency,
 }
 
 
-def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
-    """The ``saliency`` kind (:mod:`worker.saliency_kind`, which builds on the helpers here)."""
-    from worker.saliency_kind import run_saliency as run
-
-    return run(ctx)
-
-
-KINDS["saliency"] = run_saliency

@@ -27,7 +27,8 @@ from models.zoo import BUILTIN, LoadedModel, UnknownModelError
 from worker.batches import run_together
 from worker.claims import Claims
 from worker.contract import QUEUE, RESIZE, TASK_RUN_BATCH, TASK_RUN_DATASET_JOB
-from worker.kinds import KINDS, JobContext
+from worker.kind_base import JobContext
+from worker.kinds import KINDS
 from worker.model_cache import ModelCache
 from worker.npy import load_npy
 from worker.settings import get_settings

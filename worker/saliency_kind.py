@@ -17,14 +17,14 @@ import numpy as np
 from models import render
 from models.activations import top_k
 from models.saliency import make_saliency, reduce_channels
-from worker.kinds import (
+from worker.kind_base import (
     NPY,
     PNG,
     Artifacts,
     JobContext,
-    _render_each,
-    _same_size_groups,
     artifact_name,
+    render_each,
+    same_size_groups,
 )
 from worker.npy import npy_bytes
 
@@ -66,7 +66,7 @@ def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
     chosen, scores, probs = [0] * len(ctx.images), [0.0] * len(ctx.images), \
         [np.empty(0)] * len(ctx.images)
     extras: list[dict] = [{} for _ in ctx.images]
-    groups = _same_size_groups(ctx.images)
+    groups = same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
         batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
         wanted = [targets[i] for i in group] if isinstance(targets, list) else targets
@@ -80,7 +80,7 @@ def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
         if done < len(groups):
             ctx.progress(done / len(groups))
     preds = top_k(np.stack(probs), ctx.options["top_k"], ctx.loaded.info.classes)
-    pictures = _render_each(lambda i: _pictures(ctx.originals[i], maps[i]), len(maps),
+    pictures = render_each(lambda i: _pictures(ctx.originals[i], maps[i]), len(maps),
                             ctx.originals)
     items, artifacts = [], {}
     for i, original in enumerate(ctx.originals):
