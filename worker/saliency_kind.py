@@ -17,15 +17,7 @@ import numpy as np
 from models import render
 from models.activations import top_k
 from models.saliency import make_saliency, reduce_channels
-from worker.kind_base import (
-    NPY,
-    PNG,
-    Artifacts,
-    JobContext,
-    artifact_name,
-    render_each,
-    same_size_groups,
-)
+from worker import kind_base
 from worker.npy import npy_bytes
 
 METHOD_OPTIONS = {  # the job options each method takes, besides ``target``
@@ -56,7 +48,7 @@ def _pictures(original: np.ndarray, signed: np.ndarray) -> tuple[bytes, bytes, b
             render.to_png(render.signed_overlay(original, signed)))
 
 
-def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
+def run_saliency(ctx: kind_base.JobContext) -> tuple[dict, kind_base.Artifacts]:
     options = method_options(ctx.options, ctx.layer)
     method = ctx.options["method"]
     explainer = ctx.tool(("saliency", method, ctx.layer, tuple(sorted(options.items()))),
@@ -66,7 +58,7 @@ def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
     chosen, scores, probs = [0] * len(ctx.images), [0.0] * len(ctx.images), \
         [np.empty(0)] * len(ctx.images)
     extras: list[dict] = [{} for _ in ctx.images]
-    groups = same_size_groups(ctx.images)
+    groups = kind_base.same_size_groups(ctx.images)
     for done, group in enumerate(groups, 1):
         batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
         wanted = [targets[i] for i in group] if isinstance(targets, list) else targets
@@ -80,13 +72,14 @@ def run_saliency(ctx: JobContext) -> tuple[dict, Artifacts]:
         if done < len(groups):
             ctx.progress(done / len(groups))
     preds = top_k(np.stack(probs), ctx.options["top_k"], ctx.loaded.info.classes)
-    pictures = render_each(lambda i: _pictures(ctx.originals[i], maps[i]), len(maps),
+    pictures = kind_base.render_each(lambda i: _pictures(ctx.originals[i], maps[i]), len(maps),
                             ctx.originals)
     items, artifacts = [], {}
     for i, original in enumerate(ctx.originals):
-        names = {base: artifact_name(base, i) for base in ARTIFACTS}
+        names = {base: kind_base.artifact_name(base, i) for base in ARTIFACTS}
         for base, data in zip(ARTIFACTS, pictures[i], strict=True):
-            artifacts[names[base]] = (data, NPY if base == "attribution" else PNG)
+            kind = kind_base.NPY if base == "attribution" else kind_base.PNG
+            artifacts[names[base]] = (data, kind)
         items.append({"predictions": [dict(vars(p)) for p in preds[i]], "class_index": chosen[i],
                       "score": scores[i], "method": method, "target": ctx.options["target"],
                       "sum": float(maps[i].sum()), "max_abs": float(np.abs(maps[i]).max()),
