@@ -22,6 +22,21 @@ from service.api_error import ApiError
 SPLIT_ON = ("invalid_image", "image_too_large", "payload_too_large")
 JOB_TIMEOUT = 3600.0  # how long Client.map waits for one job to end
 DOWNLOADS = 2  # bundles Client.map downloads while its in-flight jobs compute
+# Input pixels a job holds by default (8 images of 224²). The first job computes only once it
+# is uploaded and the last one's bundle downloads only once it is done: neither overlaps
+# other work, so large images go in smaller jobs. Small ones fill the server's maximum.
+JOB_PIXELS = 2**19
+
+
+def job_size(max_images: int, input_shape: Sequence[int | None] | None) -> int:
+    """Images per job by default: the server's ``max_images`` for models whose input holds
+    at most ``JOB_PIXELS / max_images`` pixels (or takes any size), else the largest power
+    of two of images within ``JOB_PIXELS`` (a batch size the worker has traced), at least 1."""
+    height, width = (list(input_shape or []) + [None, None])[:2]
+    if not height or not width:
+        return max_images
+    fits = max(1, JOB_PIXELS // (height * width))
+    return min(max_images, 1 << (fits.bit_length() - 1))
 
 
 @dataclass
@@ -75,8 +90,9 @@ class Mapper:
             base: str | Path | None = None) -> Iterator[dict]:
         """Run many images as multi-image jobs; yield one record per path, as jobs end.
 
-        Images are packed in input order into jobs of ``images_per_job`` (at most, and by
-        default, the server's ``max_images_per_job``; one for single-image kinds). At most
+        Images are packed in input order into jobs of ``images_per_job`` (at most the
+        server's ``max_images_per_job``; one for single-image kinds). By default that
+        maximum, or fewer for large inputs (:func:`job_size`: 8 images of 224²). At most
         ``in_flight`` jobs are queued or running at once; a finished job's bundle
         (``artifacts.tar``) is downloaded while later jobs compute. Each submission carries an
         Idempotency-Key made of this run and the job's paths, so a retried POST (429, 502-504)
@@ -95,7 +111,7 @@ class Mapper:
         paths = list(paths)
         if in_flight < 1:
             raise ValueError(f"in_flight={in_flight}: at least one job must be in flight")
-        size = self._job_size(kind, images_per_job)
+        size = self._job_size(model, kind, images_per_job)
         folders = [os.path.abspath(Path(p).parent) for p in paths] or [os.getcwd()]
         run = _MapRun({"model": model, "kind": kind, "layer": layer, "options": options},
                       None if out_dir is None else Path(out_dir),
@@ -107,14 +123,20 @@ class Mapper:
         chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
         return self._mapped(chunks, run, in_flight)
 
-    def _job_size(self, kind: str, images_per_job: int | None) -> int:
+    def _job_size(self, model: str, kind: str, images_per_job: int | None) -> int:
         contract = self.client.contract()
         if kind in contract["imageless_kinds"]:
             raise ValueError(f"{kind} jobs take no image: nothing to map")
         if images_per_job is not None and images_per_job < 1:
             raise ValueError(f"images_per_job={images_per_job}: at least one image per job")
-        size = 1 if kind in contract["single_image_kinds"] else contract["max_images_per_job"]
-        return min(size, images_per_job or size)
+        most = 1 if kind in contract["single_image_kinds"] else contract["max_images_per_job"]
+        if images_per_job is not None:
+            return min(most, images_per_job)
+        try:  # an unknown model fails each job with the server's own error
+            shape = self.client.model(model).get("input_shape")
+        except ApiError:
+            shape = None
+        return job_size(most, shape)
 
     def _mapped(self, chunks: list[list], run: _MapRun, in_flight: int) -> Iterator[dict]:
         pool = ThreadPoolExecutor(max_workers=in_flight + DOWNLOADS,

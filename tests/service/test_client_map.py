@@ -190,3 +190,59 @@ def test_submit_follows_events_or_long_polls(scripted, events: bool, tmp_path: P
     assert "GET /v1/jobs/j1/events" in asked
     long_polls = [a for a in asked if a.startswith("GET /v1/jobs/j1?wait=")]
     assert bool(long_polls) is not events  # long-polled only without the events endpoint
+
+
+@pytest.mark.parametrize(("most", "shape", "expected"), [
+    (32, [224, 224, 3], 8), (32, [299, 299, 3], 4), (32, [64, 64, 3], 32), (4, [64, 64, 3], 4),
+    (32, [128, 128, 3], 32), (32, [1024, 1024, 3], 1), (32, [None, None, 3], 32), (32, None, 32),
+])
+def test_job_size_keeps_large_inputs_in_small_jobs(most: int, shape, expected: int) -> None:
+    from service.client_map import JOB_PIXELS, job_size
+
+    size = job_size(most, shape)
+    assert size == expected
+    if shape and shape[0]:
+        assert size == 1 or size * shape[0] * shape[1] <= JOB_PIXELS
+
+
+def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
+    """Against a scripted server with a 224² model: 20 images go as jobs of 8, 8 and 4 (and
+    as the server's maximum when the model is unknown to it)."""
+    app = Flask("sized")
+    sizes: list[int] = []
+
+    @app.get("/v1/contract")
+    def contract():
+        return {"imageless_kinds": ["filters"], "single_image_kinds": ["explain"],
+                "max_images_per_job": 32}
+
+    @app.get("/v1/models/<name>")
+    def model(name: str):
+        if name != "big":
+            return {"code": "not_found", "detail": f"no model {name}"}, 404
+        return {"id": "big", "status": "ready", "input_shape": [224, 224, 3]}
+
+    @app.post("/v1/jobs")
+    def submit():
+        sizes.append(len(request.files.getlist("image")))
+        return {"id": f"j{len(sizes)}", "status": "succeeded",
+                "result": {"items": [{}] * sizes[-1]}}, 202
+
+    @app.get("/v1/jobs/<job_id>")
+    def get_job(job_id: str):
+        n = sizes[int(job_id[1:]) - 1]
+        return {"id": job_id, "status": "succeeded", "result": {"items": [{}] * n}}
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        paths = write_shape_images(tmp_path / "images", 20)
+        client = Client(f"http://127.0.0.1:{server.server_port}")
+        records = list(client.map(paths, model="big", kind="gradcam", in_flight=1))
+        assert [r["status"] for r in records] == ["succeeded"] * 20
+        assert sizes == [8, 8, 4]
+        sizes.clear()
+        list(client.map(paths, model="other", kind="gradcam", in_flight=1))
+        assert sizes == [20]
+    finally:
+        server.shutdown()
