@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from service.batch import RATE_RETRIES, run_batch
+from service.cli_compare import compare
 from service.cli_datasets import datasets
 from service.cli_models import layers, models
 from service.cli_options import with_client
@@ -225,6 +226,7 @@ def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[st
 main.add_command(models)
 main.add_command(layers)
 main.add_command(datasets)
+main.add_command(compare)
 
 if __name__ == "__main__":
     main()
