@@ -6,6 +6,10 @@ captures, in the same forward pass, the input and output of one layer (at any ne
 depth), the pre-activation scores of the output layer (logits: the softmax or sigmoid
 of the last layer is split off, as the Grad-CAM papers ask) and the probabilities.
 
+A binary model, one sigmoid unit ``p = sigmoid(z)``, is seen as two classes: class 1 the
+positive direction (logit ``z``, probability ``p``), class 0 the negative one (logit ``-z``,
+probability ``1 - p``); see :func:`is_binary_sigmoid` and :func:`class_count`.
+
 This avoids ``keras.Model(model.inputs, [layer.output, model.output])``, which fails for
 Sequential models on Keras 3 and cannot reach layers inside a nested model.
 """
@@ -97,6 +101,23 @@ def _squashing_name(op: Any) -> str | None:
     return name if name in _SQUASHING else None
 
 
+def is_binary_sigmoid(model: keras.Model) -> bool:
+    """Whether the model's (first) output is one unit squashed by a sigmoid."""
+    units = model.outputs[0].shape[-1]
+    return units == 1 and _squashing_name(_output_operation(model)) == "sigmoid"
+
+
+def class_count(model: keras.Model) -> int:
+    """The classes a target may name: the output's units, 2 for a binary sigmoid output."""
+    return 2 if is_binary_sigmoid(model) else int(model.outputs[0].shape[-1])
+
+
+def two_sided(logits: tf.Tensor, probs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A binary sigmoid's ``z`` and ``p`` ``(B, 1)`` as two classes ``(B, 2)``: logits
+    ``[-z, z]``, probabilities ``[1 - p, p]``."""
+    return tf.concat([-logits, logits], axis=-1), tf.concat([1.0 - probs, probs], axis=-1)
+
+
 @dataclass
 class ProbeOutput:
     """Tensors of one forward pass; shapes with batch ``B``."""
@@ -105,7 +126,7 @@ class ProbeOutput:
     layer_input: tf.Tensor  # the layer's (first) input
     pre_activation: tf.Tensor  # the layer's output before its activation function
     logits: tf.Tensor  # (B, K) pre-softmax/sigmoid scores of the model's first output
-    probs: tf.Tensor  # (B, K) the model's own output
+    probs: tf.Tensor  # (B, K) the model's own output (K = 2 for a binary sigmoid: two_sided)
 
 
 class Probe:
@@ -119,7 +140,8 @@ class Probe:
     except a pair that holds the probed layer. ``relu``, when given, replaces every plain ReLU
     of the model (a layer's ``relu`` activation, a default ``ReLU`` layer, an
     ``Activation("relu")``), nested models included: guided backprop passes one with its own
-    gradient (:mod:`models.saliency.guided_backprop`).
+    gradient (:mod:`models.saliency.guided_backprop`). A binary sigmoid output comes out as
+    two classes (:func:`two_sided`).
     """
 
     def __init__(self, model: keras.Model, layer: str | None, preprocess: str = "raw",
@@ -132,6 +154,7 @@ class Probe:
         self.layer = get_layer(model, layer) if layer is not None else None
         self._output_op = _output_operation(model)
         self._squash = _squashing_name(self._output_op)
+        self._binary = is_binary_sigmoid(model)
         self._folds: dict[int, Fold] = {}
         self._models_with_folds: set[int] = set()
         if fold_batchnorm:
@@ -165,6 +188,8 @@ class Probe:
         if isinstance(out, (list, tuple)):
             out = out[0]
         logits = captured.get("logits", out)
+        if self._binary:
+            logits, out = two_sided(logits, out)
         return ProbeOutput(
             activation=captured.get("activation"),
             layer_input=captured.get("layer_input"),

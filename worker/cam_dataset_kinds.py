@@ -15,6 +15,7 @@ import numpy as np
 from models import array_sums, render
 from models.array_sums import Sums
 from models.cam import BaseCAM, make_cam
+from models.graph import class_count
 from models.quality import scale_box
 from models.quality_scan import REFERENCES, Predictor, class_cam_sums, quality_sums
 from models.zoo import LoadedModel
@@ -34,7 +35,7 @@ POINTING_RULE = ("a hit when the heatmap's maximum (first in row-major order) li
 def _classes(job: dict) -> tuple[list[str], int]:
     """The model's class names (indices as text when it has none) and their count."""
     loaded = _cache().get(job["model"])
-    count = int(loaded.model.outputs[0].shape[-1])
+    count = class_count(loaded.model)
     names = list(loaded.info.classes or [])
     return (names if len(names) == count else [str(i) for i in range(count)]), count
 

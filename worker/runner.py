@@ -20,7 +20,7 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.explain import LayerNotConvError, UnitOutOfRangeError
 from models.filters import AscentCanceled
-from models.graph import LayerNotFoundError, last_spatial_layer
+from models.graph import LayerNotFoundError, class_count, last_spatial_layer
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError
@@ -305,7 +305,7 @@ def describe_model(model_id: str) -> None:
     record.update(info)
     record.update(layers=layer_table(loaded.model), error=None,
                   default_layer=_default_layer(loaded.model),
-                  num_classes=int(loaded.model.outputs[0].shape[-1]))
+                  num_classes=class_count(loaded.model))
     if not store.put_model(model_id, record, replace_only=model_id not in BUILTIN):
         _cache().upload_path(model_id).unlink(missing_ok=True)  # deleted meanwhile
 

@@ -6,6 +6,13 @@ pre-softmax logit), :meth:`BaseCAM.weights` returns weights broadcastable to ``A
 computes the map ``relu(sum_c weights * A)``, upsamples it bilinearly to the input size
 ``(H, W)`` and scales each map to [0, 1]. Every image has its own target class: the top
 prediction by default or the one given for it.
+
+``target="negative"`` explains what lowers the class instead: the score is the negated logit
+``-y^c``, so every gradient is negated (Selvaraju et al. 2017, Sec. 5.3, "counterfactual
+explanations": ``alpha_k = 1/Z sum_ij -dy^c/dA^k_ij``), and methods that weigh by the class's
+probability use ``1 - p_c`` (:meth:`BaseCAM.score`, :meth:`BaseCAM.probability`). A binary
+sigmoid model has two classes (:func:`models.graph.class_count`): class 0, logit ``-z``, is
+the negative direction of class 1, so class 0 explained equals class 1 with ``negative``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import InvalidInputError
-from models.graph import Probe, get_layer
+from models.graph import Probe, class_count, get_layer
+
+TARGETS = ("class", "negative")  # explain the class's score, or what lowers it
 
 
 @dataclass
@@ -26,7 +35,7 @@ class CamInputs:
     """What a weighting rule may use; batch ``B``, target layer ``(h, w, C)``."""
 
     acts: tf.Tensor  # (B, h, w, C) the layer's activations A
-    grads: tf.Tensor  # (B, h, w, C) d logit[target] / dA (zeros if the method needs none)
+    grads: tf.Tensor  # (B, h, w, C) d score / dA (score: BaseCAM.score; zeros if unused)
     logits: tf.Tensor  # (B, K) pre-softmax scores
     images: tf.Tensor  # (B, H, W, C_in) raw input pixels 0..255
     targets: tf.Tensor  # (B,) int32, the class explained for each image
@@ -97,11 +106,13 @@ class BaseCAM:
     ``layer`` is the path of the explained layer, always given (callers that want the usual
     default pass :func:`models.graph.last_spatial_layer`). ``images`` are raw pixels
     ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied inside. Subclasses
-    override :meth:`weights` (and set ``uses_gradients``).
+    override :meth:`weights` (and set ``uses_gradients``; ``explains_class`` False for a
+    method whose map does not depend on the class, which then takes no ``negative`` target).
     """
 
     name = "base"
     uses_gradients = True
+    explains_class = True
     probe_type: type[Probe] = Probe  # how the model is run (a subclass may alter the layer)
     # Input pixels per forward pass. Images are independent, so a batch runs as micro-batches
     # of about four 224x224 images; small models still get one pass. Measured on 2 CPU cores,
@@ -110,12 +121,18 @@ class BaseCAM:
     chunk_pixels = 4 * 224 * 224
 
     def __init__(
-        self, model: keras.Model, layer: str, preprocess: str = "raw"
+        self, model: keras.Model, layer: str, preprocess: str = "raw", target: str = "class"
     ) -> None:
         if not isinstance(layer, str) or not layer:
             raise TypeError(f"layer must be a layer path such as models.graph."
                             f"last_spatial_layer(model) gives, got {layer!r}")
-        self.layer = layer
+        if target not in TARGETS:
+            raise InvalidInputError(f"unknown target {target!r}; expected one of {TARGETS}")
+        if target == "negative" and not self.explains_class:
+            raise InvalidInputError(f"{self.name} does not depend on the class: it has no "
+                                    "negative target")
+        self.layer, self.target = layer, target
+        self.sign = -1.0 if target == "negative" else 1.0
         self.probe = self.probe_type(model, layer, preprocess)
         if len(get_layer(model, layer).output.shape) != 4:
             raise InvalidInputError(f"layer {layer!r} has no spatial (4-D) output")
@@ -126,6 +143,17 @@ class BaseCAM:
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""
         raise NotImplementedError
+
+    def score(self, logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        """The explained score (N,) of ``logits`` (N, K): ``logits[n, targets[n]]``, negated
+        for target "negative"."""
+        return self.sign * tf.gather(logits, targets, axis=1, batch_dims=1)
+
+    def probability(self, probs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        """The explained probability (N,) of ``probs`` (N, K): ``p = probs[n, targets[n]]``,
+        or ``1 - p`` for target "negative"."""
+        chosen = tf.gather(probs, targets, axis=1, batch_dims=1)
+        return 1.0 - chosen if self.target == "negative" else chosen
 
     def _forward(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The batch in micro-batches of about ``chunk_pixels`` input pixels each."""
@@ -145,7 +173,7 @@ class BaseCAM:
             acts = out.activation
             chosen = tf.where(targets < 0, tf.argmax(out.logits, axis=-1, output_type=tf.int32),
                               targets)
-            score = tf.gather(out.logits, chosen, axis=1, batch_dims=1)
+            score = self.score(out.logits, chosen)
         grads = tape.gradient(score, acts) if self.uses_gradients else tf.zeros_like(acts)
         ctx = CamInputs(acts, grads, out.logits, images, chosen)
         cams = tf.nn.relu(tf.reduce_sum(self.weights(ctx) * acts, axis=-1))
@@ -157,8 +185,7 @@ class BaseCAM:
         self, images: np.ndarray, class_index: int | list[int | None] | np.ndarray | None = None
     ) -> CamResult:
         images = np.asarray(images, dtype=np.float32)
-        num_classes = int(self.probe.model.outputs[0].shape[-1])
-        targets = _resolve_targets(class_index, images.shape[0], num_classes)
+        targets = _resolve_targets(class_index, images.shape[0], class_count(self.probe.model))
         heat, chosen, score, probs = self._compiled(tf.constant(images), targets)
         return CamResult(
             heatmaps=heat.numpy().astype(np.float32), class_index=chosen.numpy().astype(np.int64),

@@ -16,6 +16,7 @@ from models.cam.base import BaseCAM, CamInputs
 class EigenCAM(BaseCAM):
     name = "eigencam"
     uses_gradients = False
+    explains_class = False
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         shape = tf.shape(ctx.acts)

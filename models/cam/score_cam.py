@@ -1,7 +1,8 @@
 """Score-CAM: Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional
 Neural Networks", CVPR Workshops 2020, Eq. 6-8: each channel's map, upsampled to the input
 size and scaled to [0, 1], masks the input; the channel's weight is the softmax probability
-of the target class for that masked input. No gradients are used.
+of the target class for that masked input (``1 - p`` for target "negative"). No gradients
+are used.
 """
 
 from __future__ import annotations
@@ -31,6 +32,6 @@ class ScoreCAM(BaseCAM):
             flat = tf.reshape(masked, (-1, *tf.unstack(tf.shape(ctx.images)[1:])))
             probs = self.probe(flat).probs
             targets = tf.tile(ctx.targets, [chunk])
-            return tf.reshape(tf.gather(probs, targets, axis=1, batch_dims=1), (chunk, -1))
+            return tf.reshape(self.probability(probs, targets), (chunk, -1))
 
         return over_channels(score, acts.shape[-1], chunk)

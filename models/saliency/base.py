@@ -25,12 +25,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.cam.base import _resolve_targets
+from models.cam.base import TARGETS, _resolve_targets
 from models.errors import InvalidInputError
-from models.graph import Probe
+from models.graph import Probe, class_count
 
 REDUCTIONS = ("sum", "max_abs")
-TARGETS = ("class", "negative")
 
 
 @dataclass
@@ -175,8 +174,7 @@ class BaseSaliency:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise InvalidInputError(f"images must be (B, H, W, C), got shape {images.shape}")
-        num_classes = int(self.probe.model.outputs[0].shape[-1])
-        targets = _resolve_targets(class_index, images.shape[0], num_classes)
+        targets = _resolve_targets(class_index, images.shape[0], class_count(self.probe.model))
         maps, chosen, score, probs, extras = self._compiled(tf.constant(images), targets)
         return SaliencyResult(
             maps=maps.numpy().astype(np.float32), class_index=chosen.numpy().astype(np.int64),

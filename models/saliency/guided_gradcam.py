@@ -4,29 +4,19 @@ backpropagation map (:mod:`models.saliency.guided_backprop`) multiplied point by
 the Grad-CAM map ``L^c = relu(sum_k alpha_k^c A^k)`` (Eq. 1-2, :class:`models.cam.GradCAM`)
 bilinearly upsampled to the input size (and scaled to [0, 1]), the same map for every input
 channel: ``M = R^0 * up(L^c)``. With target "negative" both factors explain ``-y^c``: the
-counterfactual Grad-CAM of Sec. 5.3 has weights ``-alpha_k^c``.
+counterfactual Grad-CAM of Sec. 5.3 has weights ``-alpha_k^c`` (:class:`models.cam.GradCAM`
+with ``target="negative"``).
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from models.cam.base import CamInputs
 from models.cam.grad_cam import GradCAM
 from models.graph import last_spatial_layer
 from models.saliency.base import SaliencyResult
 from models.saliency.guided_backprop import GuidedBackprop
-
-
-class CounterfactualGradCAM(GradCAM):
-    """Grad-CAM of the negated class score (Selvaraju et al. 2017, Sec. 5.3)."""
-
-    name = "gradcam_counterfactual"
-
-    def weights(self, ctx: CamInputs) -> tf.Tensor:
-        return -super().weights(ctx)
 
 
 class GuidedGradCAM(GuidedBackprop):
@@ -36,8 +26,7 @@ class GuidedGradCAM(GuidedBackprop):
                  layer: str | None = None, target: str = "class") -> None:
         super().__init__(model, preprocess, target)
         self.layer = layer if layer is not None else last_spatial_layer(model)
-        cam = CounterfactualGradCAM if self.target == "negative" else GradCAM
-        self.cam = cam(model, self.layer, preprocess)
+        self.cam = GradCAM(model, self.layer, preprocess, self.target)
 
     def __call__(
         self, images: np.ndarray, class_index: int | list[int | None] | np.ndarray | None = None
