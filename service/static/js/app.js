@@ -4,6 +4,7 @@
 import { apiKey, loadContract, setApiKey } from "./api.js";
 import { initActivations } from "./activations.js";
 import { initAtlas } from "./atlas.js";
+import { initCompare } from "./compare.js";
 import { $, showError } from "./dom.js";
 import { initExplain } from "./explain.js";
 import { initFilters } from "./filters.js";
@@ -48,4 +49,5 @@ initGradcam();
 initFilters();
 initExplain();
 initAtlas();
+initCompare();
 start();
