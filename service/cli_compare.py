@@ -9,7 +9,6 @@ import click
 
 from service.cli_options import with_client
 from service.client import ApiError, Client
-from service.compare import run_compare, table_text
 from worker.contract import QUALITY_BASELINES
 
 
@@ -36,6 +35,8 @@ def compare(image: str, model: str, layer: str | None, class_index: int | None,
     (beside a random map's), its overlay in OUT/<method>/, all of them in OUT/compare.png and
     the table in OUT/compare.csv and compare.json. A lower deletion AUC and a higher
     insertion AUC mean a more faithful map."""
+    from service.compare import run_compare, table_text  # Pillow: only for this command
+
     wanted = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     try:
         rows = run_compare(Client(url, api_key), image, model=model, layer=layer,
