@@ -156,6 +156,40 @@ def _check_saliency(options: dict, model: dict) -> None:
                               f"{contract.MAX_OCCLUSION_WINDOWS}: use a larger stride")
 
 
+def _check_target(options: dict) -> None:
+    """A gradcam job's ``target``; maps that do not depend on the class have no negative."""
+    if options["target"] not in contract.TARGETS:
+        raise OptionError("invalid_options",
+                          f"target must be one of {', '.join(contract.TARGETS)}")
+    if options["target"] == "negative" and options["method"] in contract.CLASS_FREE_CAM_METHODS:
+        raise OptionError("invalid_options", f"method {options['method']} does not depend on "
+                          "the class: it has no target negative")
+
+
+def _quality(value: Any) -> dict | bool:
+    """The ``quality`` option complete: False, or every field of QUALITY_OPTION_DEFAULTS."""
+    if value is False:
+        return False
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise OptionError("invalid_options", "quality must be true, false or an object with "
+                          f"some of {', '.join(contract.QUALITY_OPTION_DEFAULTS)}, got {value!r}")
+    unknown = set(value) - set(contract.QUALITY_OPTION_DEFAULTS)
+    if unknown:
+        raise OptionError("invalid_options", "unknown quality field(s) "
+                          f"{', '.join(sorted(unknown))}; known: "
+                          f"{', '.join(contract.QUALITY_OPTION_DEFAULTS)}")
+    chosen = {**contract.QUALITY_OPTION_DEFAULTS,
+              **{k: v for k, v in value.items() if v is not None}}
+    if chosen["baseline"] not in contract.QUALITY_BASELINES:
+        raise OptionError("invalid_options", "quality baseline must be one of "
+                          f"{', '.join(contract.QUALITY_BASELINES)}, got {chosen['baseline']!r}")
+    for name, low, high in (("steps", 1, contract.MAX_QUALITY_STEPS), ("seed", 0, 2**31 - 1)):
+        _int({f"quality {name}": chosen[name]}, f"quality {name}", low, high)
+    return chosen
+
+
 def _window_count(size: int, window: int, stride: int) -> int:
     """Occlusion windows along an axis of ``size`` pixels: starts ``0, stride, ...`` and one
     flush with the border when the stride does not end there (models/saliency/occlusion.py)."""
@@ -198,6 +232,10 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
     elif "method" in options and options["method"] not in contract.CAM_METHODS:
         raise OptionError("invalid_options",
                           f"method must be one of {', '.join(contract.CAM_METHODS)}")
+    if kind == "gradcam":
+        _check_target(options)
+    if "quality" in options:
+        options["quality"] = _quality(options["quality"])
     if "class_index" in options:
         _check_classes(options, classes, image_count)
     if kind == "explain":

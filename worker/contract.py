@@ -50,7 +50,11 @@ CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "hirescam", "xgra
                "ablationcam", "faster_scorecam")
 SALIENCY_METHODS = ("gradients", "smoothgrad", "integrated_gradients", "guided_backprop",
                     "guided_gradcam", "occlusion")
-SALIENCY_TARGETS = ("class", "negative")  # explain the class's logit, or what lowers it
+# What a gradcam or saliency job explains: the class's score, or what lowers it (its negative;
+# a binary sigmoid's class 0 is class 1's negative direction).
+TARGETS = ("class", "negative")
+SALIENCY_TARGETS = TARGETS
+CLASS_FREE_CAM_METHODS = ("eigencam",)  # maps that do not depend on the class: no negative
 # What an integrated-gradients path starts from / what occlusion fills a window with
 # (``baseline`` None: black for integrated gradients, grey for occlusion).
 SALIENCY_BASELINES = ("black", "grey", "blur", "uniform")
@@ -73,14 +77,16 @@ DEFAULT_FILTER_COUNT = 16
 OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "activations": {"channels": None, "top_k": 5},
     "filters": {"filters": None, "steps": 64, "size": None, "seed": 0},
-    "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5},
+    # ``quality``: false, true (QUALITY_OPTION_DEFAULTS) or an object of some of those.
+    "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5, "target": "class",
+                "quality": False},
     "explain": {"filter": 0, "y": 0, "x": 0},
     # ``samples``, ``noise`` (σ as a fraction of the image's range): smoothgrad; ``steps``:
     # integrated_gradients; ``window``, ``stride``: occlusion; ``baseline``: both of those;
     # ``seed``: smoothgrad's noise, the uniform baseline. Other methods ignore them.
     "saliency": {"method": "gradients", "class_index": None, "target": "class", "top_k": 5,
                  "samples": 25, "noise": 0.15, "steps": 64, "baseline": None, "window": 8,
-                 "stride": 4, "seed": 0},
+                 "stride": 4, "seed": 0, "quality": False},
 }
 # ``chunk_images``: images per chunk, None = CONVSCOPE_DATASET_CHUNK_IMAGES (also its ceiling).
 DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -91,6 +97,9 @@ DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # ``quality``: what deleted pixels become (models/quality.py), and the most curve steps.
 QUALITY_BASELINES = ("blur", "black")
+# The ``quality`` option of gradcam and saliency jobs (per image: deletion / insertion curves
+# beside a random map's, models/image_quality.py): ``true`` means these; an object may set any.
+QUALITY_OPTION_DEFAULTS: dict[str, Any] = {"baseline": "blur", "steps": 16, "seed": 0}
 
 # -- limits (the API refuses beyond them; the engine raises beyond them) --------------------
 FILTER_SIZE_RANGE = (8, 512)  # side of a filter-pattern image, pixels
@@ -116,6 +125,8 @@ def as_json() -> dict[str, Any]:
         "cam_methods": list(CAM_METHODS), "preprocess_modes": list(PREPROCESS_MODES),
         "saliency_methods": list(SALIENCY_METHODS), "saliency_targets": list(SALIENCY_TARGETS),
         "saliency_baselines": list(SALIENCY_BASELINES),
+        "targets": list(TARGETS), "class_free_cam_methods": list(CLASS_FREE_CAM_METHODS),
+        "quality_option_defaults": QUALITY_OPTION_DEFAULTS,
         "max_saliency_samples": MAX_SALIENCY_SAMPLES,
         "max_occlusion_windows": MAX_OCCLUSION_WINDOWS,
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,

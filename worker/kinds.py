@@ -21,6 +21,7 @@ from models.explain import explain_unit
 from models.filters import AscentOptions, FilterVisualizer
 from models.filters.ascent import ASCENT_VERSION
 from worker.filter_cache import CachedFilter, pattern_key, weights_digest, worker_cache
+from worker.item_quality import add_quality
 from worker.kind_base import (
     NPY,
     PNG,
@@ -102,9 +103,9 @@ def _cam_pictures(original: np.ndarray, heat: np.ndarray) -> tuple[bytes, bytes,
 
 
 def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
-    method = ctx.options["method"]
-    cam = ctx.tool(("cam", method, ctx.layer),
-                   lambda m: make_cam(method, m.model, ctx.layer, m.info.preprocess))
+    method, target = ctx.options["method"], ctx.options["target"]
+    cam = ctx.tool(("cam", method, ctx.layer, target),
+                   lambda m: make_cam(method, m.model, ctx.layer, m.info.preprocess, target))
     per_image = _cam_per_image(ctx, cam)
     probs = np.stack([p[3] for p in per_image])
     preds = top_k(probs, ctx.options["top_k"], ctx.loaded.info.classes)
@@ -118,8 +119,10 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
             artifacts[names[base]] = (data, NPY if base == "heatmap" else PNG)
         items.append({"predictions": [dict(vars(p)) for p in preds[i]],
                       "class_index": int(class_index), "score": float(score),
-                      "method": method, "resize": ctx.resize,
+                      "method": method, "target": target, "resize": ctx.resize,
                       "overlay_size": list(original.shape[:2]), "artifacts": names})
+    add_quality(ctx, method, [p[0] for p in per_image], [int(p[1]) for p in per_image], items,
+                artifacts, "heatmap")
     return {"items": items, "layer": cam.layer}, artifacts
 
 

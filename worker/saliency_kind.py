@@ -7,7 +7,8 @@ summed over the input's colour channels (``attribution``, NPY float32 H×W at th
 size), a picture of it in a diverging colour map (``attribution_png``: red for what raises the
 explained score, blue for what lowers it, white for nothing) and an ``overlay`` of that
 colour on the original image, stronger where the attribution is (:func:`models.render.
-signed_overlay`).
+signed_overlay`). With the ``quality`` option each item also gets its deletion / insertion
+curves (:mod:`worker.item_quality`), pixels ranked by the signed attribution, highest first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from models import render
 from models.activations import top_k
 from models.saliency import make_saliency, reduce_channels
 from worker import kind_base
+from worker.item_quality import add_quality
 from worker.npy import npy_bytes
 
 METHOD_OPTIONS = {  # the job options each method takes, besides ``target``
@@ -85,4 +87,5 @@ def run_saliency(ctx: kind_base.JobContext) -> tuple[dict, kind_base.Artifacts]:
                       "sum": float(maps[i].sum()), "max_abs": float(np.abs(maps[i]).max()),
                       **extras[i], "resize": ctx.resize,
                       "overlay_size": list(original.shape[:2]), "artifacts": names})
+    add_quality(ctx, method, maps, chosen, items, artifacts, "signed attribution")
     return {"items": items, "layer": ctx.layer}, artifacts

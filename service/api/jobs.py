@@ -27,8 +27,11 @@ from worker.contract import (
     DATASET_KINDS,
     IMAGELESS_KINDS,
     KINDS,
+    MAX_QUALITY_STEPS,
     OVERLAY_KINDS,
+    QUALITY_BASELINES,
     SINGLE_IMAGE_KINDS,
+    TARGETS,
     TASK_RUN_DATASET_JOB,
     TASK_RUN_JOB,
     TERMINAL,
@@ -45,12 +48,23 @@ PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress"
                  "dataset", "chunks")
 
 
+OPTIONS_HELP = (
+    "a JSON object of the kind's options; every option and its default per kind: "
+    "`GET /v1/contract` (`option_defaults`). `gradcam` and `saliency`: `class_index` (one, or "
+    f"one per image), `target` ({' | '.join(TARGETS)}: the class, or what lowers it), and "
+    "`quality`: `false` (default), `true` or an object of `baseline` "
+    f"({' | '.join(QUALITY_BASELINES)}), `steps` (1..{MAX_QUALITY_STEPS}) and `seed`: each "
+    "item then gets `quality` {`deletion_auc`, `insertion_auc`, `random_deletion_auc`, "
+    "`random_insertion_auc`, the curves, `baseline`, `steps`, `seed`} and the artifact "
+    "`quality_curves` (PNG)")
+
+
 class JobForm(Schema):
     image = List(File(), load_default=list)
     model = String(required=True)
     kind = String(required=True, validate=OneOf(KINDS + DATASET_KINDS))
     layer = String(load_default=None)
-    options = String(load_default=None)
+    options = String(load_default=None, metadata={"description": OPTIONS_HELP})
     dataset = String(load_default=None, metadata={
         "description": "instead of `image`: the id of one of your datasets (kinds "
                        f"{', '.join(DATASET_KINDS)}); the job runs in chunks"})

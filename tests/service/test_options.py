@@ -13,7 +13,8 @@ def test_defaults_fit_the_budget_and_the_model() -> None:
     assert filters["steps"] == 32  # the contract's 64 is over this server's budget
     assert filters["filters"] == list(range(16)) and filters["seed"] == 0
     cam = check_options("gradcam", {}, ROW, MODEL, max_steps=32, image_count=1)
-    assert cam == {"method": "gradcam", "class_index": None, "top_k": 3}  # only 3 classes
+    assert cam == {"method": "gradcam", "class_index": None, "top_k": 3,  # only 3 classes
+                   "target": "class", "quality": False}
     acts = check_options("activations", {"top_k": 2}, ROW, MODEL, max_steps=32, image_count=1)
     assert acts["channels"] == list(range(40)) and acts["top_k"] == 2
 

@@ -16,6 +16,18 @@ def test_cam_methods_are_the_engines() -> None:
     assert tuple(METHODS) == contract.CAM_METHODS
 
 
+def test_cam_targets_and_quality_are_the_engines() -> None:
+    from models.cam import METHODS
+    from models.cam.base import TARGETS
+    from models.quality import BASELINES
+
+    assert TARGETS == contract.TARGETS
+    assert {name for name, cls in METHODS.items() if not cls.explains_class} == \
+        set(contract.CLASS_FREE_CAM_METHODS)
+    assert BASELINES == contract.QUALITY_BASELINES
+    assert contract.QUALITY_OPTION_DEFAULTS["baseline"] in BASELINES
+
+
 def test_preprocess_modes_are_the_engines() -> None:
     from models.preprocess import PREPROCESS_MODES
 
