@@ -20,6 +20,7 @@ from worker import kind_base
 from worker.quality_pictures import curves_png
 
 ARTIFACT = "quality_curves"
+MEASURES = {False: "probability of the class", True: "1 - probability of the class"}
 
 
 def add_quality(ctx: kind_base.JobContext, label: str, maps: list[np.ndarray],
@@ -44,8 +45,9 @@ def add_quality(ctx: kind_base.JobContext, label: str, maps: list[np.ndarray],
             items[i]["quality"] = {**summary, **options, "ranked_by": ranked_by,
                                    "probability": "1 - p(class)" if negative else "p(class)"}
             name = kind_base.artifact_name(ARTIFACT, i)
-            artifacts[name] = (curves_png(_rows(label, summary), options["baseline"],
-                                          references=("random",)), kind_base.PNG)
+            picture = curves_png(_rows(label, summary), options["baseline"], ("random",),
+                                 MEASURES[negative])
+            artifacts[name] = (picture, kind_base.PNG)
             items[i]["artifacts"][ARTIFACT] = name
 
 

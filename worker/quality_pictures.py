@@ -25,9 +25,10 @@ def quality_csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 def curves_png(rows: list[dict[str, Any]], baseline: str,
-               references: tuple[str, ...] = ("random", "centre")) -> bytes:
-    """Two panels (deletion, insertion): each row's mean curve of the target class's
-    probability over the fraction of pixels deleted / inserted, AUC in the legend."""
+               references: tuple[str, ...] = ("random", "centre"),
+               measure: str = "probability of the class") -> bytes:
+    """Two panels (deletion, insertion): each row's mean curve of ``measure`` (the target
+    class's probability) over the fraction of pixels deleted / inserted, AUC in the legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -44,7 +45,7 @@ def curves_png(rows: list[dict[str, Any]], baseline: str,
             ax.plot([k / steps for k in range(steps + 1)], curve, style,
                     label=f"{row['method']} ({row[f'{mode}_auc']:.3f})")
         ax.set(title=f"{mode} ({baseline} baseline)", xlabel="fraction of pixels",
-               ylabel="probability of the class", xlim=(0, 1), ylim=(0, 1.02))
+               ylabel=measure, xlim=(0, 1), ylim=(0, 1.02))
         ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()

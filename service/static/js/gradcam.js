@@ -1,5 +1,7 @@
-// Grad-CAM card: method selector (the contract's CAM methods), top predictions (click one to
-// re-run for that class), and the heatmap PNG over the original image with an opacity slider.
+// Grad-CAM card: method selector (the contract's CAM methods), target (the class, or what
+// lowers it), top predictions (click one to re-run for that class), the heatmap PNG over the
+// original image with an opacity slider, and on request the map's faithfulness: deletion and
+// insertion AUCs beside a random map's, with their curves (the job's `quality` option).
 
 import { UrlPool, contract } from "./api.js";
 import { $, el, fill, num } from "./dom.js";
@@ -11,7 +13,8 @@ const panel = new JobPanel("cam", "gradcam");
 const urls = new UrlPool();
 
 function options(classIndex) {
-  const opts = { method: $("cam-method").value };
+  const opts = { method: $("cam-method").value, target: $("cam-target").value,
+    quality: $("cam-quality").checked };
   const classes = state.model.classes;
   const topK = contract.option_defaults[panel.kind].top_k;
   if (classes && classes.length && topK != null) opts.top_k = Math.min(topK, classes.length);
@@ -42,16 +45,33 @@ async function run(classIndex) {
     $("cam-summary").dataset.classIndex = String(item.class_index);
     renderPredictions($("cam-predictions"), item.predictions,
       { onPick: (index) => run(index), selected: item.class_index });
+    await showQuality(job, item);
     $("cam-result").hidden = false;
   } catch (err) {
     panel.error.textContent = `Could not show the result: ${err.message}`;
   }
 }
 
+async function showQuality(job, item) {
+  const q = item.quality;
+  $("cam-quality-result").hidden = !q;
+  if (!q) return;
+  const auc = (key) => el("b", { dataset: { auc: key }, text: num(q[key], 3) });
+  fill($("cam-quality-summary"), "deletion AUC ", auc("deletion_auc"), " (random map ",
+    auc("random_deletion_auc"), ") · insertion AUC ", auc("insertion_auc"), " (random map ",
+    auc("random_insertion_auc"), `) — measuring ${q.probability}, ${q.baseline} baseline, `
+    + `${q.steps} steps; a faithful map deletes lower and inserts higher than the random one`);
+  $("cam-quality-curves").src = await urls.artifact(job.id, item.artifacts.quality_curves);
+}
+
+const TARGET_LABELS = { class: "the class", negative: "what lowers it" };
+
 function fillMethods() {
   const methods = contract.cam_methods;
   fill($("cam-method"), ...methods.map((m) => el("option", { value: m, text: m })));
   $("cam-method").value = contract.option_defaults[panel.kind].method || methods[0];
+  fill($("cam-target"), ...(contract.targets || ["class"]).map(
+    (t) => el("option", { value: t, text: TARGET_LABELS[t] || t })));
   panel.checkKind();
 }
 
