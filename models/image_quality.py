@@ -11,6 +11,10 @@ high insertion area.
 
 The random map is drawn from ``seed`` alone (image index 0 of :func:`random_map`), the same
 for every image of one size: an image's result does not depend on the images beside it.
+
+Each image takes ``4 (steps + 1)`` model calls' worth of frames (two maps, two curves); the
+model sees at most :data:`FRAME_PIXELS` input pixels at a time (32 frames of 224×224, about
+400 of 64×64), so a large model at 128 steps does not get hundreds of frames in one batch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from models.quality import Predict, baseline_images, deletion_insertion, random_map, trapezoid_auc
 
 CURVES = ("deletion", "insertion", "random_deletion", "random_insertion")
+FRAME_PIXELS = 32 * 224 * 224  # input pixels per model call
 
 
 @dataclass
@@ -58,10 +63,16 @@ def image_curves(predict: Predict, images: np.ndarray, maps: np.ndarray,
         raise ValueError(f"maps {maps.shape} do not match images {images.shape[:3]}")
     n, shape = len(images), images.shape[1:3]
     noise = np.broadcast_to(random_map(shape, seed, 0), maps.shape)
-    measure = (lambda x: 1.0 - np.asarray(predict(x))) if negative else predict
+    per_call = max(1, FRAME_PIXELS // (shape[0] * shape[1]))
+
+    def measure(frames: np.ndarray) -> np.ndarray:
+        probs = np.concatenate([np.asarray(predict(frames[i:i + per_call]), np.float64)
+                                for i in range(0, len(frames), per_call)])
+        return 1.0 - probs if negative else probs
+
     bases = baseline_images(images, baseline)
     twice = list(targets) * 2
     deletion, insertion = deletion_insertion(
         measure, np.concatenate([images, images]), np.concatenate([maps, noise]), twice,
-        np.concatenate([bases, bases]), steps)
+        np.concatenate([bases, bases]), steps, max_frames=per_call)
     return ImageCurves(deletion[:n], insertion[:n], deletion[n:], insertion[n:])

@@ -100,3 +100,22 @@ def test_negative_measures_one_minus_p_and_images_do_not_affect_each_other() -> 
         np.testing.assert_allclose(getattr(alone, name)[0], getattr(plain, name)[1])
     with pytest.raises(ValueError, match="do not match"):
         image_curves(predict, images, maps[:, :4], [0, 0])
+
+
+def test_the_model_sees_a_bounded_number_of_frames(monkeypatch) -> None:
+    """At most FRAME_PIXELS input pixels per call (here 10 frames of 8×8), same curves."""
+    import models.image_quality as image_quality
+
+    images, maps = scenes(3, seed=6), np.random.default_rng(7).random((3, SIZE, SIZE))
+    whole = image_curves(predict, images, maps, [0, 1, 0], steps=6)
+    sizes: list[int] = []
+
+    def counting(frames: np.ndarray) -> np.ndarray:
+        sizes.append(len(frames))
+        return predict(frames)
+
+    monkeypatch.setattr(image_quality, "FRAME_PIXELS", 10 * SIZE * SIZE)
+    bounded = image_curves(counting, images, maps, [0, 1, 0], steps=6)
+    assert max(sizes) == 10 and sum(sizes) == 3 * 4 * 7
+    for name in ("deletion", "insertion", "random_deletion", "random_insertion"):
+        np.testing.assert_allclose(getattr(bounded, name), getattr(whole, name))
