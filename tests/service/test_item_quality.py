@@ -196,3 +196,13 @@ def test_quality_jobs_batched_together_get_their_own_results(settings, tmp_path)
                 for key in ("deletion_auc", "insertion_auc", "random_deletion_auc",
                             "random_insertion_auc"):
                     assert got["quality"][key] == pytest.approx(want["quality"][key], abs=1e-5)
+
+
+def test_the_openapi_spec_describes_target_and_quality() -> None:
+    from tests.service.test_openapi_complete import spec_of
+    from worker.contract import MAX_QUALITY_STEPS, QUALITY_BASELINES, TARGETS
+
+    text = spec_of()["components"]["schemas"]["JobForm"]["properties"]["options"]["description"]
+    for name in ("`quality`", "`target`", "`deletion_auc`", "`random_insertion_auc`",
+                 "`quality_curves`", f"1..{MAX_QUALITY_STEPS}", *TARGETS, *QUALITY_BASELINES):
+        assert name in text, name
