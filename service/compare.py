@@ -5,7 +5,8 @@ One job per method, all for the same image and class: a ``gradcam`` job per CAM 
 the server's contract and a ``saliency`` job per saliency method, each with the ``quality``
 option, so that every method comes with its deletion and insertion AUC (and the random map's
 beside them, the same for all: one seed). Per method the row holds its time per image (the
-worker's ``seconds`` of the map's computation when it reports it, else the job's run time),
+worker's ``seconds`` of the map's computation when it reports it, else the job's run time;
+``traced``: that time includes tracing the method's step, as its first run on a worker does),
 and its overlay and curves are saved to ``OUT/<method>/``; ``OUT/compare.png`` puts the
 overlays side by side, ``OUT/compare.csv`` and ``compare.json`` hold the table.
 
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from service.api_error import ApiError
 
-COLUMNS = ("method", "kind", "status", "class_index", "score", "seconds", "deletion_auc",
+COLUMNS = ("method", "kind", "status", "class_index", "score", "seconds", "traced", "deletion_auc",
            "insertion_auc", "random_deletion_auc", "random_insertion_auc", "error")
 TILE = 160  # side of one method's overlay in compare.png
 CAPTION = 44  # pixels of text under each overlay
@@ -65,7 +66,7 @@ def row_of(kind: str, method: str, job: dict) -> dict[str, Any]:
     item = job["result"]["items"][0]
     quality = item.get("quality") or {}
     row.update(class_index=item.get("class_index"), score=item.get("score"),
-               seconds=item.get("seconds", _run_time(job)),
+               seconds=item.get("seconds", _run_time(job)), traced=item.get("traced"),
                **{k: quality.get(k) for k in ("deletion_auc", "insertion_auc",
                                               "random_deletion_auc", "random_insertion_auc")})
     return row
@@ -138,7 +139,7 @@ def caption(row: dict[str, Any]) -> list[str]:
     if row["status"] != "succeeded":
         return [row["method"], f"failed: {row['error']}"]
     ms = "–" if row["seconds"] is None else f"{row['seconds'] * 1000:.0f} ms"
-    return [f"{row['method']}  {ms}",
+    return [f"{row['method']}  {ms}{'*' if row['traced'] else ''}",
             f"del {_number(row['deletion_auc'])}  ins {_number(row['insertion_auc'])}",
             f"random {_number(row['random_deletion_auc'])} / "
             f"{_number(row['random_insertion_auc'])}"]
@@ -174,8 +175,11 @@ def table_text(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{row['method']:<22}  failed: {row['error']}")
             continue
         ms = "–" if row["seconds"] is None else f"{row['seconds'] * 1000:.0f}"
+        ms += "*" if row["traced"] else ""
         lines.append(f"{row['method']:<22}{ms:>9}{_number(row['deletion_auc']):>10}"
                      f"{_number(row['insertion_auc']):>10}"
                      f"{_number(row['random_deletion_auc']):>12}"
                      f"{_number(row['random_insertion_auc']):>12}")
+    if any(row.get("traced") for row in rows):
+        lines.append("* includes tracing the method's step (its first run on this worker)")
     return "\n".join(lines)

@@ -4,10 +4,11 @@ threads. The kinds themselves are in :mod:`worker.kinds` (and :mod:`worker.salie
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from worker.contract import RESIZE
 
 PNG, NPY = "image/png", "application/x-npy"
 Artifacts = dict[str, tuple[bytes, str]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,3 +62,15 @@ def render_each(render_one: Callable[[int], Any], n: int, pictures: list[np.ndar
         return [render_one(i) for i in range(n)]
     with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="render") as pool:
         return list(pool.map(render_one, range(n)))
+
+
+def timed_maps(tool: Any, compute: Callable[[], T], images: int) -> tuple[T, dict[str, Any]]:
+    """``compute()`` (the maps of ``images`` images, by the engine object ``tool``) and
+    ``{"seconds", "traced"}`` for each item: the wall seconds per image of that computation
+    (shared by the jobs batched together), and whether it traced the engine's compiled step
+    (its first call, or a new batch shape: the time then includes tracing, once per worker)."""
+    before = int(getattr(tool, "traces", 0))
+    start = time.perf_counter()
+    out = compute()
+    seconds = (time.perf_counter() - start) / max(1, images)
+    return out, {"seconds": seconds, "traced": int(getattr(tool, "traces", 0)) > before}

@@ -30,6 +30,7 @@ from worker.kind_base import (
     artifact_name,
     render_each,
     same_size_groups,
+    timed_maps,
 )
 from worker.npy import npy_bytes
 from worker.saliency_kind import run_saliency
@@ -106,7 +107,7 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     method, target = ctx.options["method"], ctx.options["target"]
     cam = ctx.tool(("cam", method, ctx.layer, target),
                    lambda m: make_cam(method, m.model, ctx.layer, m.info.preprocess, target))
-    per_image = _cam_per_image(ctx, cam)
+    per_image, timing = timed_maps(cam, lambda: _cam_per_image(ctx, cam), len(ctx.images))
     probs = np.stack([p[3] for p in per_image])
     preds = top_k(probs, ctx.options["top_k"], ctx.loaded.info.classes)
     items, artifacts = [], {}
@@ -119,7 +120,7 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
             artifacts[names[base]] = (data, NPY if base == "heatmap" else PNG)
         items.append({"predictions": [dict(vars(p)) for p in preds[i]],
                       "class_index": int(class_index), "score": float(score),
-                      "method": method, "target": target, "resize": ctx.resize,
+                      "method": method, "target": target, **timing, "resize": ctx.resize,
                       "overlay_size": list(original.shape[:2]), "artifacts": names})
     add_quality(ctx, method, [p[0] for p in per_image], [int(p[1]) for p in per_image], items,
                 artifacts, "heatmap")

@@ -61,18 +61,22 @@ def run_saliency(ctx: kind_base.JobContext) -> tuple[dict, kind_base.Artifacts]:
         [np.empty(0)] * len(ctx.images)
     extras: list[dict] = [{} for _ in ctx.images]
     groups = kind_base.same_size_groups(ctx.images)
-    for done, group in enumerate(groups, 1):
-        batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
-        wanted = [targets[i] for i in group] if isinstance(targets, list) else targets
-        res = explainer(batch, class_index=wanted)
-        summed = reduce_channels(res.maps, "sum")
-        for j, i in enumerate(group):
-            maps[i], chosen[i] = summed[j], int(res.class_index[j])
-            scores[i], probs[i] = float(res.score[j]), res.probs[j]
-            extras[i] = {name: float(values[j]) for name, values in res.extras.items()
-                         if np.ndim(values) == 1}
-        if done < len(groups):
-            ctx.progress(done / len(groups))
+
+    def compute() -> None:
+        for done, group in enumerate(groups, 1):
+            batch = np.stack([ctx.images[i] for i in group]).astype(np.float32)
+            wanted = [targets[i] for i in group] if isinstance(targets, list) else targets
+            res = explainer(batch, class_index=wanted)
+            summed = reduce_channels(res.maps, "sum")
+            for j, i in enumerate(group):
+                maps[i], chosen[i] = summed[j], int(res.class_index[j])
+                scores[i], probs[i] = float(res.score[j]), res.probs[j]
+                extras[i] = {name: float(values[j]) for name, values in res.extras.items()
+                             if np.ndim(values) == 1}
+            if done < len(groups):
+                ctx.progress(done / len(groups))
+
+    _, timing = kind_base.timed_maps(explainer, compute, len(ctx.images))
     preds = top_k(np.stack(probs), ctx.options["top_k"], ctx.loaded.info.classes)
     pictures = kind_base.render_each(lambda i: _pictures(ctx.originals[i], maps[i]), len(maps),
                             ctx.originals)
@@ -85,7 +89,7 @@ def run_saliency(ctx: kind_base.JobContext) -> tuple[dict, kind_base.Artifacts]:
         items.append({"predictions": [dict(vars(p)) for p in preds[i]], "class_index": chosen[i],
                       "score": scores[i], "method": method, "target": ctx.options["target"],
                       "sum": float(maps[i].sum()), "max_abs": float(np.abs(maps[i]).max()),
-                      **extras[i], "resize": ctx.resize,
+                      **extras[i], **timing, "resize": ctx.resize,
                       "overlay_size": list(original.shape[:2]), "artifacts": names})
     add_quality(ctx, method, maps, chosen, items, artifacts, "signed attribution")
     return {"items": items, "layer": ctx.layer}, artifacts

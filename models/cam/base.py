@@ -140,6 +140,11 @@ class BaseCAM:
         # faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
         self._compiled = tf.function(self._forward, jit_compile=False)
 
+    @property
+    def traces(self) -> int:
+        """How many times the compiled step was traced (once per new batch shape)."""
+        return int(self._compiled.experimental_get_tracing_count())
+
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""
         raise NotImplementedError

@@ -112,6 +112,11 @@ class BaseSaliency:
         # No XLA, as in models.cam.base: on CPU the plain graph is as fast and traces quicker.
         self._compiled = tf.function(self._forward, jit_compile=False)
 
+    @property
+    def traces(self) -> int:
+        """How many times the compiled step was traced (once per new batch shape)."""
+        return int(self._compiled.experimental_get_tracing_count())
+
     def attributions(self, ctx: SaliencyInputs) -> tf.Tensor:
         """Signed attributions ``(B, H, W, C)`` of ``ctx.score``: the method's one rule."""
         raise NotImplementedError

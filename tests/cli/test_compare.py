@@ -80,3 +80,17 @@ def test_method_jobs_follow_the_contract() -> None:
                                                                ("gradcam", "gradcam")]
     assert method_jobs({**contract, "kinds": ["gradcam"]}) == [("gradcam", "gradcam"),
                                                                ("gradcam", "eigencam")]
+
+
+def test_items_time_their_maps_and_say_when_they_traced(api_url: str) -> None:
+    """The same job twice on one worker: both report the map's seconds per image; the second
+    finds the step traced already."""
+    items = []
+    for _ in range(2):
+        with STAR.open("rb") as fh:
+            job = requests.post(f"{api_url}/v1/jobs?wait=60", files={"image": fh}, data={
+                "model": "shapes", "kind": "saliency",
+                "options": json.dumps({"method": "guided_backprop"})}, timeout=120).json()
+        items.append(job["result"]["items"][0])
+    assert all(item["seconds"] > 0 for item in items)
+    assert items[1]["traced"] is False

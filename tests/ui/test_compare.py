@@ -48,6 +48,7 @@ def test_compare_shows_every_method_with_its_job_numbers(page, api_url: str,
         assert item["class_index"] == 1 and mine[method]["options"]["class_index"] == 1
         quality = item["quality"]
         assert cells[0] == mine[method]["kind"]
+        assert cells[1] == f"{int(item['seconds'] * 1000 + 0.5)}{'*' if item['traced'] else ''}"
         assert cells[2] == shown(quality["deletion_auc"]), (method, cells)
         assert cells[3] == shown(quality["insertion_auc"]), (method, cells)
         assert cells[4] == shown(quality["random_deletion_auc"]), (method, cells)

@@ -48,10 +48,10 @@ async function runOne(entry, classIndex, mine) {
     entry.row = { method: entry.method, kind: entry.kind, seconds: seconds(job, item),
       deletion: q.deletion_auc, insertion: q.insertion_auc,
       randomDeletion: q.random_deletion_auc, randomInsertion: q.random_insertion_auc,
-      classIndex: item.class_index };
+      classIndex: item.class_index, traced: Boolean(item.traced) };
     entry.figure.querySelector("img").src = await urls.artifact(job.id, item.artifacts.overlay);
     fill(entry.figure.querySelector("figcaption"), el("b", { text: entry.method }),
-      el("span", { className: "time", text: `${ms(entry.row.seconds)} · ` }),
+      el("span", { className: "time", text: `${ms(entry.row.seconds)}${entry.row.traced ? "*" : ""} · ` }),
       el("span", { className: "auc", text: `del ${num(q.deletion_auc, 3)} · ins ${num(q.insertion_auc, 3)}` }));
   } catch (err) {
     if (!mine()) return;
@@ -77,7 +77,7 @@ function renderTable(entries) {
         el("td", { text: row ? row.kind : "" }), el("td", { colSpan: 5, text: "failed" }));
     }
     return el("tr", {}, el("th", { scope: "row", text: row.method }), el("td", { text: row.kind }),
-      cell(row.seconds == null ? "–" : String(Math.round(row.seconds * 1000))),
+      cell(row.seconds == null ? "–" : `${Math.round(row.seconds * 1000)}${row.traced ? "*" : ""}`),
       cell(num(row.deletion, 3), row.deletion === bestDel),
       cell(num(row.insertion, 3), row.insertion === bestIns),
       cell(num(row.randomDeletion, 3)), cell(num(row.randomInsertion, 3)));
@@ -116,7 +116,8 @@ async function run() {
   const names = [...classes].map((c) => (labels[c] != null ? `“${labels[c]}” (class ${c})` : `class ${c}`));
   const q = contract.quality_option_defaults || {};
   $("compare-summary").textContent = `${entries.length} methods for ${names.join(", ") || "–"}; ` +
-    `${q.baseline || "blur"} baseline, ${q.steps || "–"} steps; bold: the best deletion and insertion AUC.`;
+    `${q.baseline || "blur"} baseline, ${q.steps || "–"} steps; bold: the best deletion and insertion AUC` +
+    (entries.some((e) => e.row && e.row.traced) ? "; * the time includes tracing the method (its first run on the worker: compare again for warm times)." : ".");
   $("compare-status").textContent = "done";
 }
 
