@@ -227,6 +227,8 @@ class Probe:
         elif outermost and op is self._output_op and self._squash is not None:
             logits = _call_without_activation(op, args, kwargs)
             cap["logits"] = logits
+            if path == target:  # the probed layer is the output: its pre-activation is the logit
+                cap["pre_activation"] = logits
             result = tf.nn.softmax(logits) if self._squash == "softmax" else tf.sigmoid(logits)
         elif target is not None and path == target and _has_activation(op):
             pre = _call_without_activation(op, args, kwargs)

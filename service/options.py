@@ -90,18 +90,31 @@ def _int_list(options: dict, name: str, high: int, code: str, max_len: int) -> l
     return value
 
 
-def find_layer(model: dict, layer: str | None, kind: str) -> dict:
+def _flat_objective(kind: str, options: dict | None) -> bool:
+    """A filters job whose objective takes a flat (Dense, logit) layer instead of H×W×C."""
+    objective = (options or {}).get("objective")
+    return kind == "filters" and objective in contract.FLAT_LAYER_OBJECTIVES
+
+
+def find_layer(model: dict, layer: str | None, kind: str, options: dict | None = None) -> dict:
     """The layer-table row for ``layer``; omitted, the model's ``default_layer`` (the last
-    layer with a spatial output before the head, chosen once when the model is described)."""
-    name = layer or model.get("default_layer")
-    rows = {row["name"]: row for row in model.get("layers") or []}
+    layer with a spatial output before the head, chosen once when the model is described), or
+    for a filters job of objective ``class`` the model's last layer (its logits)."""
+    table = model.get("layers") or []
+    flat = _flat_objective(kind, options)
+    name = layer or (table[-1]["name"] if flat and table else model.get("default_layer"))
+    rows = {row["name"]: row for row in table}
     if name not in rows:
         raise OptionError("unknown_layer", f"model {model['id']!r} has no layer {name!r}")
     row = rows[name]
     spatial = contract.SPATIAL_KINDS + contract.DATASET_KINDS
-    if kind in spatial and len(row["output_shape"]) != 3:
-        raise OptionError("layer_not_spatial",
-                          f"layer {name!r} has output {row['output_shape']}; {kind} needs H×W×C")
+    if flat and len(row["output_shape"]) != 1:
+        raise OptionError("layer_not_flat", f"layer {name!r} has output {row['output_shape']};"
+                          " objective 'class' needs a flat (K,) layer: a Dense layer or logits")
+    if kind in spatial and not flat and len(row["output_shape"]) != 3:
+        hint = " (a flat layer takes objective 'class' only)" if kind == "filters" else ""
+        raise OptionError("layer_not_spatial", f"layer {name!r} has output "
+                          f"{row['output_shape']}; {kind} needs H×W×C{hint}")
     if kind in contract.CONV_KINDS and row["type"] != "Conv2D":
         raise OptionError("layer_not_conv", f"layer {name!r} is a {row['type']}, not a Conv2D")
     return row
@@ -154,6 +167,51 @@ def _check_saliency(options: dict, model: dict) -> None:
                               f"{options['stride']} makes {positions} positions on a "
                               f"{sides[0]}×{sides[1]} image; at most "
                               f"{contract.MAX_OCCLUSION_WINDOWS}: use a larger stride")
+
+
+def _check_filters(options: dict, given: dict, row: dict) -> None:
+    """A filters job's channels (a flat layer's units for objective ``class``) and objective;
+    no ``filters`` means the first few (one for ``diversity``)."""
+    units = row["output_shape"][-1]
+    if options["filters"] is not None:
+        _int_list(options, "filters", units - 1, "class_out_of_range" if
+                  _flat_objective("filters", options) else "filter_out_of_range",
+                  contract.MAX_FILTERS_PER_JOB)
+    _check_objective(options, given, row)
+    if options["filters"] is None:
+        count = 1 if options["objective"] == "diversity" else contract.DEFAULT_FILTER_COUNT
+        options["filters"] = list(range(min(count, units)))
+
+
+def _check_objective(options: dict, given: dict, row: dict) -> None:
+    """The filters objective, the options it takes (others refused when given) and their
+    ranges; fills in the neuron's centre where the layer's grid is known."""
+    objective = options["objective"]
+    if objective not in contract.FILTER_OBJECTIVES:
+        raise OptionError("invalid_options", f"objective must be one of "
+                          f"{', '.join(contract.FILTER_OBJECTIVES)}, got {objective!r}")
+    takes = contract.OBJECTIVE_OPTIONS.get(objective, ())
+    stray = sorted(name for names in contract.OBJECTIVE_OPTIONS.values() for name in names
+                   if name in given and name not in takes)
+    if stray:
+        raise OptionError("invalid_options", f"{', '.join(stray)} do(es) not apply to "
+                          f"objective {objective!r}")
+    if objective == "neuron":
+        for axis, size in zip(("y", "x"), row["output_shape"][:2], strict=True):
+            if options[axis] is None and size:
+                options[axis] = size // 2  # the centre
+            if options[axis] is not None:
+                _int(options, axis, 0, (size or 2**31) - 1, "position_out_of_range")
+    if objective == "diversity":
+        _int(options, "n", 2, contract.MAX_DIVERSITY_IMAGES)
+        weight = options["diversity_weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                not 0 <= weight <= contract.MAX_DIVERSITY_WEIGHT:
+            raise OptionError("invalid_options", f"diversity_weight must be a number in 0.."
+                              f"{contract.MAX_DIVERSITY_WEIGHT:g}, got {weight!r}")
+        if options["filters"] is not None and len(options["filters"]) != 1:
+            raise OptionError("invalid_options", "objective 'diversity' makes n images of one "
+                              f"channel: filters must name one, got {options['filters']!r}")
 
 
 def _check_target(options: dict) -> None:
@@ -218,9 +276,8 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
     if options.get("channels") is not None:
         _int_list(options, "channels", channels - 1, "filter_out_of_range",
                   contract.MAX_CHANNELS_LISTED)
-    if options.get("filters") is not None:
-        _int_list(options, "filters", channels - 1, "filter_out_of_range",
-                  contract.MAX_FILTERS_PER_JOB)
+    if kind == "filters":
+        _check_filters(options, given, row)
     steps = contract.MAX_SALIENCY_SAMPLES if kind == "saliency" else max_steps
     for name, low, high in (("top_k", 1, classes), ("steps", 1, steps),
                             ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1),
@@ -242,6 +299,4 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
         _check_explain(options, row)
     if "channels" in options and options["channels"] is None:
         options["channels"] = list(range(channels))
-    if "filters" in options and options["filters"] is None:
-        options["filters"] = list(range(min(contract.DEFAULT_FILTER_COUNT, channels)))
     return options

@@ -48,6 +48,12 @@ TASK_RUN_CHUNK = "convscope.run_chunk"  # one chunk of a dataset job: (job id, c
 # -- methods and modes --------------------------------------------------------------------
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "hirescam", "xgradcam", "eigencam",
                "ablationcam", "faster_scorecam")
+# What a filters job's images are made for (models/filters/objectives): a channel's mean, one
+# unit of it (``y``, ``x``), a logit or Dense unit (the one objective a flat layer takes),
+# what suppresses a channel, or ``n`` differing images of one channel.
+FILTER_OBJECTIVES = ("channel", "neuron", "class", "negative", "diversity")
+FLAT_LAYER_OBJECTIVES = ("class",)  # objectives whose layer has a flat (K,) output
+OBJECTIVE_OPTIONS = {"neuron": ("y", "x"), "diversity": ("n", "diversity_weight")}
 SALIENCY_METHODS = ("gradients", "smoothgrad", "integrated_gradients", "guided_backprop",
                     "guided_gradcam", "occlusion")
 # What a gradcam or saliency job explains: the class's score, or what lowers it (its negative;
@@ -76,7 +82,10 @@ RESIZE_NOTE = ("squash: the whole image resized (bilinear) to the model's input 
 DEFAULT_FILTER_COUNT = 16
 OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "activations": {"channels": None, "top_k": 5},
-    "filters": {"filters": None, "steps": 64, "size": None, "seed": 0},
+    # ``steps``: 128 gives the README's picture (64 came out grey); ``y``, ``x`` (neuron; None:
+    # the centre), ``n``, ``diversity_weight`` (diversity): see OBJECTIVE_OPTIONS.
+    "filters": {"filters": None, "steps": 128, "size": None, "seed": 0, "objective": "channel",
+                "y": None, "x": None, "n": 4, "diversity_weight": 10.0},
     # ``quality``: false, true (QUALITY_OPTION_DEFAULTS) or an object of some of those.
     "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5, "target": "class",
                 "quality": False},
@@ -106,6 +115,8 @@ FILTER_SIZE_RANGE = (8, 512)  # side of a filter-pattern image, pixels
 MAX_FILTERS_PER_JOB = 64
 MAX_CHANNELS_LISTED = 4096
 MAX_FILTER_STEPS = 10_000  # hard ceiling; CONVSCOPE_MAX_FILTER_STEPS (≤ this) is the budget
+MAX_DIVERSITY_IMAGES = 16  # ``n`` of the diversity objective
+MAX_DIVERSITY_WEIGHT = 1e6  # ``diversity_weight``
 MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
 MAX_QUALITY_STEPS = 128  # ``steps`` of quality: points of each deletion / insertion curve
 MAX_SALIENCY_SAMPLES = 256  # ``samples`` of smoothgrad and ``steps`` of integrated_gradients
@@ -132,6 +143,10 @@ def as_json() -> dict[str, Any]:
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),
         "max_filters_per_job": MAX_FILTERS_PER_JOB,
+        "filter_objectives": list(FILTER_OBJECTIVES),
+        "flat_layer_objectives": list(FLAT_LAYER_OBJECTIVES),
+        "objective_options": {k: list(v) for k, v in OBJECTIVE_OPTIONS.items()},
+        "max_diversity_images": MAX_DIVERSITY_IMAGES,
         "dataset_kinds": list(DATASET_KINDS), "dataset_option_defaults": DATASET_OPTION_DEFAULTS,
         "max_top_examples": MAX_TOP_EXAMPLES, "quality_baselines": list(QUALITY_BASELINES),
         "max_quality_steps": MAX_QUALITY_STEPS,

@@ -1,15 +1,19 @@
 """The filter-pattern cache: each filter's PNG and reached activation, kept in Redis.
 
 A filter pattern is a pure function of the model (architecture and weights), its preprocess
-mode, the layer, the channel, ``steps``, ``size``, ``seed`` and the ascent itself (learning
-rate and the engine's ``ASCENT_VERSION``, bumped when the ascent, the parametrisation or the
-transforms change): the engine draws each filter's start from ``(seed, channel)`` alone, so a
-pattern does not depend on the other filters computed in the same batch.
+mode, the layer, the channel, ``steps``, ``size``, ``seed``, the objective and its parameters
+(``{"objective": "neuron", "y": 3, "x": 3}``: another objective never shares an entry) and
+the ascent itself (learning rate and the engine's ``ASCENT_VERSION``, bumped when the ascent,
+the parametrisation or the transforms change): the engine draws each filter's start from
+``(seed, channel)`` alone, so a pattern does not depend on the other filters computed in the
+same batch. (The diversity objective's images of one channel are made together: its
+parameters name the channel and the fields are the images' numbers.)
 
 Keys (``<digest>`` is :func:`weights_digest`, never the model's name, so a model re-uploaded
 with other weights shares nothing with its earlier self)::
 
-    convscope:v1:fcache:<model_id>:<sha256 of the settings>   hash: "<c>:png", "<c>:act"
+    convscope:v1:fcache:<model_id>:<sha256 of the settings>   hash: "<c>:png", "<c>:act",
+                                                              "<c>:dead"
     convscope:v1:fcache:<model_id>                            set: the model's cache keys
 
 Every key and the index expire after ``model_ttl`` (each write renews the key it writes and
@@ -43,9 +47,12 @@ def index_key(model_id: str) -> str:
 
 
 def pattern_key(model_id: str, weights: str, layer: str, preprocess: str, steps: int,
-                size: int | None, seed: int, learning_rate: float, version: int) -> str:
-    """The hash holding every cached channel of one (model, layer, ascent settings)."""
-    settings = [weights, layer, preprocess, steps, size, seed, learning_rate, version]
+                size: int | None, seed: int, learning_rate: float, version: int,
+                objective: dict[str, Any]) -> str:
+    """The hash holding every cached channel of one (model, layer, ascent settings,
+    objective with its parameters)."""
+    settings = [weights, layer, preprocess, steps, size, seed, learning_rate, version,
+                sorted(objective.items())]
     digest = hashlib.sha256(json.dumps(settings).encode()).hexdigest()
     return f"{index_key(model_id)}:{digest}"
 
@@ -71,10 +78,12 @@ def weights_digest(model: Any) -> str:
 
 @dataclass(frozen=True)
 class CachedFilter:
-    """One filter's pattern: ``png`` bytes and the mean ``activation`` it reached."""
+    """One filter's pattern: ``png`` bytes, the ``activation`` it reached, and whether the
+    channel is ``dead`` (it stayed at 0)."""
 
     png: bytes
     activation: float
+    dead: bool = False
 
     def pixels(self) -> np.ndarray:
         """The pattern as uint8 ``(H, W, C)`` (``C`` 1 or 3)."""
@@ -94,12 +103,13 @@ class FilterCache:
         wanted = list(dict.fromkeys(int(f) for f in filters))
         if not wanted:
             return {}
-        raw = self.r.hmget(key, [f"{f}:{part}" for f in wanted for part in ("png", "act")])
+        parts = ("png", "act", "dead")
+        raw = self.r.hmget(key, [f"{f}:{part}" for f in wanted for part in parts])
         found = {}
         for i, f in enumerate(wanted):
-            png, act = raw[2 * i], raw[2 * i + 1]
-            if isinstance(png, bytes) and act is not None:
-                found[f] = CachedFilter(png, float(act))
+            png, act, dead = raw[3 * i:3 * i + 3]
+            if isinstance(png, bytes) and act is not None and dead is not None:
+                found[f] = CachedFilter(png, float(act), dead == b"1")
         return found
 
     def store(self, model_id: str, key: str, patterns: dict[int, CachedFilter]) -> None:
@@ -110,6 +120,7 @@ class FilterCache:
         for f, pattern in patterns.items():
             fields[f"{f}:png"] = pattern.png
             fields[f"{f}:act"] = repr(float(pattern.activation))
+            fields[f"{f}:dead"] = "1" if pattern.dead else "0"
         pipe = self.r.pipeline()  # MULTI/EXEC: the key never exists without its TTL
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         pipe.expire(key, self.ttl)

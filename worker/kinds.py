@@ -18,9 +18,7 @@ from models import render
 from models.activations import ActivationExtractor, top_k
 from models.cam import make_cam
 from models.explain import explain_unit
-from models.filters import AscentOptions, FilterVisualizer
-from models.filters.ascent import ASCENT_VERSION
-from worker.filter_cache import CachedFilter, pattern_key, weights_digest, worker_cache
+from worker.filters_kind import run_filters
 from worker.item_quality import add_quality
 from worker.kind_base import (
     NPY,
@@ -125,38 +123,6 @@ def run_gradcam(ctx: JobContext) -> tuple[dict, Artifacts]:
     add_quality(ctx, method, [p[0] for p in per_image], [int(p[1]) for p in per_image], items,
                 artifacts, "heatmap")
     return {"items": items, "layer": cam.layer}, artifacts
-
-
-def run_filters(ctx: JobContext) -> tuple[dict, Artifacts]:
-    viz = ctx.tool(("filters", ctx.layer),
-                   lambda m: FilterVisualizer(m.model, ctx.layer, m.info.preprocess))
-    opts = AscentOptions(steps=ctx.options["steps"], size=ctx.options["size"],
-                         seed=ctx.options["seed"])
-    # Patterns already made (worker/filter_cache.py) are reused; only the others are computed.
-    model_id, cache = ctx.loaded.info.id, worker_cache()
-    key = pattern_key(model_id, ctx.tool(("weights_digest",), lambda m: weights_digest(m.model)),
-                      ctx.layer, ctx.loaded.info.preprocess, opts.steps, opts.size, opts.seed,
-                      opts.learning_rate, ASCENT_VERSION)
-    wanted = [int(f) for f in ctx.options["filters"]]
-    patterns = cache.lookup(key, wanted)
-    cached = set(patterns)
-    missing = [f for f in dict.fromkeys(wanted) if f not in cached]
-    if missing or not wanted:  # no filters at all: the engine names the error
-        out = viz.run(missing, opts, progress=lambda done, total: ctx.progress(done / total),
-                      should_cancel=ctx.should_cancel)
-        new = {f: CachedFilter(render.to_png(image), float(a))
-               for f, image, a in zip(out.filters, out.images, out.activation, strict=True)}
-        cache.store(model_id, key, new)
-        patterns.update(new)
-    cache.count(computed=len(missing), cached=len(cached))
-    artifacts: Artifacts = {"grid": (render.to_png(render.image_grid(
-        np.stack([patterns[f].pixels() for f in wanted]), [str(f) for f in wanted])), PNG)}
-    for f in wanted:
-        artifacts[f"filter_{f}"] = (patterns[f].png, PNG)
-    result = {"filters": [{"index": f, "activation": patterns[f].activation,
-                           "artifact": f"filter_{f}", "cached": f in cached} for f in wanted],
-              "steps": opts.steps}
-    return result, artifacts
 
 
 def run_explain(ctx: JobContext) -> tuple[dict, Artifacts]:

@@ -1,7 +1,8 @@
 """Filter patterns by gradient ascent on the input.
 
-All requested channels of one layer are optimised together as one batch: image ``i``
-maximises the mean activation of channel ``filters[i]``. Images are Fourier-parametrised
+All requested channels of one layer are optimised together as one batch: image ``i`` is
+made for channel (or unit) ``filters[i]`` under an objective (:mod:`models.filters.objectives`:
+by default the channel's mean activation). Images are Fourier-parametrised
 (:mod:`models.filters.parametrization`) and pass random jitter / scale / rotation
 (:mod:`models.filters.transforms`) before the model, so the patterns are robust rather than
 adversarial noise. One compiled step does forward, backward and an Adam update; it is traced
@@ -11,6 +12,7 @@ compile the affine transform).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -21,16 +23,20 @@ import numpy as np
 import tensorflow as tf
 
 from models.errors import InvalidInputError
+from models.filters.objectives import Objective, make_objective
 from models.filters.parametrization import INIT_STD, FourierImage
+from models.filters.redirected_relu import redirected_relu
 from models.filters.transforms import standard_transforms
-from models.graph import Probe, ProbeOutput, get_layer
+from models.graph import Probe, ProbeOutput, get_layer, output_shape
 
 MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
 MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels
 # Bump when a change here, in the parametrisation or in the transforms changes the pixels a
 # (model, layer, filter, options) gives: cached patterns (worker/filter_cache.py) carry it.
 # 2: each filter's initial spectrum is drawn from (seed, filter index) alone.
-ASCENT_VERSION = 2
+# 3: objectives; each cached filter carries ``dead``.
+ASCENT_VERSION = 3
+DEAD_EPSILON = 1e-6  # |reached| at or below this, at the start and the end: a dead channel
 
 
 class AscentCanceled(Exception):
@@ -39,17 +45,22 @@ class AscentCanceled(Exception):
 
 @dataclass
 class FilterPatterns:
-    """``images`` uint8 ``(n, H, W, C)``; ``activation`` float32 ``(n,)`` reached per filter."""
+    """``images`` uint8 ``(n, H, W, C)``; ``activation`` float32 ``(n,)`` the objective's
+    reported value per image at the end (``start``: at the start); ``dead`` bool ``(n,)``:
+    it stayed at 0 from start to end (a channel that never fires); ``filters[i]``: image
+    ``i``'s channel or unit (one channel ``n`` times for the diversity objective)."""
 
     images: np.ndarray
     activation: np.ndarray
     filters: list[int]
     steps: int
+    start: np.ndarray
+    dead: np.ndarray
 
 
 @dataclass(frozen=True)
 class AscentOptions:
-    steps: int = 64
+    steps: int = 128  # the README picture (docs/filters-grid.png); 64 comes out grey
     size: int | None = None  # image side; default: the model's input size (or 128 if free)
     seed: int = 0
     learning_rate: float = 0.05
@@ -94,13 +105,6 @@ def _model_hw(model: keras.Model) -> tuple[int | None, int | None, int]:
     return shape[1], shape[2], shape[3]
 
 
-def _channel_means(acts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """Mean activation of channel ``index[i]`` in image ``i``: ``(n, ..., C) -> (n,)``."""
-    if acts.shape.rank > 2:
-        acts = tf.reduce_mean(acts, axis=list(range(1, acts.shape.rank - 1)))
-    return tf.gather(acts, index, axis=1, batch_dims=1)
-
-
 # Pixels per micro-batch of the step. The images of a batch do not interact, so the step runs
 # the model on chunks of about two 224x224 images: measured on 2 CPU cores (ResNet50,
 # 8 x 224x224), 20-25% faster than one pass over the whole batch, which spills the caches.
@@ -109,7 +113,8 @@ MAX_MICRO_BATCHES = 4  # copies of the model in the traced step, so tracing stay
 
 
 class _AscentProgram:
-    """Images, optimiser state and compiled step for one batch shape: ``n`` images ``size²``.
+    """Images, optimiser state and compiled step for one batch shape (``n`` images
+    ``size²``) and one objective.
 
     The step is traced once per program, not once per run; :meth:`reset` starts a new run on
     the same variables. One run at a time (``lock``). The model runs on micro-batches of
@@ -117,8 +122,9 @@ class _AscentProgram:
     """
 
     def __init__(self, forward: Callable[[tf.Tensor], ProbeOutput], n: int, size: int,
-                 channels: int) -> None:
+                 channels: int, objective: Objective) -> None:
         self.forward, self.n, self.size, self.channels = forward, n, size, channels
+        self.objective = objective
         self.chunk = max(1, CHUNK_PIXELS // (size * size), -(-n // MAX_MICRO_BATCHES))
         self.image = FourierImage(n, size, size, channels)
         self.adam = _Adam(self.image.variable)
@@ -127,12 +133,13 @@ class _AscentProgram:
         self.step = tf.function(self._step)
         self.reached = tf.function(self._reached)
 
-    def reset(self, options: AscentOptions, filters: Sequence[int]) -> None:
-        """Start a run: image ``i`` starts from a spectrum drawn from ``(seed, filters[i])``
-        alone, so a filter's pattern does not depend on the other filters of the batch."""
+    def reset(self, options: AscentOptions, keys: Sequence[tuple[int, ...]]) -> None:
+        """Start a run: image ``i`` starts from a spectrum drawn from ``(seed, *keys[i])``
+        alone (the objective's plan: the filter), so a filter's pattern does not depend on
+        the other filters of the batch."""
         shape = self.image.variable.shape[1:]
-        start = [np.random.default_rng([options.seed, f]).normal(0.0, INIT_STD, shape)
-                 for f in filters]
+        start = [np.random.default_rng([options.seed, *key]).normal(0.0, INIT_STD, shape)
+                 for key in keys]
         self.image.variable.assign(np.stack(start).astype(np.float32))
         self.adam.reset(options.learning_rate)
 
@@ -141,19 +148,21 @@ class _AscentProgram:
             pixels = self.image()
             for k, transform in enumerate(self.transforms):
                 pixels = transform(pixels, tf.stack([seed, step_no * 16 + k]))
-            loss = 0.0
-            for start in range(0, self.n, self.chunk):  # independent micro-batches
+            total: tf.Tensor | float = 0.0
+            layer_outputs = []
+            for start in range(0, self.n, self.chunk):  # micro-batches
                 out = self.forward(pixels[start:start + self.chunk])
-                # The pre-activation keeps a gradient where a ReLU would have cut it off.
-                means = _channel_means(out.pre_activation, index[start:start + self.chunk])
-                loss -= tf.reduce_sum(means)
+                total += tf.reduce_sum(self.objective.score(out, index[start:start +
+                                                                        self.chunk]))
+                layer_outputs.append(out.activation)
+            loss = -(total + self.objective.batch_score(layer_outputs))
         self.adam.apply(tape.gradient(loss, self.image.variable))
 
     def _reached(self, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The final pixels ``(n, size, size, C)`` 0..1 and each filter's mean activation."""
+        """The pixels ``(n, size, size, C)`` 0..1 and the objective's value for each."""
         pixels = self.image()
         out = self.forward(pixels)
-        return pixels, _channel_means(out.activation, index)
+        return pixels, self.objective.reached(out, index)
 
 
 class FilterVisualizer:
@@ -162,34 +171,48 @@ class FilterVisualizer:
     max_programs = 4  # compiled batch shapes kept, least recently used dropped first
 
     def __init__(self, model: keras.Model, layer: str, preprocess: str = "raw") -> None:
+        self.model, self.layer, self.preprocess = model, layer, preprocess
         self.probe = Probe(model, layer, preprocess)
         self.height, self.width, self.channels = _model_hw(model)
-        self.num_channels = get_layer(model, layer).output.shape[-1]
-        self._programs: OrderedDict[tuple[int, int], _AscentProgram] = OrderedDict()
+        self.layer_shape = output_shape(get_layer(model, layer)) or []
+        self.num_channels = self.layer_shape[-1] if self.layer_shape else 0
+        self._programs: OrderedDict[tuple[int, int, Objective], _AscentProgram] = \
+            OrderedDict()
         self._programs_lock = threading.Lock()
 
-    def _check(self, filters: Sequence[int]) -> list[int]:
+    @functools.cached_property
+    def redirected_probe(self) -> Probe:
+        """The probe whose ReLUs pass the redirected gradient (made when first needed)."""
+        return Probe(self.model, self.layer, self.preprocess, relu=redirected_relu)
+
+    def _check(self, filters: Sequence[int], objective: Objective) -> list[int]:
         filters = [int(f) for f in filters]
-        bad = [f for f in filters if not 0 <= f < self.num_channels]
+        bad = [f for f in filters if not 0 <= f < (self.num_channels or 0)]
         if not filters or bad:
             raise InvalidInputError(
                 f"filters {bad or filters} out of range: layer has {self.num_channels} channels"
             )
+        objective.check(self.layer_shape, filters)
         return filters
 
-    def _forward(self, pixels: tf.Tensor) -> ProbeOutput:
-        """The probe on ``pixels`` ``(n, H, W, C)`` in 0..1, resized to the model's input."""
+    def _forward(self, pixels: tf.Tensor, redirect_relu: bool = False) -> ProbeOutput:
+        """The probe on ``pixels`` ``(n, H, W, C)`` in 0..1, resized to the model's input;
+        ``redirect_relu``: the one whose ReLUs pass the redirected gradient."""
         size = (self.height, self.width)
         if None not in size and tuple(pixels.shape[1:3]) != size:  # same size: resize is identity
             pixels = tf.image.resize(pixels, size, method="bilinear")
-        return self.probe(pixels * 255.0)
+        probe = self.redirected_probe if redirect_relu else self.probe
+        return probe(pixels * 255.0)
 
-    def _program(self, n: int, size: int) -> _AscentProgram:
+    def _program(self, n: int, size: int, objective: Objective | None = None) -> _AscentProgram:
+        objective = objective or make_objective("channel")
         with self._programs_lock:
-            program = self._programs.pop((n, size), None)
+            program = self._programs.pop((n, size, objective), None)
             if program is None:
-                program = _AscentProgram(self._forward, n, size, self.channels)
-            self._programs[(n, size)] = program
+                forward = functools.partial(self._forward,
+                                            redirect_relu=objective.redirect_relu)
+                program = _AscentProgram(forward, n, size, self.channels, objective)
+            self._programs[(n, size, objective)] = program
             while len(self._programs) > self.max_programs:
                 self._programs.popitem(last=False)
             return program
@@ -198,13 +221,18 @@ class FilterVisualizer:
         self, filters: Sequence[int], options: AscentOptions = AscentOptions(),
         progress: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        objective: Objective | None = None,
     ) -> FilterPatterns:
-        filters = self._check(filters)
-        program = self._program(len(filters), options.size or self.height or 128)
-        index = tf.constant(filters, tf.int32)
+        """Patterns for ``filters`` under ``objective`` (default: each channel's mean)."""
+        objective = objective or make_objective("channel")
+        plan = objective.plan(self._check(filters, objective))
+        images = [f for f, _ in plan]
+        program = self._program(len(plan), options.size or self.height or 128, objective)
+        index = tf.constant(images, tf.int32)
         seed = tf.constant(options.seed, tf.int32)
         with program.lock:
-            program.reset(options, filters)
+            program.reset(options, [key for _, key in plan])
+            start = program.reached(index)[1].numpy().astype(np.float32)
             for done in range(1, options.steps + 1):
                 program.step(index, seed, tf.constant(done, tf.int32))
                 if done % options.check_every == 0 or done == options.steps:
@@ -213,5 +241,7 @@ class FilterVisualizer:
                     if progress is not None:
                         progress(done, options.steps)
             pixels, reached = program.reached(index)
-        images = np.clip(np.round(pixels.numpy() * 255.0), 0, 255).astype(np.uint8)
-        return FilterPatterns(images, reached.numpy().astype(np.float32), filters, options.steps)
+        end = reached.numpy().astype(np.float32)
+        dead = (np.abs(start) <= DEAD_EPSILON) & (np.abs(end) <= DEAD_EPSILON)
+        return FilterPatterns(np.clip(np.round(pixels.numpy() * 255.0), 0, 255).astype(np.uint8),
+                              end, images, options.steps, start, dead)

@@ -25,8 +25,10 @@ from service.ratelimit import limit_writes
 from worker.batch_keys import batch_key
 from worker.contract import (
     DATASET_KINDS,
+    FILTER_OBJECTIVES,
     IMAGELESS_KINDS,
     KINDS,
+    MAX_DIVERSITY_IMAGES,
     MAX_QUALITY_STEPS,
     OVERLAY_KINDS,
     QUALITY_BASELINES,
@@ -57,6 +59,12 @@ OPTIONS_HELP = (
     "item then gets `quality` {`deletion_auc`, `insertion_auc`, `random_deletion_auc`, "
     "`random_insertion_auc`, the curves, `baseline`, `steps`, `seed`} and the artifact "
     "`quality_curves` (PNG)")
+FILTERS_HELP = (
+    f". `filters`: `objective` ({' | '.join(FILTER_OBJECTIVES)}): a channel's mean; one unit "
+    "of it at `y`, `x` of the layer's output (default the centre); a logit or Dense unit "
+    "(`filters` then name units, `layer` a flat layer, by default the model's last); what "
+    f"suppresses the channel; or `n` (2..{MAX_DIVERSITY_IMAGES}) images of one channel made to "
+    "differ (`diversity_weight`). Each result filter says `dead` when its channel never fired")
 
 
 class JobForm(Schema):
@@ -64,7 +72,7 @@ class JobForm(Schema):
     model = String(required=True)
     kind = String(required=True, validate=OneOf(KINDS + DATASET_KINDS))
     layer = String(load_default=None)
-    options = String(load_default=None, metadata={"description": OPTIONS_HELP})
+    options = String(load_default=None, metadata={"description": OPTIONS_HELP + FILTERS_HELP})
     dataset = String(load_default=None, metadata={
         "description": "instead of `image`: the id of one of your datasets (kinds "
                        f"{', '.join(DATASET_KINDS)}); the job runs in chunks"})
@@ -126,7 +134,7 @@ def _validated(form: dict) -> tuple[dict, dict, dict, tuple]:
     _check_images(kind, files)
     try:
         options = parse_options(form["options"])
-        row = find_layer(model, form["layer"], kind)
+        row = find_layer(model, form["layer"], kind, options)
         options = check_options(kind, options, row, model,
                                 backend().settings.max_filter_steps, len(files))
     except OptionError as exc:

@@ -10,7 +10,7 @@ MODEL = {"id": "m", "num_classes": 3}
 
 def test_defaults_fit_the_budget_and_the_model() -> None:
     filters = check_options("filters", {}, ROW, MODEL, max_steps=32, image_count=0)
-    assert filters["steps"] == 32  # the contract's 64 is over this server's budget
+    assert filters["steps"] == 32  # the contract's 128 is over this server's budget
     assert filters["filters"] == list(range(16)) and filters["seed"] == 0
     cam = check_options("gradcam", {}, ROW, MODEL, max_steps=32, image_count=1)
     assert cam == {"method": "gradcam", "class_index": None, "top_k": 3,  # only 3 classes

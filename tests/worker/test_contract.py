@@ -28,6 +28,17 @@ def test_cam_targets_and_quality_are_the_engines() -> None:
     assert contract.QUALITY_OPTION_DEFAULTS["baseline"] in BASELINES
 
 
+def test_filter_objectives_are_the_engines() -> None:
+    from models.filters.objectives import MAX_DIVERSITY_IMAGES, OBJECTIVES
+
+    assert tuple(OBJECTIVES) == contract.FILTER_OBJECTIVES
+    assert MAX_DIVERSITY_IMAGES == contract.MAX_DIVERSITY_IMAGES
+    assert {name for name, cls in OBJECTIVES.items() if not cls.spatial} == \
+        set(contract.FLAT_LAYER_OBJECTIVES)
+    defaults = contract.OPTION_DEFAULTS["filters"]
+    assert {o for names in contract.OBJECTIVE_OPTIONS.values() for o in names} <= set(defaults)
+
+
 def test_preprocess_modes_are_the_engines() -> None:
     from models.preprocess import PREPROCESS_MODES
 

@@ -24,7 +24,7 @@ from worker.store import NS as STORE_NS
 
 TTL = 600  # not the default model TTL, so a key that took another TTL shows
 BASE = dict(weights="w" * 64, layer="conv", preprocess="raw", steps=8, size=32, seed=0,
-            learning_rate=0.05, version=2)
+            learning_rate=0.05, version=2, objective={"objective": "channel"})
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,23 @@ def test_the_key_names_the_model_and_hashes_the_settings() -> None:
 @pytest.mark.parametrize("change", [
     dict(weights="v" * 64), dict(layer="conv2"), dict(preprocess="unit"), dict(steps=9),
     dict(size=64), dict(size=None), dict(seed=1), dict(learning_rate=0.1), dict(version=3),
+    dict(objective={"objective": "negative"}), dict(objective={"objective": "class"}),
+    dict(objective={"objective": "neuron", "y": 3, "x": 4}),
+    dict(objective={"objective": "diversity", "n": 4, "diversity_weight": 10.0,
+                    "channels": [0]}),
 ])  # fmt: skip
 def test_every_setting_changes_the_key(change: dict) -> None:
     assert _key(**change) != _key()
     assert _key(**change).rsplit(":", 1)[0] == _key().rsplit(":", 1)[0]  # same model prefix
+
+
+@pytest.mark.parametrize("change", [
+    dict(y=4), dict(x=3), dict(objective="diversity"),
+])  # fmt: skip
+def test_every_objective_parameter_changes_the_key(change: dict) -> None:
+    neuron = {"objective": "neuron", "y": 3, "x": 4}
+    assert _key(objective={**neuron, **change}) != _key(objective=neuron)
+    assert _key(objective=dict(reversed(neuron.items()))) == _key(objective=neuron)
 
 
 def _conv_model(seed: int, activation: str = "relu") -> keras.Model:
@@ -98,11 +111,13 @@ def test_store_and_lookup_round_trip(cache: fc.FilterCache) -> None:
     model_id = uuid.uuid4().hex
     key = _key(model_id)
     activation = float(np.float32(0.1))  # not exact in decimal: must survive as a float
-    stored = {3: _pattern(10, activation), 7: _pattern(20, -2.5, channels=1)}
+    stored = {3: _pattern(10, activation), 7: _pattern(20, -2.5, channels=1),
+              9: fc.CachedFilter(_pattern(0, 0.0).png, 0.0, dead=True)}
     assert cache.lookup(key, [3, 7]) == {}
     cache.store(model_id, key, stored)
-    found = cache.lookup(key, [7, 4, 3, 3])
+    found = cache.lookup(key, [7, 4, 3, 3, 9])
     assert found == stored  # 4 was never stored; 3 asked twice is found once
+    assert found[9].dead and not found[3].dead
     assert found[3].activation == activation
     grey = found[7].pixels()
     assert grey.shape == (4, 5, 1) and grey[0, 0, 0] == 235 and grey[1, 1, 0] == 20

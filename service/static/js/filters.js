@@ -1,4 +1,5 @@
-// Filter patterns card: a range of channels, a live progress bar, a cancel button.
+// Filter patterns card: a range of channels, an objective, a live progress bar, a cancel
+// button. A channel that never fires is marked "dead" on its tile.
 
 import { UrlPool, contract } from "./api.js";
 import { $, el, fill, num } from "./dom.js";
@@ -18,7 +19,7 @@ function setProgress(fraction) {
 function channelRange() {
   const from = Number($("filters-from").value);
   const to = Number($("filters-to").value);
-  const channels = state.layer && state.layer.output_shape ? state.layer.output_shape[2] : null;
+  const channels = layerUnits(state.layer);
   if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to < from) {
     throw new Error("Channels: “from” and “to” must be whole numbers with from ≤ to.");
   }
@@ -40,13 +41,15 @@ async function run() {
     return;
   }
   const steps = Number($("filters-steps").value) || defaults().steps;
+  const objective = $("filters-objective").value || defaults().objective;
+  if (objective === "diversity") filters = filters.slice(0, 1); // n images of one channel
   const layer = state.layer;
   const generation = ++runs;
   setProgress(0);
   $("filters-result").hidden = true;
   $("filters-cancel").disabled = false;
   const job = await panel.run({ model: state.model.id, layer: layer ? layer.name : null,
-    options: { filters, steps } }, (j) => setProgress(j.progress || 0));
+    options: { filters, steps, objective } }, (j) => setProgress(j.progress || 0));
   if (!job) {
     if (generation === runs) $("filters-cancel").disabled = true;
     return;
@@ -56,9 +59,11 @@ async function run() {
   urls.release();
   const figures = [];
   for (const f of job.result.filters) {
-    const img = el("img", { className: "pixelated", alt: `pattern for channel ${f.index}` });
-    figures.push(el("figure", { className: "pattern" }, img,
-      el("figcaption", { text: `#${f.index} · act ${num(f.activation, 3)}` })));
+    const name = f.copy == null ? `#${f.index}` : `#${f.index}.${f.copy}`;
+    const img = el("img", { className: "pixelated", alt: `pattern for channel ${name}` });
+    const caption = `${name} · act ${num(f.activation, 3)}${f.dead ? " · dead" : ""}`;
+    figures.push(el("figure", { className: f.dead ? "pattern dead" : "pattern" }, img,
+      el("figcaption", { text: caption })));
     urls.artifact(job.id, f.artifact).then((url) => {
       img.src = url;
     }).catch((err) => {
@@ -66,13 +71,19 @@ async function run() {
     });
   }
   fill($("filters-list"), ...figures);
-  panel.setStatus(`done: ${job.layer}, ${job.result.steps} steps`);
+  panel.setStatus(`done: ${job.layer}, ${job.result.objective}, ${job.result.steps} steps`);
   $("filters-result").hidden = false;
 }
 
+// Channels of an H×W×C layer, units of a flat (Dense) one; null when unknown.
+function layerUnits(layer) {
+  const shape = layer && layer.output_shape;
+  return shape && shape.length ? shape[shape.length - 1] : null;
+}
+
 function syncRange(layer) {
-  if (!layer || !layer.output_shape || layer.output_shape.length !== 3) return;
-  const channels = layer.output_shape[2];
+  const channels = layerUnits(layer);
+  if (channels == null) return;
   for (const id of ["filters-from", "filters-to"]) $(id).max = String(channels - 1);
   if (Number($("filters-to").value) > channels - 1) {
     $("filters-to").value = String(Math.min(contract.default_filter_count, channels) - 1);
@@ -86,6 +97,9 @@ function applyContract() {
   const steps = $("filters-steps");
   steps.value = String(defaults().steps);
   steps.max = String(contract.max_filter_steps);
+  const objectives = contract.filter_objectives || [defaults().objective || "channel"];
+  fill($("filters-objective"), ...objectives.map((o) => el("option", { value: o, text: o })));
+  $("filters-objective").value = defaults().objective || objectives[0];
   $("filters-to").value = String(contract.default_filter_count - 1);
   panel.checkKind();
 }
