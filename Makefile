@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test browser lint bench bench-service bench-dataset clean
+.PHONY: run test install install-test browser lint bench bench-service bench-dataset bench-methods clean
 
 $(BIN)/convscope: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench-service: install
 bench-dataset: install
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/dataset.py
+
+## Every CAM and saliency method on 320 two-shape images: pointing game, deletion/insertion AUC,
+## time per image, agreement with tf-keras-vis, integrated gradients' completeness (one table).
+bench-methods: install
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python benchmarks/methods.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
