@@ -10,7 +10,8 @@ as the class of one of its shapes, the first and the second in turn. Rows:
 - every CAM method of ``worker.contract.CAM_METHODS`` (``models/cam``) on the model's last
   spatial layer and every saliency method of ``SALIENCY_METHODS`` (``models/saliency``) with
   the contract's default options (smoothgrad 25 samples, noise 0.15; integrated gradients 64
-  steps from black; occlusion 8x8 windows, stride 4, grey);
+  steps from black, each image whose completeness gap is over 1 % again with doubled steps,
+  up to 1024; occlusion 8x8 windows, stride 4, grey);
 - the random and centre-Gaussian maps (:data:`models.quality_scan.REFERENCES`).
 
 A saliency map ``(H, W, C)`` becomes one heatmap by :data:`REDUCTION`: a gradient is a

@@ -147,6 +147,12 @@ def _check_saliency(options: dict, model: dict) -> None:
                           f"target must be one of {', '.join(contract.SALIENCY_TARGETS)}")
     for name in ("samples", "steps"):
         _int(options, name, 1, contract.MAX_SALIENCY_SAMPLES)
+    _int(options, "max_steps", options["steps"], contract.MAX_REFINED_STEPS)
+    tolerance = options["tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or \
+            not 0 <= tolerance <= 1:
+        raise OptionError("invalid_options", f"tolerance must be a number in 0..1 (the "
+                          f"completeness gap allowed), got {tolerance!r}")
     noise = options["noise"]
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
         raise OptionError("invalid_options", f"noise must be a number in 0..1 (a fraction of "

@@ -90,12 +90,15 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "gradcam": {"method": "gradcam", "class_index": None, "top_k": 5, "target": "class",
                 "quality": False},
     "explain": {"filter": 0, "y": 0, "x": 0},
-    # ``samples``, ``noise`` (σ as a fraction of the image's range): smoothgrad; ``steps``:
-    # integrated_gradients; ``window``, ``stride``: occlusion; ``baseline``: both of those;
-    # ``seed``: smoothgrad's noise, the uniform baseline. Other methods ignore them.
+    # ``samples``, ``noise`` (σ as a fraction of the image's range): smoothgrad; ``steps``,
+    # ``tolerance``, ``max_steps`` (an image whose completeness gap is over ``tolerance`` is
+    # computed again with doubled steps, up to ``max_steps``): integrated_gradients;
+    # ``window``, ``stride``: occlusion; ``baseline``: both of those; ``seed``: smoothgrad's
+    # noise, the uniform baseline. Other methods ignore them.
     "saliency": {"method": "gradients", "class_index": None, "target": "class", "top_k": 5,
-                 "samples": 25, "noise": 0.15, "steps": 64, "baseline": None, "window": 8,
-                 "stride": 4, "seed": 0, "quality": False},
+                 "samples": 25, "noise": 0.15, "steps": 64, "tolerance": 0.01,
+                 "max_steps": 1024, "baseline": None, "window": 8, "stride": 4, "seed": 0,
+                 "quality": False},
 }
 # ``chunk_images``: images per chunk, None = CONVSCOPE_DATASET_CHUNK_IMAGES (also its ceiling).
 DATASET_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -120,6 +123,7 @@ MAX_DIVERSITY_WEIGHT = 1e6  # ``diversity_weight``
 MAX_TOP_EXAMPLES = 64  # ``k`` of top_examples: images kept per channel
 MAX_QUALITY_STEPS = 128  # ``steps`` of quality: points of each deletion / insertion curve
 MAX_SALIENCY_SAMPLES = 256  # ``samples`` of smoothgrad and ``steps`` of integrated_gradients
+MAX_REFINED_STEPS = 4096  # ``max_steps`` of integrated_gradients (models/saliency MAX_STEPS)
 MAX_OCCLUSION_WINDOWS = 4096  # occlusion's window positions per image (one pass each)
 
 
@@ -138,7 +142,7 @@ def as_json() -> dict[str, Any]:
         "saliency_baselines": list(SALIENCY_BASELINES),
         "targets": list(TARGETS), "class_free_cam_methods": list(CLASS_FREE_CAM_METHODS),
         "quality_option_defaults": QUALITY_OPTION_DEFAULTS,
-        "max_saliency_samples": MAX_SALIENCY_SAMPLES,
+        "max_saliency_samples": MAX_SALIENCY_SAMPLES, "max_refined_steps": MAX_REFINED_STEPS,
         "max_occlusion_windows": MAX_OCCLUSION_WINDOWS,
         "option_defaults": OPTION_DEFAULTS, "default_filter_count": DEFAULT_FILTER_COUNT,
         "resize": RESIZE, "filter_size_range": list(FILTER_SIZE_RANGE),

@@ -25,7 +25,7 @@ from worker.npy import npy_bytes
 METHOD_OPTIONS = {  # the job options each method takes, besides ``target``
     "gradients": (),
     "smoothgrad": ("samples", "noise", "seed"),
-    "integrated_gradients": ("steps", "baseline", "seed"),
+    "integrated_gradients": ("steps", "tolerance", "max_steps", "baseline", "seed"),
     "guided_backprop": (),
     "guided_gradcam": (),
     "occlusion": ("window", "stride", "baseline", "seed"),
@@ -71,8 +71,8 @@ def run_saliency(ctx: kind_base.JobContext) -> tuple[dict, kind_base.Artifacts]:
             for j, i in enumerate(group):
                 maps[i], chosen[i] = summed[j], int(res.class_index[j])
                 scores[i], probs[i] = float(res.score[j]), res.probs[j]
-                extras[i] = {name: float(values[j]) for name, values in res.extras.items()
-                             if np.ndim(values) == 1}
+                extras[i] = {name: values[j].item() for name, values in res.extras.items()
+                             if np.ndim(values) == 1}  # int steps stay int
             if done < len(groups):
                 ctx.progress(done / len(groups))
 

@@ -197,6 +197,46 @@ def test_integrated_gradients_are_complete_on_the_shapes_model(shapes_model, bas
     np.testing.assert_allclose(result.extras["completeness_gap"], gap, atol=1e-4)
 
 
+def test_integrated_gradients_refine_only_the_images_over_the_tolerance(shapes_model) -> None:
+    """With ``tolerance`` the images whose gap is over it get doubled steps until within it
+    (or ``max_steps``); each refined image equals integrated gradients at its final steps on it
+    alone, the others keep their first result, and the gaps are checked against the logits by
+    hand (f(x) - f(black) from the shapes model's own layers)."""
+    from models.shapes_data import generate_shapes
+
+    x = generate_shapes(8, seed=4).images.astype(np.float32)
+    coarse = make_saliency("integrated_gradients", shapes_model, steps=4)(x)
+    assert (coarse.extras["completeness_gap"] > 0.01).sum() >= 2  # some need refining
+    assert (coarse.extras["steps"] == 4).all()
+    fine = make_saliency("integrated_gradients", shapes_model, steps=4, tolerance=0.01,
+                         max_steps=512)
+    result = fine(x)
+    steps = result.extras["steps"]
+    chosen = np.arange(len(x)), result.class_index
+    gain = shapes_logits(shapes_model, x)[chosen] - shapes_logits(shapes_model, 0 * x)[chosen]
+    gap = np.abs(result.maps.astype(np.float64).sum(axis=(1, 2, 3)) - gain) / np.abs(gain)
+    assert ((gap < 0.0101) | (steps == 512)).all(), (gap, steps)
+    assert set(np.unique(steps)) <= {4, 8, 16, 32, 64, 128, 256, 512} and steps.max() > 4
+    kept = steps == 4
+    np.testing.assert_array_equal(result.maps[kept], coarse.maps[kept])
+    for i in np.flatnonzero(~kept)[:2]:
+        alone = make_saliency("integrated_gradients", shapes_model, steps=int(steps[i]))(
+            x[i:i + 1], class_index=[int(result.class_index[i])])
+        np.testing.assert_allclose(result.maps[i], alone.maps[0], rtol=1e-4, atol=1e-4)
+    assert fine.traces >= 2  # the first step and at least one finer one
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"steps": 8, "max_steps": 4}, "max_steps must be in steps"),
+    ({"steps": 8, "max_steps": 8192}, "max_steps must be in steps"),
+    ({"tolerance": -0.1}, "tolerance must be >= 0"),
+])
+def test_integrated_gradients_refuse_bad_refinement(shapes_model, options: dict,
+                                                    message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        make_saliency("integrated_gradients", shapes_model, **options)
+
+
 def test_integrated_gradients_equal_a_tape_quadrature(cnns) -> None:
     """Eq. 3 by hand: trapezoid over ``steps`` intervals of the tape gradients on the path."""
     model, x, targets, steps = cnns["sequential"], tm.images(2, seed=6), [0, 1], 4
@@ -413,7 +453,7 @@ def test_negative_target_negates_methods_linear_in_the_score(cnns, method: str,
     np.testing.assert_allclose(negative.maps, -positive.maps, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(negative.score, positive.score)  # still the class probability
     for key, value in positive.extras.items():
-        expected = value if key == "completeness_gap" else -value
+        expected = value if key in ("completeness_gap", "steps") else -value
         np.testing.assert_allclose(negative.extras[key], expected, rtol=1e-4, atol=1e-6)
 
 
@@ -465,3 +505,12 @@ def test_occlusion_refuses_more_window_positions_than_the_cap() -> None:
     with pytest.raises(InvalidInputError, match=f"at most {MAX_WINDOWS}"):
         occ.corners(side, side)
     assert len(occ.corners(side - 1, side - 1)) <= MAX_WINDOWS
+
+
+def test_the_contract_caps_max_steps_where_the_engine_does() -> None:
+    from models.saliency.integrated_gradients import MAX_STEPS
+    from worker.contract import MAX_REFINED_STEPS, OPTION_DEFAULTS
+
+    assert MAX_REFINED_STEPS == MAX_STEPS
+    defaults = OPTION_DEFAULTS["saliency"]
+    assert defaults["steps"] <= defaults["max_steps"] <= MAX_STEPS

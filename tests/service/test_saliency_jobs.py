@@ -19,7 +19,7 @@ from tests.service.job_http import (
     run,
     submit,
 )
-from worker.contract import SALIENCY_METHODS
+from worker.contract import OPTION_DEFAULTS, SALIENCY_METHODS
 
 # Small but real settings, so each job takes a fraction of a second on the shapes model.
 FAST = {"samples": 6, "steps": 24, "window": 16, "stride": 8}
@@ -41,7 +41,9 @@ def r(settings) -> redis.Redis:
 def engine(model, method: str, images: np.ndarray, **options) -> np.ndarray:
     from models.saliency import make_saliency, reduce_channels
 
-    options = {**{k: v for k, v in FAST.items() if k in _takes(method)}, **options}
+    defaults = {k: v for k, v in OPTION_DEFAULTS["saliency"].items()
+                if k in _takes(method) and v is not None}  # baseline None: the method's own
+    options = {**defaults, **{k: v for k, v in FAST.items() if k in _takes(method)}, **options}
     if method == "guided_gradcam":
         options["layer"] = "conv4"
     class_index = options.pop("class_index", None)
@@ -84,6 +86,9 @@ def test_each_method_matches_the_engine(client, shapes_model, pair, method: str)
         item = job["result"]["items"][0]
         assert {"completeness_gap", "score_gain"} <= set(item)
         assert item["sum"] == pytest.approx(item["score_gain"], rel=0.05)
+        for item in job["result"]["items"]:  # refined until within 1 % (the default)
+            assert isinstance(item["steps"], int) and item["steps"] >= FAST["steps"]
+            assert item["completeness_gap"] <= 0.01 or item["steps"] == 1024, item
 
 
 def test_the_diverging_picture_is_red_for_positive_and_blue_for_negative(client, pair) -> None:
@@ -119,6 +124,8 @@ def test_targets_per_image_and_negative(client, shapes_model, pair) -> None:
     ({"noise": 2}, "noise must be a number in 0..1"),
     ({"samples": 0}, "samples=0 is out of range"),
     ({"steps": 100000}, "out of range"),
+    ({"steps": 64, "max_steps": 32}, "max_steps=32 is out of range 64..4096"),
+    ({"tolerance": 2}, "tolerance must be a number in 0..1"),
     ({"sigma": 0.1}, "unknown option"),
     ({"class_index": 99}, "class_index=99"),
 ])
