@@ -141,11 +141,14 @@ def test_quality_equals_a_whole_dataset_pass(stack, shapes_id, shapes_model) -> 
 
     again = finished(stack, shapes_id, "quality", methods=["gradcam"], steps=8,
                      chunk_images=3)["result"]  # other chunks, finishing in another order
+    # Sums merge exactly in any order; what other chunks change is the model's batches (7
+    # images a call, then 3), and oneDNN's float32 results move in the last bits with the
+    # batch (seen: a relative 2.6e-9 on an AUC), so equal to float32's precision, not exactly.
     for got, first in zip(again["methods"] + again["baselines"],
                           result["methods"] + result["baselines"], strict=True):
         for key in ("deletion_auc", "insertion_auc", "pointing_game"):
-            assert got[key] == pytest.approx(first[key], rel=1e-9), (got["method"], key)
-        np.testing.assert_allclose(got["deletion_curve"], first["deletion_curve"], rtol=1e-9)
+            assert got[key] == pytest.approx(first[key], rel=1e-6), (got["method"], key)
+        np.testing.assert_allclose(got["deletion_curve"], first["deletion_curve"], rtol=1e-6)
 
 
 def test_quality_without_boxes_has_no_pointing_game(stack) -> None:
