@@ -34,7 +34,10 @@ def target_checks(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                    "value": gap["max"], "met": gap["max"] <= TARGETS["ig_gap"],
                    "measured": f"median {100 * gap['median']:.2f} %, max "
                                f"{100 * gap['max']:.2f} %; {100 * gap['within_1pct']:.1f} % of "
-                               f"{gap['images']} images within 1 %"})
+                               f"{gap['images']} images within 1 %" + (
+                                   f"; {100 * gap['steps']['refined']:.0f} % refined, steps "
+                                   f"median {gap['steps']['median']:.0f}, max "
+                                   f"{gap['steps']['max']}" if "steps" in gap else "")})
     return checks
 
 

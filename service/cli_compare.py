@@ -9,21 +9,22 @@ import click
 
 from service.cli_options import with_client
 from service.client import ApiError, Client
-from worker.contract import QUALITY_BASELINES
+from worker.contract import MAX_QUALITY_STEPS, QUALITY_BASELINES
 
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "-m", required=True)
-@click.option("--layer", "-l", default=None, help="The CAM methods' layer [default: the "
-              "server's choice, the last spatial layer].")
+@click.option("--layer", "-l", default=None, help="The CAM methods' (and guided Grad-CAM's) "
+              "layer [default: the server's choice, the last spatial layer].")
 @click.option("--class-index", "-c", default=None, type=click.IntRange(min=0),
               help="The class every method explains [default: the top prediction].")
 @click.option("--methods", default=None,
               help="Comma-separated method names [default: every CAM and saliency method].")
 @click.option("--baseline", default="blur", show_default=True,
               type=click.Choice(QUALITY_BASELINES), help="What deleted pixels become.")
-@click.option("--steps", default=16, show_default=True, type=click.IntRange(min=2),
+@click.option("--steps", default=16, show_default=True,
+              type=click.IntRange(1, MAX_QUALITY_STEPS),
               help="Points of each deletion / insertion curve.")
 @click.option("--out", "-O", default="convscope-compare", show_default=True,
               type=click.Path(file_okay=False))

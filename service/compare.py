@@ -31,6 +31,7 @@ COLUMNS = ("method", "kind", "status", "class_index", "score", "seconds", "trace
 TILE = 160  # side of one method's overlay in compare.png
 CAPTION = 44  # pixels of text under each overlay
 IN_FLIGHT = 3  # jobs queued or running at once
+LAYERED = ("guided_gradcam",)  # saliency methods with a layer (Grad-CAM's)
 
 
 def method_jobs(contract: dict, methods: list[str] | None = None) -> list[tuple[str, str]]:
@@ -89,7 +90,7 @@ def run_compare(client: Any, image: str | Path, *, model: str, layer: str | None
         kind, method = kind_method
         try:
             job = client.submit([image], model=model, kind=kind,
-                                layer=layer if kind == "gradcam" else None,
+                                layer=layer if kind == "gradcam" or method in LAYERED else None,
                                 options={**options, "method": method})
             job = client.wait(job)
         except ApiError as exc:

@@ -1,10 +1,12 @@
 """Ablation-CAM: Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional
 Network via Gradient-free Localization", WACV 2020: the weight of channel k is the relative
 drop of the class score when that channel of the layer is set to zero,
-``w_k^c = (y^c - y^c_k) / y^c`` (``y`` the pre-softmax score; 0 when ``y^c`` is 0); for
-target "negative" the weights are negated, ``-w_k^c``, as Grad-CAM's counterfactual (negating
-the score alone would leave the ratio unchanged; so would explaining class 0 of a binary
-sigmoid, logit ``-z``, which gives class 1's map). The
+``w_k^c = (y^c - y^c_k) / |y^c|`` (``y`` the pre-softmax score; 0 when ``y^c`` is 0). The
+paper divides by ``y^c``, a positive score there; dividing by its size keeps a channel whose
+removal lowers the score positive when the score is negative too (a class below zero, or
+class 0 of a binary sigmoid, logit ``-z``, which then equals class 1 with target
+"negative"). For target "negative" the weights are negated, ``-w_k^c``, as Grad-CAM's
+counterfactual (negating the score alone would leave the ratio unchanged). The
 model is run again with the layer's output ablated, a group of channels per forward pass
 (each image once per channel of the group).
 """
@@ -57,5 +59,5 @@ class AblationCAM(BaseCAM):
             return tf.reshape(drops, (chunk, -1))
 
         drops = score[None] - over_channels(ablated, channels, chunk)  # (C, B)
-        weights = self.sign * tf.math.divide_no_nan(drops, score[None])
+        weights = self.sign * tf.math.divide_no_nan(drops, tf.abs(score[None]))
         return tf.transpose(weights)[:, None, None, :]

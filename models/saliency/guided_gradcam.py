@@ -28,6 +28,11 @@ class GuidedGradCAM(GuidedBackprop):
         self.layer = layer if layer is not None else last_spatial_layer(model)
         self.cam = GradCAM(model, self.layer, preprocess, self.target)
 
+    @property
+    def traces(self) -> int:
+        """Traces of the guided backprop step and of its Grad-CAM's."""
+        return int(GuidedBackprop.traces.fget(self)) + self.cam.traces  # type: ignore[attr-defined]
+
     def __call__(
         self, images: np.ndarray, class_index: int | list[int | None] | np.ndarray | None = None
     ) -> SaliencyResult:

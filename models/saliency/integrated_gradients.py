@@ -13,9 +13,10 @@ A fixed step count is not enough for every image: on a ReLU network the path cro
 a small absolute error is a large relative one. So with a ``tolerance`` the images whose gap
 exceeds it are computed again with twice the steps, and again, until each is within it or
 reaches ``max_steps``; ``extras["steps"]`` says how many each image got. Only those images
-are recomputed (the others keep their first result), each from the same baseline for the same
-class, so an image's result does not depend on the others in its batch (except for the
-``uniform`` baseline, drawn over the batch it is computed in).
+are recomputed (the others keep their first result; the recomputed ones in a batch padded to
+a power of two, so that each finer step is traced for few batch sizes), each from the same
+baseline for the same class, so an image's result does not depend on the others in its batch
+(except for the ``uniform`` baseline, drawn over the batch it is computed in).
 """
 
 from __future__ import annotations
@@ -80,12 +81,17 @@ class IntegratedGradients(BaseSaliency):
                 model, preprocess, baseline, rule, seed, target = self._args
                 finer = self._finer[steps] = IntegratedGradients(
                     model, preprocess, steps, baseline, rule, seed, target)
-            again = finer(np.asarray(images, np.float32)[over],
-                          class_index=[int(c) for c in res.class_index[over]])
-            res.maps[over] = again.maps
+            # padded to a power of two (the last image repeated), so each finer step is
+            # traced for a few batch sizes, not for every count of images over the tolerance
+            size, classes = 1 << (over.size - 1).bit_length(), res.class_index[over]
+            picks = np.concatenate([over, np.repeat(over[-1:], size - over.size)])
+            again = finer(np.asarray(images, np.float32)[picks],
+                          class_index=[int(c) for c in np.asarray(res.class_index)[picks]])
+            assert (again.class_index[:over.size] == classes).all()
+            res.maps[over] = again.maps[:over.size]
             for key, values in again.extras.items():
                 res.extras[key] = np.array(res.extras[key])  # writable
-                res.extras[key][over] = values
+                res.extras[key][over] = values[:over.size]
             res.extras["steps"][over] = steps
         return res
 

@@ -68,14 +68,15 @@ def head_logits(model: keras.Model, layer: str, acts: np.ndarray) -> np.ndarray:
 
 
 def ablation_weights(model: keras.Model, layer: str, acts: np.ndarray, targets) -> np.ndarray:
-    """Desai & Ramaswamy 2020: w_k = (y_c - y_c^k) / y_c, one ablated forward pass per channel."""
+    """Desai & Ramaswamy 2020: w_k = (y_c - y_c^k) / |y_c| (the paper's y_c > 0; its size for
+    a negative score), one ablated forward pass per channel."""
     rows = np.arange(len(acts))
     score = head_logits(model, layer, acts)[rows, targets]
     weights = np.zeros((len(acts), acts.shape[-1]))
     for k in range(acts.shape[-1]):
         ablated = acts.copy()
         ablated[..., k] = 0.0
-        weights[:, k] = (score - head_logits(model, layer, ablated)[rows, targets]) / score
+        weights[:, k] = (score - head_logits(model, layer, ablated)[rows, targets]) / np.abs(score)
     return weights
 
 

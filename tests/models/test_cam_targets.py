@@ -188,7 +188,7 @@ def test_binary_saliency_gradients_in_both_directions(binary, binary_images) -> 
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam", "xgradcam",
-                                    "scorecam"])
+                                    "scorecam", "ablationcam"])
 def test_binary_gradcam_class_0_is_class_1_negative(binary, binary_images, method: str) -> None:
     zero = make_cam(method, binary, "conv")(binary_images, class_index=0)
     counter = make_cam(method, binary, "conv", target="negative")(binary_images, class_index=1)
