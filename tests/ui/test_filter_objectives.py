@@ -14,7 +14,7 @@ import requests
 from tests.service.job_http import keras_bytes
 from tests.service.test_filter_objectives import DEAD, _model
 from tests.ui.conftest import open_page
-from tests.ui.flows import JOB_TIMEOUT, contract_of, wait_ready
+from tests.ui.flows import JOB_TIMEOUT, contract_of, layers_of, wait_ready
 
 DONE = "() => document.getElementById('filters-status').textContent.startsWith('done: ')"
 
@@ -68,6 +68,14 @@ def test_objectives_from_the_contract_dead_tiles_and_diversity(browser, api_url:
         captions = page.locator("#filters-list figcaption").all_inner_texts()
         n = contract["option_defaults"]["filters"]["n"]
         assert [c.split(" ")[0] for c in captions] == [f"#0.{k}" for k in range(n)]
+
+        # `class` with a spatial layer selected: the job goes to the model's last (flat) layer
+        sent = _run(page, "class", 1)
+        assert sent["objective"] == "class" and sent["filters"] == [0, 1]
+        job = requests.get(f"{api_url}/v1/jobs?limit=1", timeout=10).json()["jobs"][0]
+        assert (job["kind"], job["status"]) == ("filters", "succeeded")
+        assert job["layer"] == layers_of(api_url, model)[-1]["name"]
+        assert page.locator("#filters-list figure").count() == 2
         assert page.inner_text("#filters-error") == ""
         assert page_errors == [], page_errors
     finally:

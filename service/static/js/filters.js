@@ -43,7 +43,9 @@ async function run() {
   const steps = Number($("filters-steps").value) || defaults().steps;
   const objective = $("filters-objective").value || defaults().objective;
   if (objective === "diversity") filters = filters.slice(0, 1); // n images of one channel
-  const layer = state.layer;
+  // `class` maximises a flat layer's unit: a spatial selection means the model's last layer
+  const flat = (row) => Boolean(row && row.output_shape && row.output_shape.length === 1);
+  const layer = objective === "class" && !flat(state.layer) ? null : state.layer;
   const generation = ++runs;
   setProgress(0);
   $("filters-result").hidden = true;
