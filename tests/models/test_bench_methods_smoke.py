@@ -1,13 +1,12 @@
 """``benchmarks/methods.py`` on 8 two-shape images: the table has a row for every method of the
 contract and both reference maps, every tf-keras-vis reference agrees with ours, and
-integrated gradients' sums are complete (needs the ``bench`` extra: tf-keras-vis)."""
+integrated gradients' sums are complete, refined to within 1 % (tf-keras-vis is in the ``test``
+extra)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("tf_keras_vis")
 
 
 @pytest.mark.slow
@@ -33,3 +32,4 @@ def test_quick_table_covers_every_method_and_agrees_with_tf_keras_vis(shapes_mod
     gaps = report["ig_completeness"]
     assert gaps["images"] == 8
     assert np.isfinite(gaps["median"]) and gaps["median"] < 0.01, gaps
+    assert gaps["max"] <= 0.01 or gaps["steps"]["max"] == 1024, gaps

@@ -74,7 +74,8 @@ def test_job_options_are_complete_and_the_default_layer_is_the_models(client) ->
     job = run(client, "gradcam", [image])
     assert job["layer"] == spatial[-1]  # the last layer with an H×W×C output
     assert job["options"] == {"method": "gradcam", "class_index": None,
-                              "top_k": min(5, len(model["classes"]))}
+                              "top_k": min(5, len(model["classes"])), "target": "class",
+                              "quality": False}
     acts = run(client, "activations", [image], layer="conv1")
     channels = {row["name"]: row for row in layers}["conv1"]["output_shape"][-1]
     assert acts["options"]["channels"] == list(range(channels))
