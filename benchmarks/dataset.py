@@ -41,7 +41,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,7 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
     the loop itself cuts no crops and draws no picture)."""
     import keras
 
-    from models.top_examples import finish, merge
+    from models.top_examples import finish, merge_many
     from models.top_examples_scan import TopExamplesScanner
 
     model = keras.saving.load_model(ROOT / "data" / "models" / "shapes-v1.keras",
@@ -77,7 +76,7 @@ def in_process(files: list[Path], chunk: int, runs: int) -> dict:
             images = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32)
                                for p in files[start:start + chunk]])
             partials.append(scanner.partial(images, range(start, start + len(images)), k=K))
-        merged = reduce(merge, partials)
+        merged = merge_many(partials)
         finish(merged, scanner.grid())
         return merged, partials
 

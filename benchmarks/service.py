@@ -47,14 +47,15 @@ TARGETS = {"latency_p50_ms": 20.0, "concurrent_vs_engine": 0.10, "batch_cifar_vs
 
 # -- in-process references ----------------------------------------------------------------
 def engine_rates(model, layer: str, images: np.ndarray, batch: int = 32,
-                 rendered: bool = True) -> tuple[float, float]:
+                 rendered: bool = True, preprocess: str = "raw") -> tuple[float, float]:
     """Images/s of the engine's Grad-CAM at ``batch``, bare and with the service's rendering
-    (0.0 unless ``rendered``)."""
+    (0.0 unless ``rendered``), with the model's own input ``preprocess`` (the service's job
+    computes it too: ResNet50's ``caffe`` is about 5 % of its Grad-CAM)."""
     from models import render
     from models.cam import make_cam
     from worker.npy import npy_bytes
 
-    cam = make_cam("gradcam", model, layer)
+    cam = make_cam("gradcam", model, layer, preprocess)
     chunks = [images[i:i + batch] for i in range(0, len(images), batch)]
     cam(chunks[0])  # trace
     start = time.perf_counter()
@@ -265,13 +266,23 @@ def batch_rate(url: str, folder: Path, out: Path, model: str, runs: int = 3,
     return paired(once, reference or (lambda: 1.0), runs)
 
 
+# Seconds the machine rests before each measurement of a pair. Measured here: the same
+# ResNet50 ``convscope batch`` took 5.0-6.0 s when started after 3 s idle and 5.3-8.6 s when
+# started right after the in-process engine's run (its /proc/stat showed the hypervisor's
+# steal time and system time up in the slow runs), so both sides of a pair start rested.
+REST = 2.0
+
+
 def paired(measure: Callable[[], float], reference: Callable[[], float],
            runs: int = 3) -> tuple[float, float]:
     """(median of ``measure()``, median of ``measure() / reference()``) over ``runs`` pairs,
-    the reference measured just before each measurement (the VM's speed drifts)."""
+    the reference measured just before each measurement (the VM's speed drifts), each after
+    :data:`REST` seconds idle."""
     rates, ratios = [], []
     for _ in range(runs):
+        time.sleep(REST)
         ref = reference()
+        time.sleep(REST)
         rates.append(measure())
         ratios.append(rates[-1] / ref)
     return statistics.median(rates), statistics.median(ratios)
@@ -313,14 +324,16 @@ def main() -> None:
     cifar = build_cifar_cnn()
     cifar_imgs = rng.integers(0, 256, (2000, 32, 32, 3)).astype(np.float32)
     tkv = tkv_rate(cifar, "conv4", cifar_imgs)
-    resnet = load_builtin("resnet50", tmp).model
+    resnet_loaded = load_builtin("resnet50", tmp)
+    resnet = resnet_loaded.model
     resnet_imgs = rng.integers(0, 256, (16 if q else 64, 224, 224, 3)).astype(np.float32)
 
     def shapes_engine() -> float:
         return engine_rates(shapes, "conv4", shapes_imgs, rendered=False)[0]
 
     def resnet_engine_rate() -> float:
-        return engine_rates(resnet, "conv5_block3_out", resnet_imgs, batch=32, rendered=False)[0]
+        return engine_rates(resnet, "conv5_block3_out", resnet_imgs, batch=32, rendered=False,
+                            preprocess=resnet_loaded.info.preprocess)[0]
 
     resnet_engine = statistics.median(resnet_engine_rate() for _ in range(3))
     print(f"in-process engine, shapes Grad-CAM batch 32: {engine_bare:.0f} img/s "

@@ -66,24 +66,57 @@ def _label_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
+@functools.lru_cache(maxsize=256)
+def _glyph(char: str) -> tuple[np.ndarray, int]:
+    """One character of the label font: its coverage ``(LABEL_HEIGHT, w)`` uint8 as Pillow
+    draws it at the pen's origin, and its advance in pixels."""
+    font = _label_font()
+    advance = round(font.getlength(char))
+    width = max(advance, font.getbbox(char)[2], 1)
+    img = Image.new("L", (width, LABEL_HEIGHT), 0)
+    ImageDraw.Draw(img).text((0, 0), char, fill=255, font=font)
+    return np.asarray(img), advance
+
+
+def _label_mask(text: str) -> np.ndarray:
+    """``text``'s coverage ``(LABEL_HEIGHT, w)`` uint8, composed from cached glyphs at their
+    advances (what Pillow draws for the label font without kerning: the same pixels for
+    numbers and channel indices; Pillow lays out and rasterises the string again on every
+    call, 80 µs a label, most of a channel strip's drawing)."""
+    glyphs = [_glyph(c) for c in text]
+    width = sum(a for _, a in glyphs[:-1]) + (glyphs[-1][0].shape[1] if glyphs else 0)
+    mask = np.zeros((LABEL_HEIGHT, max(width, 1)), np.uint8)
+    x = 0
+    for glyph, advance in glyphs:
+        region = mask[:, x:x + glyph.shape[1]]
+        np.maximum(region, glyph[:, :region.shape[1]], out=region)
+        x += advance
+    return mask
+
+
 def tile_grid(tiles: list[np.ndarray], labels: list[str] | None = None,
               columns: int | None = None) -> np.ndarray:
-    """Tile equal-sized uint8 ``(h, w, 3)`` images in a grid with gaps and optional labels."""
+    """Tile equal-sized uint8 ``(h, w, 3)`` images in a grid with gaps and optional labels
+    (black on white above each tile)."""
     n = len(tiles)
     cols = columns or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     h, w = tiles[0].shape[:2]
     label_h = LABEL_HEIGHT if labels else 0
-    canvas = Image.new("RGB", (cols * (w + GAP) + GAP, rows * (h + label_h + GAP) + GAP), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = _label_font()
+    canvas = np.full((rows * (h + label_h + GAP) + GAP, cols * (w + GAP) + GAP, 3), 255,
+                     np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         x, y = GAP + c * (w + GAP), GAP + r * (h + label_h + GAP)
         if labels:
-            draw.text((x + 1, y), labels[i], fill="black", font=font)
-        canvas.paste(Image.fromarray(tile), (x, y + label_h))
-    return np.asarray(canvas)
+            mask = _label_mask(labels[i])[:, :canvas.shape[1] - x - 1]
+            region = canvas[y:y + label_h, x + 1:x + 1 + mask.shape[1]]
+            # black over what is there, by coverage, rounded as Pillow blends (a label
+            # wider than its tile runs on over the next one's, as Pillow draws it)
+            blend = region.astype(np.uint32) * (255 - mask[..., None]) + 128
+            region[...] = (blend + (blend >> 8)) >> 8
+        canvas[y + label_h:y + label_h + h, x:x + w] = tile
+    return canvas
 
 
 def activation_grid(acts: np.ndarray, channels: list[int] | None = None,

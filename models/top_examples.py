@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -245,23 +245,56 @@ def prune(partial: TopExamplesPartial, bounds: np.ndarray) -> int:
 
 def merge(a: TopExamplesPartial, b: TopExamplesPartial) -> TopExamplesPartial:
     """The partial of the images of ``a`` and ``b`` together (associative, commutative)."""
-    if a.channels != b.channels or a.k != b.k or not np.array_equal(a.edges, b.edges):
+    return _merge_group([a, b])
+
+
+MERGE_GROUP = 16  # partials merge_many sorts together (and holds) at a time
+
+
+def merge_many(partials: Iterable[TopExamplesPartial]) -> TopExamplesPartial:
+    """:func:`merge` of all ``partials`` (at least one), the same result as merging them
+    pair by pair in any order (top lists are totally ordered: value, then image), but the
+    lists of :data:`MERGE_GROUP` partials at a time are sorted together: 40 chunk partials
+    of ``shapes`` ``conv4`` merged pair by pair took 39 sorts and crop lookups. At most a
+    group and the result so far are held at once."""
+    merged: TopExamplesPartial | None = None
+    group: list[TopExamplesPartial] = []
+    for partial in partials:
+        group.append(partial)
+        if len(group) == MERGE_GROUP:
+            merged = _merge_group(([merged] if merged is not None else []) + group)
+            group = []
+    if group:
+        merged = _merge_group(([merged] if merged is not None else []) + group)
+    if merged is None:
+        raise ValueError("no partial to merge")
+    return merged
+
+
+def _merge_group(parts: list[TopExamplesPartial]) -> TopExamplesPartial:
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if any(p.channels != first.channels or p.k != first.k or
+           not np.array_equal(p.edges, first.edges) for p in parts[1:]):
         raise ValueError("partials of different channels, k or histogram edges do not merge")
     values, images, ys, xs = _best(
-        *(np.concatenate([getattr(a, f), getattr(b, f)], axis=1) for f in _TOP_FIELDS), k=a.k)
-    return TopExamplesPartial(list(a.channels), a.k, a.edges.copy(), values, images, ys, xs,
-                              a.counts + b.counts, a.dead + b.dead, a.seen + b.seen,
-                              a.corrupt + b.corrupt, _merged_patches(a, b, images, ys, xs))
+        *(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in _TOP_FIELDS),
+        k=first.k)
+    return TopExamplesPartial(list(first.channels), first.k, first.edges.copy(), values, images,
+                              ys, xs, sum(p.counts for p in parts), sum(p.dead for p in parts),
+                              sum(p.seen for p in parts), sum(p.corrupt for p in parts),
+                              _merged_patches(parts, images, ys, xs))
 
 
-def _merged_patches(a: TopExamplesPartial, b: TopExamplesPartial, images: np.ndarray,
-                    ys: np.ndarray, xs: np.ndarray) -> Patches | None:
-    """The crops of the merged lists, or None when one side has images but no crops (a side
+def _merged_patches(parts: list[TopExamplesPartial], images: np.ndarray, ys: np.ndarray,
+                    xs: np.ndarray) -> Patches | None:
+    """The crops of the merged lists, or None when one part has images but no crops (a part
     without either counts as an empty table): order-free, as a merged partial has images on
     its lists when one of its parts had."""
-    if any(p.patches is None and (p.images >= 0).any() for p in (a, b)):
+    if any(p.patches is None and (p.images >= 0).any() for p in parts):
         return None
-    tables = [p.patches for p in (a, b) if p.patches is not None]
+    tables = [p.patches for p in parts if p.patches is not None]
     return merge_patches(tables, images, ys, xs) if tables else None
 
 

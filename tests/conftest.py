@@ -10,6 +10,9 @@ import pytest
 
 # Before anything imports TensorFlow: keep its C++ start-up chatter out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels every convscope process computes with (see models/__init__.py), whichever test
+# module imports TensorFlow first.
+import models  # noqa: E402,F401
 
 if TYPE_CHECKING:
     import keras

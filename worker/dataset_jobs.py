@@ -35,7 +35,8 @@ lists' scores to the job's floors (:meth:`worker.chunks.ChunkRecords.raise_floor
 chunks keep only what beats them (about ``k / i`` entries per channel for chunk ``i`` of a
 shuffled dataset), so the partials, all kept until the merge deletes them, add up to about
 ``ln(chunks)`` full ones (5,000 images in 40 chunks: 7.9 MB where 59 MB without floors).
-The merge holds two partials at a time and reads no image.
+The merge (``top_examples``: :func:`models.top_examples.merge_many`) holds at most 17
+partials at a time (a group of 16 and the result so far) and reads no image.
 ``class_cam`` partials hold one input-sized map per class, ``quality`` partials a few
 numbers and two curves per method; a ``quality`` chunk also holds ``2·(steps + 1)``
 perturbed copies of a few images at a time (:func:`models.quality.deletion_insertion`).
@@ -137,7 +138,8 @@ def _merged(kind: DatasetKind, records: ChunkRecords, job_id: str, chunks: int) 
             raise RuntimeError("a chunk's partial result expired before the merge")
         return kind.loads(raw)
 
-    return reduce(kind.merge, (load(raw) for raw in records.partials(job_id, chunks)))
+    loaded = (load(raw) for raw in records.partials(job_id, chunks))
+    return kind.merge_many(loaded) if kind.merge_many else reduce(kind.merge, loaded)
 
 
 def _merge(job: dict, chunks: int) -> None:

@@ -5,13 +5,13 @@ and ``quality`` in :mod:`worker.cam_dataset_kinds`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from models.top_examples import TopExamplesPartial, finish, merge
+from models.top_examples import TopExamplesPartial, finish, merge, merge_many
 from models.top_examples_scan import TopExamplesScanner
 from models.zoo import LoadedModel
 from worker.chunks import ChunkRecords
@@ -39,6 +39,9 @@ class DatasetKind:
     # kept per row, :meth:`worker.chunks.ChunkRecords.raise_floors`), or None for kinds
     # without.
     floors: Callable[[Any], dict[int, list[float]]] | None = None
+    # All the partials merged at once (the same as ``merge`` pair by pair, done faster), or
+    # None to merge pair by pair.
+    merge_many: Callable[[Iterable[Any]], Any] | None = None
 
 
 def _scanner(job: dict) -> TopExamplesScanner:
@@ -102,5 +105,5 @@ def _crops(partial: TopExamplesPartial, found: Manifest, channel: dict,
 TOP_EXAMPLES = DatasetKind(
     partial=_top_partial, merge=merge,
     dumps=TopExamplesPartial.to_bytes, loads=TopExamplesPartial.from_bytes,
-    finish=_top_result, floors=_top_floors)
+    finish=_top_result, floors=_top_floors, merge_many=merge_many)
 

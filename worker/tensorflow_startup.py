@@ -11,6 +11,8 @@ import re
 import sys
 import tempfile
 
+import models  # noqa: F401  (before TensorFlow: it sets TF_ENABLE_ONEDNN_OPTS's default)
+
 log = logging.getLogger("convscope.worker")
 NOISE = re.compile(
     r"cuInit|cuda_platform|cudart_stub|Could not find cuda drivers|oneDNN custom operations|"

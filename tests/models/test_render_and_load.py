@@ -88,6 +88,42 @@ def test_activation_grid_shows_every_channel_in_its_own_tile() -> None:
     assert subset.size < grid.size
 
 
+def _pillow_grid(tiles: list[np.ndarray], labels: list[str], cols: int) -> np.ndarray:
+    """The labelled grid as Pillow draws it: ``ImageDraw.text`` per label, then the tile."""
+    from PIL import ImageDraw
+
+    h, w = tiles[0].shape[:2]
+    rows, step = -(-len(tiles) // cols), render.LABEL_HEIGHT + h + render.GAP
+    canvas = Image.new("RGB", (cols * (w + render.GAP) + render.GAP,
+                               rows * step + render.GAP), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        x, y = render.GAP + c * (w + render.GAP), render.GAP + r * step
+        draw.text((x + 1, y), labels[i], fill="black", font=render._label_font())
+        canvas.paste(Image.fromarray(tile), (x, y + render.LABEL_HEIGHT))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_labelled_grid_equals_pillow_drawing_its_labels(seed: int) -> None:
+    """Labels composed from cached glyphs are Pillow's own text drawing, pixel for pixel:
+    values in every notation, channel indices, and labels wider than their tile (which run
+    on over the next label, blended as Pillow blends)."""
+    rng = np.random.default_rng(seed)
+    n, side = int(rng.integers(1, 12)), int(rng.integers(8, 60))
+    tiles = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(n)]
+    values = rng.normal(0, 10, n) * 10.0 ** rng.integers(-5, 6, n)
+    labels = ([f"{v:.3g}" for v in values] if seed % 2 else
+              [str(i) for i in rng.integers(0, 512, n)])
+    cols = n if seed % 3 == 0 else max(1, int(np.ceil(np.sqrt(n))))
+    got = render.tile_grid(tiles, labels, columns=cols)
+    want = _pillow_grid(tiles, labels, cols)
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)
+    assert (got[render.GAP:render.GAP + render.LABEL_HEIGHT] < 128).any()  # text was drawn
+
+
 def test_overlay_at_the_same_size() -> None:
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from models.top_example_crops import Patches
-from models.top_examples import TopExamplesPartial, empty_partial, finish, log_edges, merge
+from models.top_examples import (
+    TopExamplesPartial,
+    empty_partial,
+    finish,
+    log_edges,
+    merge,
+    merge_many,
+)
 from models.top_examples_scan import TopExamplesScanner
 from tests.models import tiny_models as tm
 from tests.models.test_top_examples_scan import Conv2Boxes
@@ -73,6 +80,7 @@ def test_any_merge_order_carries_the_same_crops(scanner: TopExamplesScanner) -> 
     first = _fold(parts)
     orders = [_fold(list(order)) for order in itertools.permutations(parts)]
     orders.append(merge(merge(parts[3], parts[1]), merge(parts[2], parts[0])))
+    orders += [merge_many(parts), merge_many(parts[::-1])]  # all at once, as the worker
     for other in orders:
         assert other.patches is not None and first.patches is not None
         np.testing.assert_array_equal(other.patches.keys, first.patches.keys)
@@ -107,6 +115,7 @@ def test_a_partial_without_crops(scanner: TopExamplesScanner) -> None:
     without = scanner.partial(x[12:], indices[12:], k=4, edges=EDGES)
     assert merge(with_crops, without).patches is None
     assert merge(without, with_crops).patches is None
+    assert merge_many([with_crops, without, with_crops]).patches is None
     nothing = empty_partial(list(range(6)), 4, EDGES, corrupt=2)
     for kept in (merge(with_crops, nothing), merge(nothing, with_crops)):
         assert kept.patches is not None and with_crops.patches is not None

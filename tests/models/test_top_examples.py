@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 
+from models import top_examples
 from models.top_examples import (
     TopExamplesPartial,
     chunk_partial,
@@ -17,6 +18,7 @@ from models.top_examples import (
     floors,
     log_edges,
     merge,
+    merge_many,
     prune,
 )
 
@@ -130,6 +132,28 @@ def test_merge_is_order_and_grouping_free() -> None:
             pool[i:i + 2] = [merge(pool[i], pool[i + 1])]
         assert finish(pool[0], HandBoxes()) == whole
     assert fold(parts).corrupt == 5
+
+
+@pytest.mark.parametrize("group", [2, 3, 16])
+def test_merge_many_equals_brute_force_in_any_order_and_grouping(group: int,
+                                                                 monkeypatch) -> None:
+    """All partials sorted together, a group at a time (the worker's merge), give the
+    brute-force lists, ties included, whatever the order and group size."""
+    monkeypatch.setattr(top_examples, "MERGE_GROUP", group)
+    acts, indices = dataset()
+    parts = chunks(acts, indices, [3, 5, 9, 14, 20, 30, 33], k=6, corrupt=1)
+    expected = brute_force(acts, indices, list(range(C)), 6, EDGES, HandBoxes())
+    rng = random.Random(group)
+    for _ in range(10):
+        merged = merge_many(iter(rng.sample(parts, len(parts))))
+        assert finish(merged, HandBoxes()) == expected
+        assert (merged.seen, merged.corrupt) == (N, len(parts))
+    assert merge_many([parts[0]]) is parts[0]
+    with pytest.raises(ValueError, match="no partial"):
+        merge_many([])
+    other = chunk_partial(acts, indices, k=5, edges=EDGES)
+    with pytest.raises(ValueError, match="do not merge"):
+        merge_many([parts[0], other])
 
 
 @pytest.mark.parametrize("k", [1, 3, 8, 12])
