@@ -53,6 +53,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# isort: off
+import models  # noqa: F401  (before TensorFlow: the kernels of models/__init__.py)
+# isort: on
 import keras
 import numpy as np
 import tensorflow as tf

@@ -56,6 +56,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# isort: off
+import models  # noqa: F401  (before TensorFlow: the kernels of models/__init__.py)
+# isort: on
 import keras
 import numpy as np
 import tensorflow as tf

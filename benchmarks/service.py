@@ -39,6 +39,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Before anything imports TensorFlow (the references here, and benchmarks/dataset.py's): the
+# kernels every convscope process computes with (models/__init__.py).
+import models  # noqa: E402,F401
+
 JOB_IMAGES = 32  # CONVSCOPE_MAX_IMAGES_PER_JOB of the benchmarked service
 TARGETS = {"latency_p50_ms": 20.0, "concurrent_vs_engine": 0.10, "batch_cifar_vs_tkv": 1.0,
            "batch_resnet_vs_engine": 0.8, "filters_repeat_ms": 50.0, "api_rss_mb": 150.0,
