@@ -41,8 +41,10 @@ def _tile(crop: np.ndarray | None, side: int, scale: int) -> np.ndarray:
         return tile
     if crop.shape[-1] == 1:
         crop = np.repeat(crop, 3, axis=-1)
-    crop = crop.repeat(scale, axis=0).repeat(scale, axis=1)
-    tile[:crop.shape[0], :crop.shape[1]] = crop[:side, :side]
+    h, w = min(crop.shape[0], side // scale), min(crop.shape[1], side // scale)
+    # each pixel written once as a scale × scale block (a view of the tile split into blocks)
+    tile[:h * scale, :w * scale].reshape(h, scale, w, scale, 3)[...] = \
+        crop[:h, :w, None, :][:, None]
     return tile
 
 
