@@ -11,8 +11,6 @@ import re
 import sys
 import tempfile
 
-import models  # noqa: F401  (before TensorFlow: it sets TF_ENABLE_ONEDNN_OPTS's default)
-
 log = logging.getLogger("convscope.worker")
 NOISE = re.compile(
     r"cuInit|cuda_platform|cudart_stub|Could not find cuda drivers|oneDNN custom operations|"
@@ -49,6 +47,9 @@ def start_tensorflow() -> None:
     """Import TensorFlow (once per process) and log ``running on CPU`` or the GPUs."""
     if "tensorflow" in sys.modules:
         return
+    import models  # noqa: F401  (here, not above: the API imports this module; it sets the
+    # default of TF_ENABLE_ONEDNN_OPTS, read when TensorFlow loads)
+
     text, gpus = _quiet_import()
     kept = [line for line in text.splitlines() if line.strip() and not NOISE.search(line)]
     if kept:
