@@ -72,7 +72,7 @@ def _glyph(char: str) -> tuple[np.ndarray, int]:
     draws it at the pen's origin, and its advance in pixels."""
     font = _label_font()
     advance = round(font.getlength(char))
-    width = max(advance, font.getbbox(char)[2], 1)
+    width = int(max(advance, font.getbbox(char)[2], 1))
     img = Image.new("L", (width, LABEL_HEIGHT), 0)
     ImageDraw.Draw(img).text((0, 0), char, fill=255, font=font)
     return np.asarray(img), advance

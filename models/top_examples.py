@@ -282,7 +282,8 @@ def _merge_group(parts: list[TopExamplesPartial]) -> TopExamplesPartial:
         *(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in _TOP_FIELDS),
         k=first.k)
     return TopExamplesPartial(list(first.channels), first.k, first.edges.copy(), values, images,
-                              ys, xs, sum(p.counts for p in parts), sum(p.dead for p in parts),
+                              ys, xs, np.sum([p.counts for p in parts], axis=0),
+                              np.sum([p.dead for p in parts], axis=0),
                               sum(p.seen for p in parts), sum(p.corrupt for p in parts),
                               _merged_patches(parts, images, ys, xs))
 
