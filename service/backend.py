@@ -9,6 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from service.job_events import JobEvents
+from worker import wake
 from worker.celery_app import make_celery
 from worker.settings import Settings
 from worker.store import JobStore
@@ -35,6 +36,7 @@ class Backend:
 
     def enqueue(self, task: str, *args: str) -> None:
         self.celery.send_task(task, args=list(args))
+        wake.wake_workers(self.store.r)  # a worker serving a batch queue hands it back
 
     def init_app(self, app: APIFlask) -> None:
         app.extensions["convscope"] = self

@@ -38,6 +38,7 @@ DATASET_WAITING = ("processing",)
 DATASET_LABELS, DATASET_BOXES = "labels.csv", "boxes.json"  # optional, at the dataset's root
 
 QUEUE = "convscope"
+KEY_PREFIX = "convscope:v1"  # every Redis key convscope writes (versioned) starts so
 TASK_RUN_JOB = "convscope.run_job"
 TASK_RUN_BATCH = "convscope.run_batch"  # the jobs waiting in one batch queue
 TASK_DESCRIBE_MODEL = "convscope.describe_model"

@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 
 import redis
 
-from worker import idempotency
-from worker.contract import ACTIVE
+from worker import idempotency, wake
+from worker.contract import ACTIVE, KEY_PREFIX
 from worker.model_records import ModelRecords
 
-NS = "convscope:v1"
+NS = KEY_PREFIX
 EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
 RUNNING = f"{NS}:running"  # sorted set: the jobs claimed and not ended (score: claim time)
 BATCH_KEYS = f"{NS}:batch_keys"  # the batch keys that have had jobs queued (for the sweeper)
@@ -174,13 +174,20 @@ class JobStore(ModelRecords):
         pipe.hincrby(f"{NS}:stats:jobs", f"{kind}|queued", 1)
         pipe.expire(f"{NS}:stats:jobs", STATS_TTL)
         if batch:  # jobs that can share a model call wait in one list
-            pipe.rpush(self.batch_queue(batch), job_id)
-            pipe.expire(self.batch_queue(batch), self.ttl)
-            pipe.sadd(BATCH_KEYS, batch)
-            pipe.expire(BATCH_KEYS, self.ttl)
-            pipe.set(self.kick_key(batch), b"1", nx=True, ex=KICK_SECONDS)
+            self._join_batch(pipe, job_id, batch)
         done = pipe.execute()
         return NewJob(job_id, True, not batch or bool(done[-1]))
+
+    def _join_batch(self, pipe: redis.client.Pipeline, job_id: str, batch: str) -> None:
+        """Queue on ``pipe``: the job into the batch queue ``batch``, a token for a worker
+        serving that queue (it claims the job at once), and last the queue's marker, set
+        unless a message is pending (its result: whether the job must send one)."""
+        pipe.rpush(self.batch_queue(batch), job_id)
+        pipe.expire(self.batch_queue(batch), self.ttl)
+        pipe.sadd(BATCH_KEYS, batch)
+        pipe.expire(BATCH_KEYS, self.ttl)
+        wake.push(pipe, wake.wake_key(batch))
+        pipe.set(self.kick_key(batch), b"1", nx=True, ex=KICK_SECONDS)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         return self.get_jobs([job_id])[0]

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.compiled import Compiled
 from models.errors import InvalidInputError
 from models.graph import Probe, class_count, get_layer
 
@@ -136,14 +137,12 @@ class BaseCAM:
         self.probe = self.probe_type(model, layer, preprocess)
         if len(get_layer(model, layer).output.shape) != 4:
             raise InvalidInputError(f"layer {layer!r} has no spatial (4-D) output")
-        # No XLA: on CPU the plain graph (oneDNN kernels) runs as fast for ResNet50 and ~1.5x
-        # faster for the CIFAR CNN, and traces several times quicker (benchmarks/engine.py).
-        self._compiled = tf.function(self._forward, jit_compile=False)
+        self._compiled = Compiled(self._forward)
 
     @property
     def traces(self) -> int:
         """How many times the compiled step was traced (once per new batch shape)."""
-        return int(self._compiled.experimental_get_tracing_count())
+        return self._compiled.traces
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.cam.base import TARGETS, _resolve_targets
+from models.compiled import Compiled
 from models.errors import InvalidInputError
 from models.graph import Probe, class_count
 
@@ -109,13 +110,12 @@ class BaseSaliency:
         self.target = check_choice("target", target, TARGETS)
         self.sign = -1.0 if target == "negative" else 1.0
         self.probe = Probe(model, None, preprocess)
-        # No XLA, as in models.cam.base: on CPU the plain graph is as fast and traces quicker.
-        self._compiled = tf.function(self._forward, jit_compile=False)
+        self._compiled = Compiled(self._forward)
 
     @property
     def traces(self) -> int:
         """How many times the compiled step was traced (once per new batch shape)."""
-        return int(self._compiled.experimental_get_tracing_count())
+        return self._compiled.traces
 
     def attributions(self, ctx: SaliencyInputs) -> tf.Tensor:
         """Signed attributions ``(B, H, W, C)`` of ``ctx.score``: the method's one rule."""

@@ -310,3 +310,16 @@ def test_a_queue_served_in_a_row_yields_to_other_waiting_work(lone) -> None:
     assert sorted(j["batch"] for j in jobs[:-1]) == [8] * 24
     ends = sorted(j["finished"] for j in jobs[:-1])
     assert ends[7] < jobs[-1]["finished"] < ends[8]  # after the first batch, before the second
+
+
+def test_jobs_posted_one_after_another_are_claimed_without_messages(lone) -> None:
+    """One job at a time (each posted after the last one ended): the first job's message
+    starts the worker on its queue, and the worker, waiting on the queue's wake list, claims
+    each next job as it is stored: no message for the others (before, one each)."""
+    client, r, _ = lone
+    options = {"top_k": 3}  # a batch key no other test here uses
+    with task_messages(r) as sent:
+        jobs = [submit(client, "gradcam", [encode(i) for i in images(1, 60 + s)],
+                       options=options, wait=60).get_json() for s in range(4)]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 4
+    assert sent == [TASK_RUN_JOB]
