@@ -97,6 +97,9 @@ class Claims:
         ttl = str(STATS_TTL)
         self._claim_one = store.r.register_script(_CLAIM_ONE.replace("STATS_TTL", ttl))
         self._claim_queued = store.r.register_script(_CLAIM_QUEUED.replace("STATS_TTL", ttl))
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}  # job id -> blocks holding it
+        self._renewer: threading.Thread | None = None
 
     def claim(self, job: dict) -> int:
         """1: claimed (it was queued); 2: running (held by a worker, or, if its lease lapsed,
@@ -128,23 +131,41 @@ class Claims:
 
     @contextmanager
     def held(self, job_ids: list[str]) -> Iterator[None]:
-        """Renew the leases of ``job_ids`` while the block computes; release them after."""
-        stop = threading.Event()
+        """Renew the leases of ``job_ids`` while the block computes; release them after.
 
-        def renew() -> None:
-            while not stop.wait(RENEW_SECONDS):
-                pipe = self.store.r.pipeline(transaction=False)
-                for job_id in job_ids:
-                    pipe.set(self.store.lease_key(job_id), self.owner, xx=True, ex=LEASE_SECONDS)
-                try:
-                    pipe.execute()
-                except Exception:  # Redis blinked: the next renewal tries again
-                    pass
-
-        thread = threading.Thread(target=renew, daemon=True, name="lease-renewal")
-        thread.start()
+        One renewal thread per process serves every block (started with the first): a thread
+        started and stopped per batch cost the one-job-at-a-time path a context switch or two
+        before each computation."""
+        with self._lock:
+            for job_id in job_ids:
+                self._held[job_id] = self._held.get(job_id, 0) + 1
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew_forever, daemon=True,
+                                                 name="lease-renewal")
+                self._renewer.start()
         try:
             yield
         finally:
-            stop.set()
+            with self._lock:
+                for job_id in job_ids:
+                    self._held[job_id] -= 1
+                    if not self._held[job_id]:
+                        del self._held[job_id]
             self.store.r.delete(*[self.store.lease_key(j) for j in job_ids])
+
+    def _renew_forever(self) -> None:
+        """Every :data:`RENEW_SECONDS`, renew the leases of the jobs held then (a lease only
+        if it still names this owner's job: ``XX``, never bringing a released one back)."""
+        while True:
+            time.sleep(RENEW_SECONDS)
+            with self._lock:
+                job_ids = list(self._held)
+            if not job_ids:
+                continue
+            pipe = self.store.r.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.set(self.store.lease_key(job_id), self.owner, xx=True, ex=LEASE_SECONDS)
+            try:
+                pipe.execute()
+            except Exception:  # Redis blinked: the next renewal tries again
+                pass
