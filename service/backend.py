@@ -3,6 +3,8 @@ app, and :func:`backend` to reach them from a request."""
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from apiflask import APIFlask
 from celery import Celery
@@ -14,6 +16,7 @@ from worker.celery_app import make_celery
 from worker.settings import Settings
 from worker.store import JobStore
 
+log = logging.getLogger("convscope.api")
 REDIS_CONNECTIONS = 64  # per API process
 REDIS_WAIT_SECONDS = 20.0  # longest a request waits for a free connection
 
@@ -36,7 +39,11 @@ class Backend:
 
     def enqueue(self, task: str, *args: str) -> None:
         self.celery.send_task(task, args=list(args))
-        wake.wake_workers(self.store.r)  # a worker serving a batch queue hands it back
+        try:  # a worker serving a batch queue hands it back (a hint: it also looks by itself)
+            wake.wake_workers(self.store.r)
+        except redis.RedisError as exc:
+            log.warning("could not wake serving workers (%s); they look within %.2f s", exc,
+                        wake.IDLE_SLICE)
 
     def init_app(self, app: APIFlask) -> None:
         app.extensions["convscope"] = self

@@ -18,10 +18,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import redis
+
 from worker.store import EVENTS, NS, RUNNING, STATS_TTL, JobStore
 
 LEASE_SECONDS = 10  # a dead owner's jobs are taken over this long after it stopped renewing
 RENEW_SECONDS = 3.0
+RENEW_TIMEOUT = 2.0  # seconds a renewal may wait on Redis (well inside a lease)
 
 # KEYS: job hash, stats hash, event channel, lease, batch queue (or the job hash), running
 # set. ARGV: owner, lease seconds, start time (JSON), job id, now.
@@ -131,38 +134,50 @@ class Claims:
 
     @contextmanager
     def held(self, job_ids: list[str]) -> Iterator[None]:
-        """Renew the leases of ``job_ids`` while the block computes; release them after.
+        """Renew the leases of ``job_ids`` while the block computes; release each after,
+        when no other block of this process holds it.
 
         One renewal thread per process serves every block (started with the first): a thread
         started and stopped per batch cost the one-job-at-a-time path a context switch or two
         before each computation."""
-        with self._lock:
-            for job_id in job_ids:
-                self._held[job_id] = self._held.get(job_id, 0) + 1
-            if self._renewer is None or not self._renewer.is_alive():
-                self._renewer = threading.Thread(target=self._renew_forever, daemon=True,
-                                                 name="lease-renewal")
-                self._renewer.start()
+        released: list[str] = []
         try:
+            with self._lock:
+                for job_id in job_ids:
+                    self._held[job_id] = self._held.get(job_id, 0) + 1
+                if self._renewer is None or not self._renewer.is_alive():
+                    self._renewer = threading.Thread(target=self._renew_forever, daemon=True,
+                                                     name="lease-renewal")
+                    self._renewer.start()
             yield
         finally:
             with self._lock:
                 for job_id in job_ids:
-                    self._held[job_id] -= 1
-                    if not self._held[job_id]:
-                        del self._held[job_id]
-            self.store.r.delete(*[self.store.lease_key(j) for j in job_ids])
+                    left = self._held.pop(job_id, 0) - 1
+                    if left > 0:
+                        self._held[job_id] = left
+                    else:
+                        released.append(job_id)
+            if released:
+                self.store.r.delete(*[self.store.lease_key(j) for j in released])
 
     def _renew_forever(self) -> None:
         """Every :data:`RENEW_SECONDS`, renew the leases of the jobs held then (a lease only
-        if it still names this owner's job: ``XX``, never bringing a released one back)."""
+        if it still names this owner's job: ``XX``, never bringing a released one back). On a
+        client of its own with a socket timeout: a renewal stuck on a half-open connection
+        would otherwise stop every renewal of the process."""
+        pool = self.store.r.connection_pool
+        r = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs, "socket_timeout": RENEW_TIMEOUT,
+               "socket_connect_timeout": RENEW_TIMEOUT}))
         while True:
             time.sleep(RENEW_SECONDS)
             with self._lock:
                 job_ids = list(self._held)
             if not job_ids:
                 continue
-            pipe = self.store.r.pipeline(transaction=False)
+            pipe = r.pipeline(transaction=False)
             for job_id in job_ids:
                 pipe.set(self.store.lease_key(job_id), self.owner, xx=True, ex=LEASE_SECONDS)
             try:

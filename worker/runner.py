@@ -184,7 +184,8 @@ def _serve(store: JobStore, claims: Claims, key: str | None, first: dict | None,
     queue, marker = store.batch_queue(key), store.kick_key(key)
     deadline = time.monotonic() + DRAIN_SECONDS
     store.r.set(marker, b"1", ex=KICK_SECONDS)  # held: new jobs of the queue send nothing
-    _compute(store, claims, key, first)
+    if not _compute(store, claims, key, first):  # a message with nothing to do: no waiting
+        deadline = 0.0
     while (left := deadline - time.monotonic()) > 0:
         pipe = store.r.pipeline(transaction=True)  # tokens read with the lengths they signal
         pipe.llen(queue)

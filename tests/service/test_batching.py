@@ -313,13 +313,19 @@ def test_a_queue_served_in_a_row_yields_to_other_waiting_work(lone) -> None:
 
 
 def test_jobs_posted_one_after_another_are_claimed_without_messages(lone) -> None:
-    """One job at a time (each posted after the last one ended): the first job's message
-    starts the worker on its queue, and the worker, waiting on the queue's wake list, claims
-    each next job as it is stored: no message for the others (before, one each)."""
+    """One job at a time (each posted after the last one ended): a worker serving the queue,
+    waiting on its wake list, claims each next job as it is stored, without a message (before,
+    one each). A first job starts the worker on the queue; the four after it may cross the end
+    of one 2 s serving run (DRAIN_SECONDS), which costs one message."""
     client, r, _ = lone
     options = {"top_k": 3}  # a batch key no other test here uses
+
+    def one(seed: int) -> dict:
+        return submit(client, "gradcam", [encode(i) for i in images(1, seed)],
+                      options=options, wait=60).get_json()
+
+    assert one(59)["status"] == "succeeded"
     with task_messages(r) as sent:
-        jobs = [submit(client, "gradcam", [encode(i) for i in images(1, 60 + s)],
-                       options=options, wait=60).get_json() for s in range(4)]
+        jobs = [one(60 + s) for s in range(4)]
     assert [j["status"] for j in jobs] == ["succeeded"] * 4
-    assert sent == [TASK_RUN_JOB]
+    assert len(sent) <= 1, sent

@@ -1,6 +1,6 @@
 """Leases on a real Redis (an empty database): a held job's lease is renewed past its
-lifetime by the process's one renewal thread and released when the block ends; a released
-lease is never brought back."""
+lifetime by the process's one renewal thread and released when the last block holding it
+ends; a released lease is never brought back."""
 
 from __future__ import annotations
 
@@ -57,3 +57,14 @@ def test_an_unheld_lease_lapses(store: JobStore) -> None:
     with claims.held([claimed(store, claims)]):  # the renewal thread runs meanwhile
         time.sleep(1.5)
     assert not store.r.exists(store.lease_key(job_id))  # claimed, never held: not renewed
+
+
+def test_a_job_held_twice_keeps_its_lease_until_the_last_block_ends(store: JobStore) -> None:
+    claims = Claims(store)
+    job_id = claimed(store, claims)
+    with claims.held([job_id]):
+        with claims.held([job_id]):
+            pass
+        time.sleep(1.3)  # past the lease: renewed, as the outer block still holds it
+        assert store.r.get(store.lease_key(job_id)) == claims.owner.encode()
+    assert not store.r.exists(store.lease_key(job_id))
