@@ -173,7 +173,9 @@ class Client:
         this returns within milliseconds of the end."""
         job_id = job if isinstance(job, str) else job["id"]
         deadline = time.monotonic() + timeout
-        body = self.job(job_id)
+        # the first request already long-polls: an ended job answers at once, a running one
+        # when it ends (no separate read of the job first)
+        body = self.job(job_id, wait=min(poll, max(0.0, timeout)))
         while body["status"] not in TERMINAL and time.monotonic() < deadline:
             body = self.job(job_id, wait=min(poll, max(0.1, deadline - time.monotonic())))
         return body

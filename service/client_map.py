@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import tar_stream
 from service.api_error import ApiError
 
 # A multi-image job refused for one of its images: its images are sent again one by one.
@@ -202,7 +203,9 @@ class Mapper:
         wanted = {}  # the job's artifact name -> (image index, base name)
         for i, (folder, item) in enumerate(zip(folders, items, strict=True)):
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "item.json").write_text(json.dumps(item, indent=2))
+            # compact: C's encoder (indented, json.dumps takes its pure-Python path: a tenth
+            # of `convscope batch`'s CPU over 2,000 small images)
+            (folder / "item.json").write_text(json.dumps(item) + "\n")
             files[i].append(folder / "item.json")
             wanted.update({name: (i, base) for base, name in _artifact_names(item or {})})
         if not wanted:
@@ -210,13 +213,11 @@ class Mapper:
         bundle = f"/v1/jobs/{job['id']}/artifacts.tar"
         with self.client._request("GET", bundle, stream=True) as resp:
             resp.raw.decode_content = True
-            with tarfile.open(fileobj=resp.raw, mode="r|") as tar:
-                for member in tar:
-                    name, ext = os.path.splitext(member.name)
-                    source = tar.extractfile(member) if name in wanted else None
-                    if source is not None:
-                        i, base = wanted[name]
-                        path = folders[i] / f"{base}{ext}"
-                        path.write_bytes(source.read())
-                        files[i].append(path)
+            for member, data in tar_stream.members(resp.raw):
+                name, ext = os.path.splitext(member)
+                if name in wanted:
+                    i, base = wanted[name]
+                    path = folders[i] / f"{base}{ext}"
+                    path.write_bytes(data)
+                    files[i].append(path)
         return files

@@ -341,6 +341,12 @@ class JobStore(ModelRecords):
     def get_artifact(self, job_id: str, name: str) -> bytes | None:
         return self.r.get(self.artifact_key(job_id, name))  # type: ignore[return-value]
 
+    def get_artifacts(self, job_id: str, names: list[str]) -> list[bytes | None]:
+        """Many artifacts in one round trip, in the order of ``names`` (None: not stored)."""
+        if not names:
+            return []
+        return self.r.mget([self.artifact_key(job_id, n) for n in names])  # type: ignore[return-value]
+
     def claim(self, name: str, seconds: int) -> bool:
         """A short-lived lock (e.g. "someone is describing model X")."""
         return bool(self.r.set(f"{NS}:lock:{name}", b"1", nx=True, ex=seconds))

@@ -29,6 +29,8 @@ EXTENSIONS = {"image/png": ".png", "application/x-npy": ".npy", "text/csv": ".cs
               "application/json": ".json"}
 BLOCK = tarfile.BLOCKSIZE
 RESULT = "result.json"
+GROUP_BYTES = 4 << 20  # artifact bytes read from Redis in one round trip, at most
+GROUP_KEYS = 128
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "An uncompressed tar: `<artifact>.png` / `<artifact>.npy` per "
           "artifact, then `result.json`",
@@ -43,13 +45,46 @@ def member_name(name: str, content_type: str) -> str:
 
 
 def _header(name: str, size: int, mtime: float) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, int(mtime), 0o644
-    return info.tobuf(format=tarfile.PAX_FORMAT)
+    """The member's 512-byte header: a plain POSIX ustar block built directly for a short
+    ASCII name (``tarfile``'s PAX header builder was 7 % of the API's CPU serving bundles of
+    32-image jobs); anything else as ``tarfile`` writes it."""
+    raw = name.encode("ascii", "replace")
+    if len(raw) > 99 or not name.isascii() or size >= 8**11:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, int(mtime), 0o644
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+    head = bytearray(BLOCK)
+    head[0:len(raw)] = raw
+    head[100:108] = b"0000644\0"  # mode
+    head[108:124] = b"0000000\0" * 2  # uid, gid
+    head[124:136] = b"%011o\0" % size
+    head[136:148] = b"%011o\0" % max(0, min(int(mtime), 8**11 - 1))
+    head[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    head[156:157] = tarfile.REGTYPE
+    head[257:265] = b"ustar\x0000"
+    head[148:156] = b"%06o\0 " % sum(head)
+    return bytes(head)
 
 
 def _padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
+
+
+def _groups(members: list[tuple[bytes, tuple[str, str, int]]]) -> Iterator[list]:
+    """Consecutive members in groups read with one round trip each (one ``GET`` per artifact
+    was a fifth of the API's CPU serving bundles): at most :data:`GROUP_BYTES` of artifacts
+    (or one larger artifact) and :data:`GROUP_KEYS` keys per group."""
+    group: list = []
+    total = 0
+    for member in members:
+        size = member[1][2]
+        if group and (total + size > GROUP_BYTES or len(group) >= GROUP_KEYS):
+            yield group
+            group, total = [], 0
+        group.append(member)
+        total += size
+    if group:
+        yield group
 
 
 def _members(job_id: str, job: dict) -> list[tuple[str, str, int]]:
@@ -75,7 +110,7 @@ def get_bundle(job_id: str) -> Response:
     status. Artifact members are sorted by name and ``result.json`` comes last.
     """
     job = _own_job(job_id)
-    result = json.dumps(public(job), indent=2).encode()
+    result = json.dumps(public(job)).encode()  # compact: C's encoder, not the pure-Python one
     mtime = job.get("finished") or job.get("created") or 0
     members = _members(job_id, job)
     headers = [_header(member, size, mtime) for member, _, size in members]
@@ -86,13 +121,15 @@ def get_bundle(job_id: str) -> Response:
     store = backend().store  # the generator runs after the request context is gone
 
     def stream() -> Iterator[bytes]:
-        for header, (_, name, size) in zip(headers, members, strict=True):
-            data = store.get_artifact(job_id, name)
-            if data is None or len(data) != size:  # expired meanwhile: cut the answer short
-                raise RuntimeError(f"artifact {name} of job {job_id} changed while streaming")
-            yield header
-            yield data
-            yield _padding(size)
+        for group in _groups(list(zip(headers, members, strict=True))):
+            found = store.get_artifacts(job_id, [name for _, (_, name, _) in group])
+            for (header, (_, name, size)), data in zip(group, found, strict=True):
+                if data is None or len(data) != size:  # expired meanwhile: cut it short
+                    raise RuntimeError(f"artifact {name} of job {job_id} changed while "
+                                       "streaming")
+                yield header
+                yield data
+                yield _padding(size)
         yield result_header + result + _padding(len(result)) + b"\0" * (2 * BLOCK)
 
     cache = "private, max-age=86400" if job["status"] in TERMINAL else "no-store"
