@@ -88,3 +88,25 @@ def test_members_are_named_by_their_content_type() -> None:
     assert member_name("quality_csv", "text/csv") == "quality_csv.csv"
     assert member_name("overlay.3", "image/png") == "overlay.3.png"
     assert member_name("odd", "application/octet-stream") == "odd.bin"
+
+
+@pytest.mark.parametrize("keys, size", [(2, 1 << 30), (128, 1)])
+def test_artifacts_read_in_groups_give_the_same_bundle(client, two_images, monkeypatch, keys,
+                                                       size) -> None:
+    """Groups of 2 keys, or of one artifact each (every artifact past the byte limit)."""
+    from service.api import bundles
+
+    job = run(client, "gradcam", two_images)
+    whole = client.get(f"/v1/jobs/{job['id']}/artifacts.tar").data
+    reads = []
+    with client.application.app_context():
+        store = bundles.backend().store
+    original = store.get_artifacts
+    monkeypatch.setattr(store, "get_artifacts",
+                        lambda job_id, names: reads.append(names) or original(job_id, names))
+    monkeypatch.setattr(bundles, "GROUP_KEYS", keys)
+    monkeypatch.setattr(bundles, "GROUP_BYTES", size)
+    grouped = client.get(f"/v1/jobs/{job['id']}/artifacts.tar").data
+    assert grouped == whole
+    assert all(len(names) == (keys if keys == 2 else 1) for names in reads)
+    assert sum(len(names) for names in reads) == len(job["artifacts"])
