@@ -72,7 +72,7 @@ def _beat(hostname: str, app: Celery) -> None:
 
     settings = get_settings()
     store = JobStore.from_url(settings.broker_url, settings.result_ttl, settings.model_ttl)
-    sweeper = Sweeper(store, app.send_task)
+    sweeper = Sweeper(store, app.send_task, settings=settings)
     while not _stop.is_set():
         try:
             store.heartbeat(hostname)

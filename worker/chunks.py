@@ -43,8 +43,14 @@ return 1
 # KEYS: partial, done set, running units, job hash, event channel. ARGV: chunk, member,
 # chunks, ttl, partial. 1 when this call completed the set, 2 when it added the chunk but the
 # set is not complete, 0 when the chunk was done before (its partial is then not stored: the
-# first run's stays, and a second run read floors that hold the first run's values).
+# first run's stays, and a second run read floors that hold the first run's values) or the
+# job no longer runs (canceled or failed: nothing of it is stored, nothing merges).
 _DONE = """
+local raw = redis.call('HGET', KEYS[4], 'status')
+if not raw or cjson.decode(raw) ~= 'running' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return 0
+end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 if added == 1 then  -- the first run's partial stays: a second run may have been pruned by it
   redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[4])
@@ -52,8 +58,7 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[2])
 local done = redis.call('SCARD', KEYS[2])
-local raw = redis.call('HGET', KEYS[4], 'status')
-if added == 1 and raw and cjson.decode(raw) == 'running' then
+if added == 1 then
   redis.call('HSET', KEYS[4], 'progress', tostring(done / tonumber(ARGV[3])))
   redis.call('PUBLISH', KEYS[5], 'progress')
 end
@@ -112,7 +117,7 @@ class ChunkRecords:
     @staticmethod
     def key(job_id: str, what: str) -> str:
         """``done`` (set), ``runs`` (units claimed, counter), ``attempts`` (hash),
-        ``floors`` (hash), or ``partial:<i>``."""
+        ``floors`` (hash), ``dropped`` (flag) or ``partial:<i>``."""
         return f"{NS}:chunks:{job_id}:{what}"
 
     def claim(self, job_id: str, unit: int, owner: str, lease_seconds: int) -> int:
@@ -173,6 +178,15 @@ class ChunkRecords:
         keys.append(self.key(job_id, "floors"))
         for start in range(0, len(keys), 1000):
             self.store.r.unlink(*keys[start:start + 1000])
+
+    def drop_once(self, job_id: str, chunks: int) -> bool:
+        """:meth:`drop_partials` for a job that ended without its merge (canceled, failed),
+        by the first caller only (every chunk message left for the job comes here); True
+        for that caller. Chunks still computing store nothing once the job ended."""
+        if not self.store.r.set(self.key(job_id, "dropped"), b"1", nx=True, ex=self.store.ttl):
+            return False
+        self.drop_partials(job_id, chunks)
+        return True
 
     def lapsed(self, limit: int = 500) -> Iterator[tuple[str, int, int]]:
         """``(job id, unit, lapses)`` for each claimed unit whose lease lapsed while its job

@@ -21,7 +21,9 @@ chunks on any worker, one merge. Each kind supplies its chunk partial, merge and
    commutative), finish with the kind's result and artifacts (``top_examples``:
    :func:`models.top_examples.finish` with the receptive-field boxes, the manifest's files,
    ``crops_<channel>`` drawn from the crops the partials carried: no image is read again),
-   and delete the partials once the result is stored.
+   and delete the partials once the result is stored. A job that ends otherwise (canceled, or
+   failed by a chunk) stores no partial after its end, and the first of its chunks to find it
+   ended deletes those stored before (:meth:`worker.chunks.ChunkRecords.drop_once`).
 
 Memory (``top_examples``): a chunk holds ``chunk_images`` images as float32 at the model's
 input size and the layer's output for them. Its partial in Redis
@@ -109,9 +111,14 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
     re-run: a chunk done, held elsewhere, or of a job no longer running is left alone."""
     store, claims, records = _store(), _claims(), _chunks()
     job = store.get_job(job_id)
-    if job is None or job.get("status") != "running" or job.get("chunks") is None:
+    if job is None or job.get("chunks") is None:
         return
     chunks = int(job["chunks"])
+    if job.get("status") in ("canceled", "failed"):  # the done chunks' partials: unread
+        records.drop_once(job_id, chunks)
+        return
+    if job.get("status") != "running":
+        return
     if unit >= chunks:
         _merge(job, chunks)
         return
@@ -124,12 +131,15 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
         except Exception as exc:
             records.release(job_id, unit)
             _fail(store, job_id, exc)
+            records.drop_once(job_id, chunks)
             return
         counted = records.done(job_id, unit, chunks, kind.dumps(partial))
         if kind.floors is not None and counted == ADDED:  # each chunk's values once
             records.raise_floors(job_id, kind.floors(partial), job["options"].get("k", 0))
     if counted == COMPLETED:
         _merge(job, chunks)
+    elif not counted and (store.get_job(job_id) or {}).get("status") in ("canceled", "failed"):
+        records.drop_once(job_id, chunks)  # it ended while this chunk computed
 
 
 def _merged(kind: DatasetKind, records: ChunkRecords, job_id: str, chunks: int) -> object:
@@ -157,6 +167,7 @@ def _merge(job: dict, chunks: int) -> None:
             records.drop_partials(job_id, chunks)
         except Exception as exc:
             _fail(store, job_id, exc)
+            records.drop_once(job_id, chunks)
         finally:
             records.release(job_id, chunks)
 

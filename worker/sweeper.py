@@ -12,6 +12,11 @@ under a short Redis lock):
 - A batch queue with jobs and no pending message (the message was lost with an API process,
   or its marker lapsed) is sent one.
 
+And every :data:`FILES_SECONDS`, each worker process (not one for all: hosts may keep
+datasets on disks of their own) removes the folders of uploaded datasets whose record has
+expired (:func:`worker.dataset_ingest.remove_orphans`): a dataset's files live as long as
+its record, not until the next upload.
+
 TensorFlow-free: it runs beside Celery's consumer, never in a child process.
 """
 
@@ -24,12 +29,16 @@ from collections.abc import Callable
 
 from worker.chunks import MAX_UNIT_ATTEMPTS, ChunkRecords
 from worker.contract import TASK_RUN_BATCH, TASK_RUN_CHUNK, TASK_RUN_JOB
+from worker.dataset_ingest import remove_orphans
+from worker.dataset_records import record_key
+from worker.settings import Settings
 from worker.store import BATCH_KEYS, KICK_SECONDS, NS, RUNNING, STATS_TTL, JobStore
 
 log = logging.getLogger("convscope.worker")
 MAX_ATTEMPTS = 3  # a job whose worker died this many times fails with worker_lost
 SWEEP_SECONDS = 5.0
 BATCH = 500  # running jobs looked at per sweep
+FILES_SECONDS = 600.0  # how often a worker process removes expired datasets' folders
 
 # KEYS: job hash, running set, lease, stats hash, event channel. ARGV: job id, most attempts,
 # now (JSON). 0: its owner lives; 1: queued again; 2: failed (worker_lost); -1: not running.
@@ -64,8 +73,11 @@ Send = Callable[..., object]  # Celery's ``app.send_task(name, args=[...])``
 
 
 class Sweeper:
-    def __init__(self, store: JobStore, send: Send, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(self, store: JobStore, send: Send, max_attempts: int = MAX_ATTEMPTS,
+                 settings: Settings | None = None) -> None:
         self.store, self.send, self.max_attempts = store, send, max_attempts
+        self.settings = settings  # None: no dataset files to look after
+        self._files_due = 0.0
         self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL)))
         self.chunks = ChunkRecords(store)
 
@@ -119,8 +131,19 @@ class Sweeper:
         self.send(TASK_RUN_BATCH, args=[key])
         return True
 
+    def remove_expired_files(self) -> bool:
+        """Remove expired datasets' folders, at most every :data:`FILES_SECONDS` in this
+        process (True when it looked)."""
+        if self.settings is None or time.monotonic() < self._files_due:
+            return False
+        self._files_due = time.monotonic() + FILES_SECONDS
+        remove_orphans(self.settings, lambda d: bool(self.store.r.exists(record_key(d))))
+        return True
+
     def sweep_if_due(self) -> None:
-        """Sweep unless another worker swept in the last :data:`SWEEP_SECONDS`."""
+        """Sweep unless another worker swept in the last :data:`SWEEP_SECONDS`; look after
+        this host's dataset files when due."""
+        self.remove_expired_files()
         if self.store.claim("sweep", max(1, int(SWEEP_SECONDS) - 1)):
             done = self.sweep()
             if any(done.values()):

@@ -120,7 +120,7 @@ def test_cancel_stops_the_chunks_not_started(stack, shapes_id) -> None:
     res = stack.submit(shapes_id, layer="conv4", k=K, chunk_images=1)
     job_id = res.get_json()["id"]
     records = stack.records()
-    wait_until(lambda: records.runs(job_id) >= 1, 120, "a chunk to start", interval=0.005)
+    wait_until(lambda: records.done_count(job_id) >= 1, 120, "a chunk to end", interval=0.005)
     assert stack.client.delete(f"/v1/jobs/{job_id}", headers=A).status_code in (200, 202)
     runs = records.runs(job_id)
     assert runs < N
@@ -130,6 +130,9 @@ def test_cancel_stops_the_chunks_not_started(stack, shapes_id) -> None:
     job = poll(stack.client, job_id, headers=A)
     assert job["status"] == "canceled" and job["result"] is None
     assert records.runs(job_id) == runs  # no chunk was claimed after the cancel
+    # the partials of the chunks done before the cancel were deleted, none stored after it
+    assert not list(stack.r.scan_iter(records.key(job_id, "partial:*")))
+    assert not stack.r.exists(records.key(job_id, "floors"))
 
 
 def test_refusals(stack, shapes_id) -> None:

@@ -9,6 +9,7 @@ in it is theirs), and delete what they made at the end.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -363,3 +364,51 @@ def test_a_chunk_done_twice_keeps_its_first_partial(store: JobStore, db: redis.R
     assert list(records.partials(job_id, 1)) == [b"first run"]
     assert records.done(job_id, 1, 2, b"other chunk") == COMPLETED
     assert records.done(job_id, 1, 2, b"late") == 0
+
+
+def test_progress_is_the_fraction_of_chunks_done(store: JobStore, tenant: str) -> None:
+    from worker.chunks import ChunkRecords
+
+    job_id = new_job(store, tenant)[0]
+    assert store.transition(job_id, "running", ("queued",))
+    records = ChunkRecords(store)
+    seen = []
+    for chunk in (2, 0, 0, 3):  # chunk 0 twice: counted once
+        records.done(job_id, chunk, 4, b"partial")
+        seen.append(store.get_job(job_id)["progress"])
+    assert seen == [0.25, 0.5, 0.5, 0.75]
+    assert records.done_count(job_id) == 3
+
+
+def test_a_job_that_ended_stores_no_partial_and_drops_those_before_once(
+        store: JobStore, db: redis.Redis, tenant: str) -> None:
+    from worker.chunks import ADDED, ChunkRecords
+
+    job_id = new_job(store, tenant)[0]
+    assert store.transition(job_id, "running", ("queued",))
+    records = ChunkRecords(store)
+    assert records.done(job_id, 0, 3, b"before the cancel") == ADDED
+    records.raise_floors(job_id, {0: [1.0]}, keep=2)
+    assert store.transition(job_id, "canceled", ("running",))
+    assert records.done(job_id, 1, 3, b"after the cancel") == 0  # not stored, not counted
+    assert records.done_count(job_id) == 1
+    assert store.get_job(job_id)["progress"] == pytest.approx(1 / 3)  # as the cancel left it
+    assert list(records.partials(job_id, 3)) == [b"before the cancel", None, None]
+    assert records.drop_once(job_id, 3) is True
+    assert records.drop_once(job_id, 3) is False  # the other chunk messages: nothing to do
+    assert list(records.partials(job_id, 3)) == [None, None, None]
+    assert not db.exists(records.key(job_id, "floors"))
+
+
+def test_a_dataset_record_and_its_tenant_index_expire_after_the_dataset_ttl(
+        db: redis.Redis) -> None:
+    from worker.dataset_records import DatasetRecords, record_key, tenant_index
+
+    records, dataset = DatasetRecords(db, 120), "d" + uuid.uuid4().hex[:16]
+    assert records.put({"id": dataset, "tenant": "t-ttl", "status": "ready"})
+    assert 0 < db.ttl(record_key(dataset)) <= 120
+    assert 0 < db.ttl(tenant_index("t-ttl")) <= 120
+    assert records.get(dataset)["expires"] == pytest.approx(time.time() + 120, abs=5)
+    assert records.put({"id": dataset, "tenant": "t-ttl", "status": "ready"}, ttl=1)
+    time.sleep(1.2)
+    assert records.get(dataset) is None  # expired: gone from the API, its files swept later

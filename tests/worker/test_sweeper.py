@@ -114,3 +114,31 @@ def test_a_queued_again_job_runs_without_companions(store: JobStore) -> None:
     Sweeper(store, Sent()).sweep()
     assert store.r.lrange(store.batch_queue("key"), 0, -1) == [companion.id.encode()]
     assert claims.claim_companions("key", 8, 8, 10**6) == [companion.id]
+
+
+def test_expired_datasets_folders_are_removed_every_few_minutes(store: JobStore,
+                                                                tmp_path) -> None:
+    import os
+    import time
+
+    from worker.dataset_ingest import ORPHAN_SECONDS
+    from worker.dataset_records import DatasetRecords
+    from worker.datasets import dataset_dir, new_dataset_id
+    from worker.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    old = time.time() - ORPHAN_SECONDS - 60
+    live, expired, young = (new_dataset_id() for _ in range(3))
+    for dataset, mtime in ((live, old), (expired, old), (young, time.time())):
+        folder = dataset_dir(tmp_path, dataset)
+        (folder / "images").mkdir(parents=True)
+        (folder / "images" / "a.png").write_bytes(b"png")
+        os.utime(folder, (mtime, mtime))
+    DatasetRecords(store.r, 600).put({"id": live, "tenant": "public", "status": "ready"})
+    sweeper = Sweeper(store, Sent(), settings=settings)
+    assert sweeper.remove_expired_files()
+    assert dataset_dir(tmp_path, live).is_dir()
+    assert not dataset_dir(tmp_path, expired).exists()  # its record is gone: its files too
+    assert dataset_dir(tmp_path, young).is_dir()  # maybe still being written
+    assert not sweeper.remove_expired_files()  # not again within FILES_SECONDS
+    assert not Sweeper(store, Sent()).remove_expired_files()  # no settings: no files
