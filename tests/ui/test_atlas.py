@@ -128,3 +128,73 @@ def test_atlas_on_a_phone(browser, api_url, dataset, page_errors) -> None:
     finally:
         page.context.close()
     assert not page_errors
+
+
+WIDE, WIDE_PAGE = 512, 64  # a layer of 512 channels, answered 64 at a time
+
+
+def wide_atlas(page, requests_seen: list[str]) -> None:
+    """Answer the page's atlas requests as for a layer of :data:`WIDE` channels (pages of
+    :data:`WIDE_PAGE`), each channel's pictures one small PNG; every picture fetch recorded."""
+    import json
+
+    import numpy as np
+
+    from models.png import encode
+
+    picture = encode(np.full((8, 8, 3), 128, np.uint8))
+
+    def atlas(route) -> None:
+        offset = int(route.request.url.split("offset=")[1].split("&")[0])
+        indices = range(offset, min(WIDE, offset + WIDE_PAGE))
+        end = indices[-1] + 1
+        body = {"model": "shapes", "layer": LAYER, "dataset": "wide", "offset": offset,
+                "limit": WIDE_PAGE, "total": WIDE, "next": end if end < WIDE else None,
+                "channels": [{"index": i, "pattern": f"/fake-atlas/pattern-{i}.png",
+                              "crops": f"/fake-atlas/crops-{i}.png", "top": [],
+                              "dead_fraction": 0.0, "activation": 1.0} for i in indices]}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    def pictures(route) -> None:
+        requests_seen.append(route.request.url)
+        route.fulfill(status=200, content_type="image/png", body=picture)
+
+    page.route("**/atlas?*", atlas)
+    page.route("**/fake-atlas/*", pictures)
+
+
+def test_atlas_of_512_channels_fetches_pictures_only_near_the_screen(browser, api_url, dataset,
+                                                                    page_errors) -> None:
+    fetched: list[str] = []
+    page = open_page(browser, api_url, page_errors, width=1280, height=800,
+                     before=lambda p: wide_atlas(p, fetched))
+    near = ("[...document.querySelectorAll('#atlas-grid .atlas-channel')].filter("
+            "t => t.getBoundingClientRect().top < innerHeight + 400).length")
+    try:
+        show_atlas(page, dataset)
+        assert page.locator("#atlas-grid .atlas-channel").count() == WIDE_PAGE
+        page.wait_for_function(f"document.querySelectorAll('#atlas-grid img[src]').length"
+                               f" >= 2 * ({near})")
+        first = len(fetched)
+        # those near the screen (some were near before the grid scrolled into view), not
+        # the page's 128
+        assert 2 * page.evaluate(near) <= first <= WIDE_PAGE
+        shown = WIDE_PAGE
+        while shown < WIDE:  # straight to the end: each jump brings the next page
+            page.eval_on_selector("#atlas-more", "e => e.scrollIntoView({block: 'end'})")
+            page.wait_for_function(f"document.querySelectorAll('#atlas-grid .atlas-channel')"
+                                   f".length > {shown}")
+            shown = settled(page)
+        assert shown == WIDE
+        assert f"{WIDE} of {WIDE} channels" in page.inner_text("#atlas-status")
+        page.wait_for_timeout(500)  # let any late picture fetch arrive
+        assert len(fetched) < WIDE  # the tiles jumped over never fetched theirs (of 1,024)
+        assert len(set(fetched)) == len(fetched)  # nothing fetched twice
+        page.eval_on_selector("#atlas-grid .atlas-channel[data-channel='300']",
+                              "e => e.scrollIntoView({block: 'center'})")
+        page.wait_for_function("document.querySelector(\"#atlas-grid .atlas-channel"
+                               "[data-channel='300'] .atlas-pattern\").src !== ''")
+        assert any(u.endswith("/pattern-300.png") for u in fetched)
+    finally:
+        page.context.close()
+    assert not page_errors
