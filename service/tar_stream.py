@@ -35,9 +35,12 @@ def _number(field: bytes) -> int:
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\0", 1)[0].strip()
     try:
-        return int(text or b"0", 8)
+        value = int(text or b"0", 8)
     except ValueError:
-        raise tarfile.ReadError(f"bad number {field!r} in a tar header") from None
+        value = -1
+    if value < 0:
+        raise tarfile.ReadError(f"bad number {field!r} in a tar header")
+    return value
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -47,7 +50,12 @@ def _pax_path(data: bytes) -> str | None:
         space = data.find(b" ", at)
         if space < 0:
             break
-        length = int(data[at:space])
+        try:
+            length = int(data[at:space])
+        except ValueError:
+            length = 0
+        if length <= space - at or at + length > len(data):  # also no endless loop on 0
+            raise tarfile.ReadError("a bad record in a PAX header")
         key, _, value = data[space + 1:at + length - 1].partition(b"=")
         if key == b"path":
             found = value.decode("utf-8")

@@ -78,3 +78,27 @@ def test_the_bundles_headers_read_back_through_tarfile() -> None:
     info = tarfile.TarInfo("heatmap.npy")  # a short ASCII name: tarfile's own ustar block
     info.size, info.mtime, info.mode = 1000, 1796161398, 0o644
     assert _header("heatmap.npy", 1000, 1796161398.6) == info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+@pytest.mark.parametrize("record", [b"0 path=x\n", b"zz path=x\n", b"99 path=x\n"])
+def test_a_bad_pax_record_is_a_read_error(record) -> None:
+    """A PAX header whose record length is zero, not a number, or past its data."""
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(record)
+    member = tarfile.TarInfo("a.png")
+    member.size = 1
+    data = (pax.tobuf(format=tarfile.USTAR_FORMAT) + record + b"\0" * (-len(record) % 512)
+            + member.tobuf(format=tarfile.USTAR_FORMAT) + b"x" + b"\0" * 511 + b"\0" * 1024)
+    with pytest.raises(tarfile.ReadError, match="PAX"):
+        list(tar_stream.members(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("size", [b"-0000000001", b"0000000zz00"])
+def test_a_bad_size_is_a_read_error(size) -> None:
+    info = tarfile.TarInfo("a.png")
+    head = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    head[124:135] = size
+    head[148:156] = b" " * 8
+    head[148:156] = b"%06o\0 " % sum(head)  # a right checksum over the bad field
+    with pytest.raises(tarfile.ReadError, match="bad number"):
+        list(tar_stream.members(io.BytesIO(bytes(head) + b"\0" * 1536)))
