@@ -58,7 +58,7 @@ def _pax_path(data: bytes) -> str | None:
             raise tarfile.ReadError("a bad record in a PAX header")
         key, _, value = data[space + 1:at + length - 1].partition(b"=")
         if key == b"path":
-            found = value.decode("utf-8")
+            found = value.decode("utf-8", "surrogateescape")
         at += length
     return found
 
@@ -69,7 +69,8 @@ def _header(head: bytes) -> tuple[str, int, bytes]:
     if stored != sum(head[:148]) + 8 * 0x20 + sum(head[156:]):
         raise tarfile.ReadError("a tar header's checksum does not match")
     name = head[:100].split(b"\0", 1)[0]
-    prefix = head[345:500].split(b"\0", 1)[0] if head[257:262] == b"ustar" else b""
+    # POSIX ustar only ("ustar\0"): GNU's "ustar  " header keeps times where the prefix is
+    prefix = head[345:500].split(b"\0", 1)[0] if head[257:263] == b"ustar\0" else b""
     if prefix:
         name = prefix + b"/" + name
     return name.decode("utf-8", "surrogateescape"), _number(head[124:136]), head[156:157]

@@ -81,10 +81,13 @@ return attempts
 """
 
 
-# KEYS: floors hash. ARGV: ttl, keep, then (field, values) pairs, values a comma-separated
-# list of numbers. Each field keeps the ``keep`` largest values it was ever given (a done
-# chunk's top values join those of the chunks done before it).
+# KEYS: floors hash, job hash. ARGV: ttl, keep, then (field, values) pairs, values a
+# comma-separated list of numbers. Each field keeps the ``keep`` largest values it was ever
+# given (a done chunk's top values join those of the chunks done before it); nothing once the
+# job no longer runs (its floors may have been dropped already).
 _RAISE = """
+local raw = redis.call('HGET', KEYS[2], 'status')
+if not raw or cjson.decode(raw) ~= 'running' then return 0 end
 local keep = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
   local values = {}
@@ -169,7 +172,8 @@ class ChunkRecords:
         pairs = [x for row, vals in values.items() if vals
                  for x in (row, ",".join(repr(float(v)) for v in vals))]
         if pairs:
-            self._raise(keys=[self.key(job_id, "floors")], args=[self.store.ttl, keep, *pairs])
+            self._raise(keys=[self.key(job_id, "floors"), self.store.job_key(job_id)],
+                        args=[self.store.ttl, keep, *pairs])
 
     def drop_partials(self, job_id: str, chunks: int) -> None:
         """Delete the job's stored partials and floors (after its merge succeeded: nothing

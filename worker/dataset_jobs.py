@@ -156,6 +156,8 @@ def _merge(job: dict, chunks: int) -> None:
     """Unit ``chunks``: merge every chunk's partial and finish the job (once)."""
     store, claims, records, job_id = _store(), _claims(), _chunks(), job["id"]
     if records.claim(job_id, chunks, claims.owner, LEASE_SECONDS) != 1:
+        if (store.get_job(job_id) or {}).get("status") in ("canceled", "failed"):
+            records.drop_once(job_id, chunks)  # it ended before its merge could start
         return
     with claims.held([member(job_id, chunks)]):
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -78,6 +79,7 @@ class Sweeper:
         self.store, self.send, self.max_attempts = store, send, max_attempts
         self.settings = settings  # None: no dataset files to look after
         self._files_due = 0.0
+        self._files: threading.Thread | None = None
         self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL)))
         self.chunks = ChunkRecords(store)
 
@@ -109,8 +111,11 @@ class Sweeper:
                 continue
             message = (f"the worker computing chunk {unit} stopped {attempts} times (killed, "
                        "out of memory, or lost); not tried again")
-            self.store.transition(job_id, "failed", ("running",),
-                                  error={"code": "worker_lost", "message": message})
+            if self.store.transition(job_id, "failed", ("running",),
+                                     error={"code": "worker_lost", "message": message}):
+                job = self.store.get_job(job_id) or {}
+                if job.get("chunks") is not None:  # its partials: never merged now
+                    self.chunks.drop_once(job_id, int(job["chunks"]))
             done["lost"] += 1
 
     def requeue(self, job_id: str) -> int:
@@ -131,14 +136,26 @@ class Sweeper:
         self.send(TASK_RUN_BATCH, args=[key])
         return True
 
-    def remove_expired_files(self) -> bool:
+    def remove_expired_files(self, wait: bool = False) -> bool:
         """Remove expired datasets' folders, at most every :data:`FILES_SECONDS` in this
-        process (True when it looked)."""
-        if self.settings is None or time.monotonic() < self._files_due:
+        process, on a thread of its own (removing a large dataset must not hold up the
+        heartbeat this sweeper shares); True when it started (and, with ``wait``, ended)."""
+        if self.settings is None or time.monotonic() < self._files_due or (
+                self._files is not None and self._files.is_alive()):
             return False
         self._files_due = time.monotonic() + FILES_SECONDS
-        remove_orphans(self.settings, lambda d: bool(self.store.r.exists(record_key(d))))
+        self._files = threading.Thread(target=self._remove_files, args=(self.settings,),
+                                       daemon=True, name="dataset-files")
+        self._files.start()
+        if wait:
+            self._files.join()
         return True
+
+    def _remove_files(self, settings: Settings) -> None:
+        try:
+            remove_orphans(settings, lambda d: bool(self.store.r.exists(record_key(d))))
+        except Exception:  # Redis may blink: the next round looks again
+            log.warning("removing expired datasets' folders failed", exc_info=True)
 
     def sweep_if_due(self) -> None:
         """Sweep unless another worker swept in the last :data:`SWEEP_SECONDS`; look after

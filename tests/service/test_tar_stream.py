@@ -102,3 +102,28 @@ def test_a_bad_size_is_a_read_error(size) -> None:
     head[148:156] = b"%06o\0 " % sum(head)  # a right checksum over the bad field
     with pytest.raises(tarfile.ReadError, match="bad number"):
         list(tar_stream.members(io.BytesIO(bytes(head) + b"\0" * 1536)))
+
+
+def test_a_gnu_header_keeps_its_name_whatever_its_times() -> None:
+    """GNU headers ("ustar  ") keep atime and ctime where ustar has the name's prefix."""
+    info = tarfile.TarInfo("a.png")
+    info.size = 1
+    head = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    assert head[257:265] == b"ustar  \0"
+    head[345:357] = b"14756017240\0"  # an atime
+    head[148:156] = b" " * 8
+    head[148:156] = b"%06o\0 " % sum(head)
+    data = bytes(head) + b"x" + b"\0" * 511 + b"\0" * 1024
+    assert list(tar_stream.members(io.BytesIO(data))) == [("a.png", b"x")]
+
+
+def test_a_pax_path_that_is_not_utf8_is_read_not_raised() -> None:
+    record = b"15 path=\xff\xfe.png\n"
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(record)
+    member = tarfile.TarInfo("a.png")
+    member.size = 1
+    data = (pax.tobuf(format=tarfile.USTAR_FORMAT) + record + b"\0" * (-len(record) % 512)
+            + member.tobuf(format=tarfile.USTAR_FORMAT) + b"x" + b"\0" * 511 + b"\0" * 1024)
+    [(name, body)] = list(tar_stream.members(io.BytesIO(data)))
+    assert name.encode("utf-8", "surrogateescape") == b"\xff\xfe.png" and body == b"x"

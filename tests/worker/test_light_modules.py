@@ -11,7 +11,8 @@ import sys
 import pytest
 
 SHARED = ("worker.settings", "worker.store", "worker.npy", "worker.catalog", "worker.contract",
-          "worker.uploads", "worker.celery_app", "worker.tasks")
+          "worker.uploads", "worker.celery_app", "worker.tasks",
+          "worker.sweeper")  # the last: in every worker's main process, beside Celery
 HEAVY = ("tensorflow", "keras", "models")
 
 PROBE = """

@@ -334,10 +334,11 @@ def test_several_jobs_inputs_and_originals_in_one_round_trip(store: JobStore, db
 
 
 def test_chunk_floors_keep_the_k_largest_values_per_row_and_go_with_the_partials(
-        store: JobStore, db: redis.Redis) -> None:
+        store: JobStore, db: redis.Redis, tenant: str) -> None:
     from worker.chunks import ChunkRecords
 
-    records, job_id = ChunkRecords(store), uuid.uuid4().hex
+    records, job_id = ChunkRecords(store), new_job(store, tenant)[0]
+    assert store.transition(job_id, "running", ("queued",))
     assert records.floors(job_id) == {}
     records.raise_floors(job_id, {0: [1.5, 0.5], 1: [-2.0]}, keep=3)
     records.raise_floors(job_id, {0: [2.0, 0.25], 1: [3.0, -2.0], 7: [1e-7], 8: []}, keep=3)
@@ -394,6 +395,8 @@ def test_a_job_that_ended_stores_no_partial_and_drops_those_before_once(
     assert records.done_count(job_id) == 1
     assert store.get_job(job_id)["progress"] == pytest.approx(1 / 3)  # as the cancel left it
     assert list(records.partials(job_id, 3)) == [b"before the cancel", None, None]
+    records.raise_floors(job_id, {0: [5.0]}, keep=2)  # a chunk done just before: no floors
+    assert records.floors(job_id) == {0: [1.0]}
     assert records.drop_once(job_id, 3) is True
     assert records.drop_once(job_id, 3) is False  # the other chunk messages: nothing to do
     assert list(records.partials(job_id, 3)) == [None, None, None]

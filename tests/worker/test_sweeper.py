@@ -136,9 +136,31 @@ def test_expired_datasets_folders_are_removed_every_few_minutes(store: JobStore,
         os.utime(folder, (mtime, mtime))
     DatasetRecords(store.r, 600).put({"id": live, "tenant": "public", "status": "ready"})
     sweeper = Sweeper(store, Sent(), settings=settings)
-    assert sweeper.remove_expired_files()
+    assert sweeper.remove_expired_files(wait=True)
     assert dataset_dir(tmp_path, live).is_dir()
     assert not dataset_dir(tmp_path, expired).exists()  # its record is gone: its files too
     assert dataset_dir(tmp_path, young).is_dir()  # maybe still being written
     assert not sweeper.remove_expired_files()  # not again within FILES_SECONDS
     assert not Sweeper(store, Sent()).remove_expired_files()  # no settings: no files
+
+
+def test_a_chunk_lost_too_often_fails_its_job_and_drops_its_partials(store: JobStore) -> None:
+    from worker.chunks import MAX_UNIT_ATTEMPTS, ChunkRecords, member
+    from worker.contract import TASK_RUN_CHUNK
+
+    job_id = new_job(store, batch=None, kind="top_examples").id
+    assert store.transition(job_id, "running", ("queued",))
+    store.update(job_id, chunks=2)
+    records, sent = ChunkRecords(store), Sent()
+    records.done(job_id, 0, 2, b"chunk 0")
+    sweeper = Sweeper(store, sent)
+    for lost in range(1, MAX_UNIT_ATTEMPTS + 1):
+        assert records.claim(job_id, 1, "a worker", 60) == 1
+        store.r.delete(store.lease_key(member(job_id, 1)))  # its worker died
+        sent.clear()
+        sweeper.sweep()
+        resent = (TASK_RUN_CHUNK, [job_id, 1]) in sent
+        assert resent == (lost < MAX_UNIT_ATTEMPTS)  # sent again, until the last loss
+    job = store.get_job(job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "worker_lost"
+    assert list(records.partials(job_id, 2)) == [None, None]  # not kept for a merge never run
