@@ -80,15 +80,20 @@ def test_the_bundles_headers_read_back_through_tarfile() -> None:
     assert _header("heatmap.npy", 1000, 1796161398.6) == info.tobuf(format=tarfile.USTAR_FORMAT)
 
 
-@pytest.mark.parametrize("record", [b"0 path=x\n", b"zz path=x\n", b"99 path=x\n"])
-def test_a_bad_pax_record_is_a_read_error(record) -> None:
-    """A PAX header whose record length is zero, not a number, or past its data."""
+def pax_then_member(record: bytes) -> bytes:
+    """A tar of a PAX extended header holding ``record``, then member ``a.png`` (``x``)."""
     pax = tarfile.TarInfo("././@PaxHeader")
     pax.type, pax.size = tarfile.XHDTYPE, len(record)
     member = tarfile.TarInfo("a.png")
     member.size = 1
-    data = (pax.tobuf(format=tarfile.USTAR_FORMAT) + record + b"\0" * (-len(record) % 512)
+    return (pax.tobuf(format=tarfile.USTAR_FORMAT) + record + b"\0" * (-len(record) % 512)
             + member.tobuf(format=tarfile.USTAR_FORMAT) + b"x" + b"\0" * 511 + b"\0" * 1024)
+
+
+@pytest.mark.parametrize("record", [b"0 path=x\n", b"zz path=x\n", b"99 path=x\n"])
+def test_a_bad_pax_record_is_a_read_error(record) -> None:
+    """A PAX header whose record length is zero, not a number, or past its data."""
+    data = pax_then_member(record)
     with pytest.raises(tarfile.ReadError, match="PAX"):
         list(tar_stream.members(io.BytesIO(data)))
 
@@ -119,11 +124,6 @@ def test_a_gnu_header_keeps_its_name_whatever_its_times() -> None:
 
 def test_a_pax_path_that_is_not_utf8_is_read_not_raised() -> None:
     record = b"15 path=\xff\xfe.png\n"
-    pax = tarfile.TarInfo("././@PaxHeader")
-    pax.type, pax.size = tarfile.XHDTYPE, len(record)
-    member = tarfile.TarInfo("a.png")
-    member.size = 1
-    data = (pax.tobuf(format=tarfile.USTAR_FORMAT) + record + b"\0" * (-len(record) % 512)
-            + member.tobuf(format=tarfile.USTAR_FORMAT) + b"x" + b"\0" * 511 + b"\0" * 1024)
+    data = pax_then_member(record)
     [(name, body)] = list(tar_stream.members(io.BytesIO(data)))
     assert name.encode("utf-8", "surrogateescape") == b"\xff\xfe.png" and body == b"x"
