@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import stat
+import struct
 import tarfile
 import uuid
 import zipfile
@@ -53,6 +54,20 @@ def _many_tiny(n: int) -> bytes:
     return buf.getvalue()
 
 
+def _lying_zip(data: bytes, stated: int) -> bytes:
+    """A zip of ``data`` whose headers (local and central) state ``stated`` bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ok.png", png(4, 4))
+        archive.writestr("zeros.png", data)
+    raw = bytearray(buf.getvalue())
+    local = raw.index(b"PK\x03\x04zeros.png"[:4], raw.index(b"zeros.png") - 30)
+    central = raw.rindex(b"PK\x01\x02")  # the last central record: zeros.png's
+    struct.pack_into("<I", raw, local + 22, stated)
+    struct.pack_into("<I", raw, central + 24, stated)
+    return bytes(raw)
+
+
 ZEROS = b"\0" * (3 * 2**20)  # 3 MiB, past the stack's 1 MiB per file; deflates to ~3 KiB
 HOSTILE = {
     "zip_slip": (zip_of({"ok.png": png(4, 4), f"../../outside/{EVIL}": png(4, 4)}),
@@ -73,6 +88,8 @@ HOSTILE = {
                  "archive_too_large"),
     "tar_gz_bomb": (tar_of({"ok.png": png(4, 4), "zeros.png": ZEROS}), "x.tar.gz", 413,
                     "archive_too_large"),
+    # a directory that understates an entry's size: it is read only up to what it states
+    "zip_understated_size": (_lying_zip(ZEROS, 100), "x.zip", 422, "invalid_archive"),
     "total_size": (zip_of({f"z{i}.bin": b"\0" * (2**20 - 1) for i in range(5)}), "x.zip", 413,
                    "archive_too_large"),
 }
