@@ -57,7 +57,7 @@ from worker.claims import LEASE_SECONDS
 from worker.contract import TASK_RUN_CHUNK
 from worker.dataset_inputs import DatasetGone, manifest, read_chunk
 from worker.dataset_kinds import TOP_EXAMPLES, DatasetKind
-from worker.runner import _claims, _error_code, _store
+from worker.runner import _claims, _error_code, _store, interruption
 from worker.store import RUNNING, JobStore
 
 log = logging.getLogger("convscope.worker")
@@ -130,6 +130,9 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
             partial = kind.partial(job, read_chunk(job, unit))
         except Exception as exc:
             records.release(job_id, unit)
+            stop = interruption(exc)
+            if stop is not None and not isinstance(stop, Exception):
+                raise stop from exc  # a shutdown: its lease lapses, the chunk is sent again
             _fail(store, job_id, exc)
             records.drop_once(job_id, chunks)
             return

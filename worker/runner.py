@@ -272,11 +272,33 @@ def _finished(job: dict, ctx: JobContext, result: dict, artifacts: dict,
     return job["id"], result, artifacts, {"batch": batch}
 
 
+INTERRUPTIONS = (redis.ConnectionError, redis.TimeoutError, SystemExit, KeyboardInterrupt)
+
+
+def interruption(exc: BaseException) -> BaseException | None:
+    """``exc`` if it is an interruption (:data:`INTERRUPTIONS`), else the shutdown
+    (``SystemExit``, ``KeyboardInterrupt``) it was raised while handling, if any. A shutdown
+    can land inside TensorFlow's tracing, whose stack bookkeeping then raises
+    ``AssertionError('Concurrent access?')`` in its place: seen when Celery ended a task on
+    losing the broker (billiard's SIGTERM handler raises ``SystemExit``). The job was
+    interrupted, not broken."""
+    if isinstance(exc, INTERRUPTIONS):
+        return exc
+    seen: set[int] = set()
+    found = exc.__cause__ or exc.__context__
+    while found is not None and id(found) not in seen:
+        if isinstance(found, (SystemExit, KeyboardInterrupt)):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
+
+
 def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
     """Report any failure on the job; re-raise what is not an ``Exception`` (a time limit,
     a shutdown) after recording it."""
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, SystemExit,
-                        KeyboardInterrupt)):
+    exc = interruption(exc) or exc
+    if isinstance(exc, INTERRUPTIONS):
         # Not the job's fault: Redis went away mid-job, or the worker is being stopped (a
         # cold shutdown, or Celery canceling tasks when it lost the broker). The job stays
         # running, its lease is dropped when this run ends, and the sweeper queues it again

@@ -33,3 +33,34 @@ def test_engine_input_errors_have_their_codes(error_code) -> None:
                                  KeyError("k"), RuntimeError("r")])
 def test_other_errors_are_internal(error_code, exc: Exception) -> None:
     assert error_code(exc) == "internal_error"
+
+
+def test_a_shutdown_masked_by_another_error_is_still_an_interruption() -> None:
+    import redis
+
+    from worker.runner import interruption
+
+    def masked() -> AssertionError:
+        """What TensorFlow's stack bookkeeping raises when a shutdown lands in its tracing:
+        an AssertionError raised while the SystemExit propagates, shown ``from None``."""
+        try:
+            try:
+                raise SystemExit(-15)
+            except SystemExit:
+                raise AssertionError("Concurrent access?") from None
+        except AssertionError as exc:
+            return exc
+
+    exc = masked()
+    assert isinstance(interruption(exc), SystemExit)
+    lost = redis.ConnectionError("gone")
+    assert interruption(lost) is lost
+    assert interruption(ValueError("a real bug")) is None
+    try:  # an error raised while handling a Redis error is the error's own
+        try:
+            raise redis.ConnectionError("gone")
+        except redis.ConnectionError:
+            raise ValueError("a real bug")  # noqa: B904
+    except ValueError as bug:
+        assert interruption(bug) is None
+

@@ -415,3 +415,24 @@ def test_a_dataset_record_and_its_tenant_index_expire_after_the_dataset_ttl(
     assert records.put({"id": dataset, "tenant": "t-ttl", "status": "ready"}, ttl=1)
     time.sleep(1.2)
     assert records.get(dataset) is None  # expired: gone from the API, its files swept later
+
+
+def test_a_masked_shutdown_leaves_the_job_running_and_is_raised(store: JobStore,
+                                                                tenant: str) -> None:
+    from worker import runner
+
+    interrupted, broken = new_job(store, tenant)[0], new_job(store, tenant)[0]
+    for job_id in (interrupted, broken):
+        assert store.transition(job_id, "running", ("queued",))
+    try:  # a SystemExit (billiard's SIGTERM) masked by TensorFlow's AssertionError
+        try:
+            raise SystemExit(-15)
+        except SystemExit:
+            raise AssertionError("Concurrent access?") from None
+    except AssertionError as exc:
+        with pytest.raises(SystemExit):
+            runner._fail(store, {"id": interrupted}, exc)
+    assert store.get_job(interrupted)["status"] == "running"  # the sweeper queues it again
+    runner._fail(store, {"id": broken}, AssertionError("a real bug"))
+    assert store.get_job(broken)["status"] == "failed"
+    assert store.get_job(broken)["error"]["code"] == "internal_error"
