@@ -86,6 +86,12 @@ def _fail(store: JobStore, job_id: str, exc: BaseException) -> None:
                      error={"code": code, "message": str(exc).strip("'\"")[:500]})
 
 
+def _drop_if_ended(records: ChunkRecords, job: dict | None, chunks: int) -> None:
+    """Drop the partials of a job that ended without its merge (canceled or failed)."""
+    if job is not None and job.get("status") in ("canceled", "failed"):
+        records.drop_once(job["id"], chunks)
+
+
 def start_dataset_job(job_id: str, send: Send) -> None:
     """Plan a queued dataset job and send its chunks (see the module's step 1)."""
     store, claims = _store(), _claims()
@@ -114,10 +120,8 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
     if job is None or job.get("chunks") is None:
         return
     chunks = int(job["chunks"])
-    if job.get("status") in ("canceled", "failed"):  # the done chunks' partials: unread
-        records.drop_once(job_id, chunks)
-        return
     if job.get("status") != "running":
+        _drop_if_ended(records, job, chunks)  # the done chunks' partials: unread now
         return
     if unit >= chunks:
         _merge(job, chunks)
@@ -141,8 +145,8 @@ def run_chunk(job_id: str, unit: int, send: Send) -> None:
             records.raise_floors(job_id, kind.floors(partial), job["options"].get("k", 0))
     if counted == COMPLETED:
         _merge(job, chunks)
-    elif not counted and (store.get_job(job_id) or {}).get("status") in ("canceled", "failed"):
-        records.drop_once(job_id, chunks)  # it ended while this chunk computed
+    elif not counted:  # done before, or the job ended while this chunk computed
+        _drop_if_ended(records, store.get_job(job_id), chunks)
 
 
 def _merged(kind: DatasetKind, records: ChunkRecords, job_id: str, chunks: int) -> object:
@@ -159,8 +163,7 @@ def _merge(job: dict, chunks: int) -> None:
     """Unit ``chunks``: merge every chunk's partial and finish the job (once)."""
     store, claims, records, job_id = _store(), _claims(), _chunks(), job["id"]
     if records.claim(job_id, chunks, claims.owner, LEASE_SECONDS) != 1:
-        if (store.get_job(job_id) or {}).get("status") in ("canceled", "failed"):
-            records.drop_once(job_id, chunks)  # it ended before its merge could start
+        _drop_if_ended(records, store.get_job(job_id), chunks)  # before its merge started
         return
     with claims.held([member(job_id, chunks)]):
         try:
