@@ -205,18 +205,41 @@ def test_every_key_a_job_makes_expires(store: JobStore, db: redis.Redis, tenant:
     store.put_artifacts(job_id, {"heatmap": (b"npy", "application/x-npy"),
                                  "overlay": (b"png", "image/png")})
     store.update(job_id, result={"items": []}, progress=1.0)
-    assert store.transition(job_id, "succeeded", ("running",))
-    made = {k.decode() for k in set(db.scan_iter()) - before}
     # The metrics counters behind /metrics are the one thing meant to outlive jobs.
-    made -= {f"{NS}:stats:{name}" for name in ("jobs", "duration_sum", "duration_count")}
-    assert made == {
-        store.job_key(job_id), store.input_key(job_id, 0), store.input_key(job_id, 1),
-        store.original_key(job_id, 0),  # the second image needed no original
-        store.artifact_key(job_id, "heatmap"), store.artifact_key(job_id, "overlay"),
-        f"{NS}:idem:{tenant}:k", f"{NS}:tenant:{tenant}:jobs",
-    }
+    counters = {f"{NS}:stats:{name}" for name in ("jobs", "duration_sum", "duration_count")}
+    made = {k.decode() for k in set(db.scan_iter()) - before} - counters
+    inputs = {store.input_key(job_id, 0), store.input_key(job_id, 1),
+              store.original_key(job_id, 0)}  # the second image needed no original
+    kept = {store.job_key(job_id), store.artifact_key(job_id, "heatmap"),
+            store.artifact_key(job_id, "overlay"), f"{NS}:idem:{tenant}:k",
+            f"{NS}:tenant:{tenant}:jobs"}
+    assert made == kept | inputs
     ttls = {key: db.pttl(key) for key in made}
     assert all(0 < ms <= TTL * 1000 for ms in ttls.values()), ttls
+    assert store.transition(job_id, "succeeded", ("running",))
+    # an ended job's images are not read again: they go with its end, the rest stays
+    assert {k.decode() for k in set(db.scan_iter()) - before} - counters == kept
+
+
+@pytest.mark.parametrize(("current", "end"), [("queued", "canceled"), ("running", "canceled"),
+                                              ("running", "failed"), ("running", "succeeded")])
+def test_a_job_that_ends_drops_its_images_and_only_its_own(store: JobStore, db: redis.Redis,
+                                                          tenant: str, current: str,
+                                                          end: str) -> None:
+    def images(job_id: str) -> list[int]:
+        return [db.exists(store.input_key(job_id, i)) + db.exists(store.original_key(job_id, i))
+                for i in range(3)]
+
+    made = [store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"a", b"b", b"c"],
+                             [{}, {}, {}], originals=[b"o", None, b"o"]).id for _ in range(2)]
+    ending, other = made
+    if current == "running":
+        assert store.transition(ending, "running", ("queued",))
+    assert images(ending) == images(other) == [2, 1, 2]
+    assert store.transition(ending, end, ("queued", "running"))
+    assert images(ending) == [0, 0, 0]
+    assert images(other) == [2, 1, 2]  # another job's images are untouched
+    assert store.get_job(ending)["status"] == end  # the job itself stays, with its status
 
 
 # -- artifacts ---------------------------------------------------------------------------
