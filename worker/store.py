@@ -27,10 +27,21 @@ KICK_SECONDS = 5  # a batch key's pending-message marker lapses after this long
 # Counters (stats hashes) and the running set are refreshed on every write and expire when
 # nothing has been written for this long: no key convscope writes lives forever.
 STATS_TTL = 90 * 86400
+# Lua, for a script whose KEYS[1] is the hash of a job that has just ended: delete its input
+# images (model-sized arrays and originals). Nothing reads them once the job has ended, and
+# they were a third of what a 224² Grad-CAM job kept in Redis for its TTL. The names are
+# :meth:`JobStore.input_key` and :meth:`JobStore.original_key`.
+DROP_INPUTS = """
+local inputs = cjson.decode(redis.call('HGET', KEYS[1], 'inputs') or 'null')
+if type(inputs) == 'table' then
+  for i = 0, #inputs - 1 do
+    redis.call('DEL', KEYS[1] .. ':input:' .. i, KEYS[1] .. ':original:' .. i)
+  end
+end
+"""
 # KEYS: job hash, stats hash, event channel, running set. ARGV: new status, n, n (field, JSON
 # value) pairs set with it, then the statuses it may move from. Counts the move and publishes
-# it; a job that ends leaves the running set, and its input images (read only to compute it)
-# are deleted: they were a third of what a 224² Grad-CAM job kept in Redis for its TTL.
+# it; a job that ends leaves the running set, and its input images go (DROP_INPUTS).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -45,17 +56,12 @@ for i = 3 + 2 * n, #ARGV do if ARGV[i] == current then
   redis.call('PUBLISH', KEYS[3], ARGV[1])
   if ARGV[1] ~= 'running' and ARGV[1] ~= 'queued' then
     redis.call('ZREM', KEYS[4], string.match(KEYS[1], '[^:]+$'))
-    local inputs = cjson.decode(redis.call('HGET', KEYS[1], 'inputs') or 'null')
-    if type(inputs) == 'table' then
-      for i = 0, #inputs - 1 do
-        redis.call('DEL', KEYS[1] .. ':input:' .. i, KEYS[1] .. ':original:' .. i)
-      end
-    end
+    DROP_INPUTS
   end
   return 1
 end end
 return 0
-""".replace("STATS_TTL", str(STATS_TTL))
+""".replace("STATS_TTL", str(STATS_TTL)).replace("DROP_INPUTS", DROP_INPUTS)
 # KEYS: job hash. ARGV: field, JSON value pairs. Nothing for a job that is gone.
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

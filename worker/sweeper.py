@@ -33,7 +33,7 @@ from worker.contract import TASK_RUN_BATCH, TASK_RUN_CHUNK, TASK_RUN_JOB
 from worker.dataset_ingest import remove_orphans
 from worker.dataset_records import record_key
 from worker.settings import Settings
-from worker.store import BATCH_KEYS, KICK_SECONDS, NS, RUNNING, STATS_TTL, JobStore
+from worker.store import BATCH_KEYS, DROP_INPUTS, KICK_SECONDS, NS, RUNNING, STATS_TTL, JobStore
 
 log = logging.getLogger("convscope.worker")
 MAX_ATTEMPTS = 3  # a job whose worker died this many times fails with worker_lost
@@ -42,7 +42,8 @@ BATCH = 500  # running jobs looked at per sweep
 FILES_SECONDS = 600.0  # how often a worker process removes expired datasets' folders
 
 # KEYS: job hash, running set, lease, stats hash, event channel. ARGV: job id, most attempts,
-# now (JSON). 0: its owner lives; 1: queued again; 2: failed (worker_lost); -1: not running.
+# now (JSON). 0: its owner lives; 1: queued again; 2: failed (worker_lost, its images gone);
+# -1: not running.
 _REQUEUE = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local raw = redis.call('HGET', KEYS[1], 'status')
@@ -61,6 +62,7 @@ if attempts >= tonumber(ARGV[2]) then
   redis.call('HINCRBY', KEYS[4], tostring(kind) .. '|failed', 1)
   redis.call('EXPIRE', KEYS[4], STATS_TTL)
   redis.call('PUBLISH', KEYS[5], 'failed')
+  DROP_INPUTS
   return 2
 end
 redis.call('HSET', KEYS[1], 'status', '"queued"', 'started', 'null', 'progress', '0.0')
@@ -80,7 +82,8 @@ class Sweeper:
         self.settings = settings  # None: no dataset files to look after
         self._files_due = 0.0
         self._files: threading.Thread | None = None
-        self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL)))
+        self._requeue = store.r.register_script(_REQUEUE.replace("STATS_TTL", str(STATS_TTL))
+                                               .replace("DROP_INPUTS", DROP_INPUTS))
         self.chunks = ChunkRecords(store)
 
     def sweep(self) -> dict[str, int]:

@@ -459,3 +459,18 @@ def test_a_masked_shutdown_leaves_the_job_running_and_is_raised(store: JobStore,
     runner._fail(store, {"id": broken}, AssertionError("a real bug"))
     assert store.get_job(broken)["status"] == "failed"
     assert store.get_job(broken)["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize("inputs", ["null", None, "[]"])
+def test_a_job_without_a_list_of_inputs_ends_and_deletes_nothing(store: JobStore, db: redis.Redis,
+                                                                  tenant: str,
+                                                                  inputs: str | None) -> None:
+    job_id, _ = new_job(store, tenant)  # (a dataset job's hash says null, or nothing)
+    if inputs is None:
+        db.hdel(store.job_key(job_id), "inputs")
+    else:
+        db.hset(store.job_key(job_id), "inputs", inputs)
+    assert store.transition(job_id, "running", ("queued",))
+    assert store.transition(job_id, "succeeded", ("running",))
+    assert store.get_job(job_id)["status"] == "succeeded"
+    assert db.exists(store.input_key(job_id, 0)) == 1  # not listed: left to its TTL

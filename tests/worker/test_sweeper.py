@@ -63,6 +63,7 @@ def test_a_job_whose_worker_died_is_queued_again_once_then_fails(store: JobStore
             ("queued", attempt, None)
         assert [s for s in sent if s[0] == TASK_RUN_JOB] == [(TASK_RUN_JOB, [job.id])] * attempt
         assert job.id not in running(store)
+        assert store.r.exists(store.input_key(job.id, 0)) == 1  # it will be computed again
     assert claims.claim(store.get_job(job.id)) == 1
     store.r.delete(store.lease_key(job.id))
     assert sweeper.sweep()["lost"] == 1
@@ -71,6 +72,8 @@ def test_a_job_whose_worker_died_is_queued_again_once_then_fails(store: JobStore
     assert record["error"]["code"] == "worker_lost"
     assert job.id not in running(store)
     assert len([s for s in sent if s[0] == TASK_RUN_JOB]) == MAX_ATTEMPTS - 1
+    # its image stayed through the re-runs and goes with its end, as any ended job's does
+    assert store.r.exists(store.input_key(job.id, 0)) == 0
 
 
 def test_ended_and_canceled_jobs_leave_the_running_set(store: JobStore) -> None:
