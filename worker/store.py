@@ -29,7 +29,7 @@ KICK_SECONDS = 5  # a batch key's pending-message marker lapses after this long
 STATS_TTL = 90 * 86400
 # Lua, for a script whose KEYS[1] is the hash of a job that has just ended: delete its input
 # images (model-sized arrays and originals). Nothing reads them once the job has ended, and
-# they were a third of what a 224² Grad-CAM job kept in Redis for its TTL. The names are
+# they were 29 % of what a 224² Grad-CAM job kept in Redis for its TTL. The names are
 # :meth:`JobStore.input_key` and :meth:`JobStore.original_key`.
 DROP_INPUTS = """
 local inputs = cjson.decode(redis.call('HGET', KEYS[1], 'inputs') or 'null')
