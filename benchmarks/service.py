@@ -124,6 +124,10 @@ class Service:
                 raise RuntimeError(f"convscope up did not start; see {folder / 'up.log'}")
             time.sleep(0.5)
 
+    def worker_rss(self) -> float:
+        """MB resident in the worker processes (main and children) together."""
+        return rss_mb(self.pids("celery"))
+
     def stop(self) -> None:
         from service.launcher import stop
 
@@ -220,10 +224,13 @@ def concurrent_rate(url: str, image: bytes, n: int, clients: int = 16) -> tuple[
     return n / seconds, 1000 * cpu / n
 
 
-def clients(url: str, image: bytes, n: int, cpu: list[float]) -> float:
-    """:func:`concurrent_rate`'s jobs/s; its clients' CPU per job is appended to ``cpu``."""
+def clients(url: str, image: bytes, n: int, cpu: list[float], rss: list[float],
+            workers: Callable[[], float]) -> float:
+    """:func:`concurrent_rate`'s jobs/s; its clients' CPU per job is appended to ``cpu``, the
+    workers' RSS after it (``workers()``) to ``rss``."""
     rate, per_job = concurrent_rate(url, image, n)
     cpu.append(per_job)
+    rss.append(workers())
     return rate
 
 
@@ -350,12 +357,14 @@ def main() -> None:
         svc = Service(workers, tmp / f"up{workers}")
         try:
             p50, p95 = latency(svc.url, star, 30 if q else 100)
-            worker_before = rss_mb(svc.pids("celery"))  # the shapes model loaded and traced
+            # the shapes model loaded, its Grad-CAM traced for one image at a time
+            worker_before = svc.worker_rss()
             client_cpu: list[float] = []
+            rss: list[float] = []  # the workers' after each run
             # each run against the engine measured just before it (the service idle)
-            rate, ratio = paired(partial(clients, svc.url, star, 200 if q else 700, client_cpu),
-                                 shapes_engine)
-            worker_after = rss_mb(svc.pids("celery"))
+            rate, ratio = paired(partial(clients, svc.url, star, 200 if q else 700, client_cpu,
+                                         rss, svc.worker_rss), shapes_engine)
+            worker_after = rss[-1]
             api = max(rss_mb([p]) for p in svc.pids("gunicorn"))
             print(f"\n{workers} worker(s): one job at a time p50 {p50:.1f} ms, p95 {p95:.1f} ms;"
                   f" 16 clients {rate:.1f} jobs/s = {ratio:.3f} of the engine (median of "
@@ -379,7 +388,10 @@ def main() -> None:
                       f"{1000 * repeat:.0f} ms, 0-15 after 0-7 {1000 * overlap:.0f} ms")
                 print(f"memory: largest API process {api:.0f} MB after the jobs above; "
                       f"workers {worker_before:.0f} -> {worker_after:.0f} MB over the 16-client "
-                      f"jobs ({100 * (worker_after / worker_before - 1):+.1f} %)")
+                      f"jobs ({100 * (worker_after / worker_before - 1):+.1f} %; "
+                      f"{100 * (rss[0] / worker_before - 1):+.1f} % in the first run, which "
+                      f"traced each batch size gathered for the first time, "
+                      f"{100 * (worker_after / rss[0] - 1):+.1f} % in the next two)")
                 results.update(latency_p50_ms=p50, concurrent_vs_engine=ratio,
                                batch_cifar_vs_tkv=cifar_ratio,
                                batch_resnet_vs_engine=resnet_ratio,
