@@ -1,11 +1,12 @@
 """``convscope batch``: a folder of images through :meth:`Client.map`, resumable.
 
 Images are packed into multi-image jobs (``images_per_job``, by default the server's
-``max_images_per_job``) with at most ``concurrency`` jobs queued or running at once; each
-finished job's bundle is written while later jobs compute. Every input gets its own output
-folder, its path relative to SOURCE with its suffix kept: ``a.png`` → ``OUT/a.png/``,
-``a.jpg`` → ``OUT/a.jpg/``, ``sub/b.png`` → ``OUT/sub/b.png/`` (for a glob, relative to the
-folder before its first wildcard). A folder SOURCE is searched recursively, leaving out OUT.
+``max_images_per_job``, fewer in the first and last jobs for large inputs) with at most
+``concurrency`` jobs queued or running at once; each finished job's bundle is written while
+later jobs compute. Every input gets its own output folder, its path relative to SOURCE with
+its suffix kept: ``a.png`` → ``OUT/a.png/``, ``a.jpg`` → ``OUT/a.jpg/``, ``sub/b.png`` →
+``OUT/sub/b.png/`` (for a glob, relative to the folder before its first wildcard). A folder
+SOURCE is searched recursively, leaving out OUT.
 
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
 it is done): a second run skips every image that succeeded there, so an interrupted batch

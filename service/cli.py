@@ -197,7 +197,7 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
               type=click.IntRange(min=1), help="Jobs queued or running at once.")
 @click.option("--images-per-job", "-n", default=None, type=click.IntRange(min=1),
               help="Images packed into one job  [default: the server's max_images_per_job; "
-                   "fewer for inputs over 128²]")
+                   "for inputs over 128², fewer in the first and last jobs]")
 @with_client
 def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[str, ...],
           out: str, concurrency: int, images_per_job: int | None, url: str,

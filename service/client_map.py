@@ -5,13 +5,15 @@ written per image while later jobs compute."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tarfile
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,21 +25,84 @@ from service.api_error import ApiError
 SPLIT_ON = ("invalid_image", "image_too_large", "payload_too_large")
 JOB_TIMEOUT = 3600.0  # how long Client.map waits for one job to end
 DOWNLOADS = 2  # bundles Client.map downloads while its in-flight jobs compute
-# Input pixels a job holds by default (8 images of 224²). The first job computes only once it
-# is uploaded and the last one's bundle downloads only once it is done: neither overlaps
-# other work, so large images go in smaller jobs. Small ones fill the server's maximum.
+# Input pixels of the first and last jobs by default (8 images of 224²): the first computes
+# only once it is uploaded, and the last one's bundle downloads only once it is done; neither
+# overlaps other work. Between them jobs double up to MAX_JOB_PIXELS (32 images of 224²): the
+# engine computes a batch of 32 ResNet50 images 7-13 % faster than four batches of 8 (measured
+# here side by side). Small images fill the server's maximum from the start.
 JOB_PIXELS = 2**19
+MAX_JOB_PIXELS = 2**21
+DESCRIBE_WAIT = 60.0  # seconds Client.map waits for its model's description
 
 
-def job_size(max_images: int, input_shape: Sequence[int | None] | None) -> int:
-    """Images per job by default: the server's ``max_images`` for models whose input holds
-    at most ``JOB_PIXELS / max_images`` pixels (or takes any size), else the largest power
-    of two of images within ``JOB_PIXELS`` (a batch size the worker has traced), at least 1."""
+def job_size(max_images: int, input_shape: Sequence[int | None] | None,
+             pixels: int = JOB_PIXELS) -> int:
+    """Images per job: the server's ``max_images`` for models whose input holds at most
+    ``pixels / max_images`` pixels (or takes any size), else the largest power of two of
+    images within ``pixels`` (a batch size the worker has traced), at least 1."""
     height, width = (list(input_shape or []) + [None, None])[:2]
     if not height or not width:
         return max_images
-    fits = max(1, JOB_PIXELS // (height * width))
+    fits = max(1, pixels // (height * width))
     return min(max_images, 1 << (fits.bit_length() - 1))
+
+
+def job_sizes(n: int, first: int, most: int) -> list[int]:
+    """Images per job for ``n`` images: ``first``, doubling up to ``most``, then ``most``;
+    at the end halving back down (a power of two times ``first`` when ``first`` is one), so
+    that the last job holds at most ``first`` images. ``[8, 16, 32, 8]`` for 64."""
+    sizes, size, left = [], first, n
+    while left >= size + first:  # this job, with room left for a small last one
+        sizes.append(size)
+        left, size = left - size, min(2 * size, most)
+    while left > first:
+        part = max(first, 1 << ((left // 2).bit_length() - 1))
+        sizes.append(part)
+        left -= part
+    return sizes + ([left] if left else [])
+
+
+def _biggest_file(paths: Sequence[str | Path]) -> int:
+    """Bytes of the largest of ``paths`` (one that cannot be read fails in its own job)."""
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(os.path.getsize(path))
+        except OSError:
+            continue
+    return max(sizes, default=0)
+
+
+class _Slots:
+    """At most ``n`` jobs in flight, sent in input order: the server queues jobs in the order
+    they arrive, and a semaphore (or uploads side by side) would let the small last job
+    arrive before a large one, whose bundle then downloads last."""
+
+    def __init__(self, n: int) -> None:
+        self.free, self.next = n, 0
+        self.cond = threading.Condition()
+
+    @contextmanager
+    def slot(self, ticket: int) -> Iterator[Callable[[], None]]:
+        """Hold a slot once the jobs before this one (``ticket``: its place in input order,
+        from 0) have been sent; yields ``sent()``, to call once the job is submitted (the
+        next job may then be sent)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.next == ticket and self.free > 0)
+            self.free -= 1
+
+        def sent() -> None:
+            with self.cond:
+                self.next = max(self.next, ticket + 1)
+                self.cond.notify_all()
+
+        try:
+            yield sent
+        finally:
+            sent()
+            with self.cond:
+                self.free += 1
+                self.cond.notify_all()
 
 
 @dataclass
@@ -47,7 +112,7 @@ class _MapRun:
     job: dict[str, Any]
     out_dir: Path | None
     base: Path
-    slots: threading.Semaphore
+    slots: _Slots
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -93,7 +158,9 @@ class Mapper:
 
         Images are packed in input order into jobs of ``images_per_job`` (at most the
         server's ``max_images_per_job``; one for single-image kinds). By default that
-        maximum, or fewer for large inputs (:func:`job_size`: 8 images of 224²). At most
+        maximum, or for large inputs jobs that grow and shrink again (:func:`job_sizes`: 8,
+        16, 32, 32, ..., 8 images of 224²), each job's files within half the server's
+        request limit. At most
         ``in_flight`` jobs are queued or running at once; a finished job's bundle
         (``artifacts.tar``) is downloaded while later jobs compute. Each submission carries an
         Idempotency-Key made of this run and the job's paths, so a retried POST (429, 502-504)
@@ -112,19 +179,24 @@ class Mapper:
         paths = list(paths)
         if in_flight < 1:
             raise ValueError(f"in_flight={in_flight}: at least one job must be in flight")
-        size = self._job_size(model, kind, images_per_job)
+        sizes = self._job_sizes(paths, model, kind, images_per_job)
         folders = [os.path.abspath(Path(p).parent) for p in paths] or [os.getcwd()]
         run = _MapRun({"model": model, "kind": kind, "layer": layer, "options": options},
                       None if out_dir is None else Path(out_dir),
                       Path(os.path.abspath(base or os.path.commonpath(folders))),
-                      threading.Semaphore(in_flight))
+                      _Slots(in_flight))
         outside = [p for p in paths if run.folder(p).parts[:1] == ("..",)]
         if out_dir is not None and outside:
             raise ValueError(f"{outside[0]} is not inside base {run.base}")
-        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        ends = list(itertools.accumulate(sizes))
+        chunks = [paths[end - size:end] for size, end in zip(sizes, ends, strict=True)]
         return self._mapped(chunks, run, in_flight)
 
-    def _job_size(self, model: str, kind: str, images_per_job: int | None) -> int:
+    def _job_sizes(self, paths: list, model: str, kind: str,
+                   images_per_job: int | None) -> list[int]:
+        """Images per job, in order: ``images_per_job`` each when given, else
+        :func:`job_sizes` for the model's input, with every job's files within half the
+        server's request limit."""
         contract = self.client.contract()
         if kind in contract["imageless_kinds"]:
             raise ValueError(f"{kind} jobs take no image: nothing to map")
@@ -132,17 +204,26 @@ class Mapper:
             raise ValueError(f"images_per_job={images_per_job}: at least one image per job")
         most = 1 if kind in contract["single_image_kinds"] else contract["max_images_per_job"]
         if images_per_job is not None:
-            return min(most, images_per_job)
+            size = min(most, images_per_job)
+            return [min(size, len(paths) - i) for i in range(0, len(paths), size)]
         try:  # an unknown model fails each job with the server's own error
-            shape = self.client.model(model).get("input_shape")
+            # described first (a worker loads it; its jobs would wait for that anyway): a
+            # built-in model no worker has used yet has no input shape until then
+            shape = self.client.model(model, wait=DESCRIBE_WAIT).get("input_shape")
         except ApiError:
             shape = None
-        return job_size(most, shape)
+        budget = contract.get("max_content_length", 0) // 2  # room for the multipart framing
+        if budget:  # jobs of large files stay within the request limit
+            fits = max(1, budget // max(1, _biggest_file(paths)))
+            most = min(most, 1 << (fits.bit_length() - 1))
+        largest = job_size(most, shape, MAX_JOB_PIXELS)
+        return job_sizes(len(paths), min(largest, job_size(most, shape)), largest)
 
     def _mapped(self, chunks: list[list], run: _MapRun, in_flight: int) -> Iterator[dict]:
         pool = ThreadPoolExecutor(max_workers=in_flight + DOWNLOADS,
                                   thread_name_prefix="convscope-map")
-        futures = [pool.submit(self._map_chunk, chunk, run) for chunk in chunks]
+        # the pool starts chunks in order, so the chunks started hold the first tickets
+        futures = [pool.submit(self._map_chunk, chunk, run, i) for i, chunk in enumerate(chunks)]
         try:
             for future in as_completed(futures):
                 yield from future.result()
@@ -150,32 +231,36 @@ class Mapper:
             run.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _map_chunk(self, chunk: list, run: _MapRun) -> list[dict]:
-        with run.slots:  # a slot is a job queued or running on the server
+    def _map_chunk(self, chunk: list, run: _MapRun, ticket: int) -> list[dict]:
+        with run.slots.slot(ticket) as sent:  # a slot is a job queued or running
             if run.stop.is_set():
                 return []
-            finished = self._finish_chunk(chunk, run)
+            finished = self._finish_chunk(chunk, run, sent)
         return [record for job, paths in finished
                 for record in self._records(job, paths, run)]
 
-    def _finish_chunk(self, chunk: list, run: _MapRun) -> list[tuple[dict, list]]:
+    def _finish_chunk(self, chunk: list, run: _MapRun,
+                      sent: Callable[[], None]) -> list[tuple[dict, list]]:
         """The chunk's ended job with its paths; or, when the server refuses the chunk for its
         input, a job per image (one after the other: the slot stays one job)."""
         try:
-            return [(self._finish(chunk, run), chunk)]
+            return [(self._finish(chunk, run, sent), chunk)]
         except (ApiError, OSError) as exc:
             if len(chunk) == 1 or (isinstance(exc, ApiError) and exc.code not in SPLIT_ON):
                 return [(_failure(exc), chunk)]
         finished = []
         for path in chunk:
             try:
-                finished.append((self._finish([path], run), [path]))
+                finished.append((self._finish([path], run, sent), [path]))
             except (ApiError, OSError) as exc:
                 finished.append((_failure(exc), [path]))
         return finished
 
-    def _finish(self, paths: list, run: _MapRun) -> dict:
-        job = self.client.submit(paths, idempotency_key=run.key(paths), **run.job)
+    def _finish(self, paths: list, run: _MapRun, sent: Callable[[], None]) -> dict:
+        try:
+            job = self.client.submit(paths, idempotency_key=run.key(paths), **run.job)
+        finally:
+            sent()
         return self.client.wait(job, timeout=JOB_TIMEOUT)
 
     def _records(self, job: dict, paths: list, run: _MapRun) -> list[dict]:

@@ -18,4 +18,5 @@ def get_contract() -> dict:
     settings = backend().settings
     return {**contract.as_json(), "max_filter_steps": settings.max_filter_steps,
             "max_images_per_job": settings.max_images_per_job,
+            "max_content_length": settings.max_content_length,  # bytes in one request body
             "convscope_models": list(TRAINABLE_MODELS)}

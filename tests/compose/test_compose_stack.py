@@ -225,8 +225,8 @@ def test_restarting_redis_loses_no_accepted_job(stack: Stack, client) -> None:
         return stack.docker("exec", redis_id, "redis-cli", "-p", str(stack.ports["redis"]),
                             "config", "get", name).stdout.split()[1]
 
-    assert (config("appendonly"), config("appendfsync"), config("dir")) == \
-        ("yes", "everysec", "/data")
+    assert (config("appendonly"), config("appendfsync"), config("rdbcompression"),
+            config("dir")) == ("yes", "everysec", "no", "/data")
 
     accepted: list[str] = []
     refused: list[object] = []

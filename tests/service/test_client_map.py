@@ -205,21 +205,40 @@ def test_job_size_keeps_large_inputs_in_small_jobs(most: int, shape, expected: i
         assert size == 1 or size * shape[0] * shape[1] <= JOB_PIXELS
 
 
+@pytest.mark.parametrize(("n", "first", "most", "expected"), [
+    (64, 8, 32, [8, 16, 32, 8]), (20, 8, 32, [8, 8, 4]), (5, 8, 32, [5]), (0, 8, 32, []),
+    (160, 8, 32, [8, 16, 32, 32, 32, 32, 8]), (90, 8, 32, [8, 16, 32, 16, 8, 8, 2]),
+    (70, 32, 32, [32, 32, 6]),
+    (5, 1, 2, [1, 2, 1, 1]), (45, 20, 20, [20, 20, 5]),
+])
+def test_job_sizes_grow_then_shrink(n: int, first: int, most: int, expected: list) -> None:
+    from service.client_map import job_sizes
+
+    sizes = job_sizes(n, first, most)
+    assert sizes == expected
+    assert sum(sizes) == n and all(0 < size <= most for size in sizes)
+    assert not sizes or sizes[-1] <= first
+
+
 def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
-    """Against a scripted server with a 224² model: 20 images go as jobs of 8, 8 and 4 (and
-    as the server's maximum when the model is unknown to it)."""
+    """Against a scripted server with a 224² model: 20 images go as jobs of 8, 8 and 4, also
+    when no worker has described the model yet (map waits for it), 64 as 8, 16, 32 and 8
+    (in that order, with 4 in flight), and as the server's maximum when the model is unknown
+    to it; a request limit that holds only three of the files leaves two per job."""
     app = Flask("sized")
     sizes: list[int] = []
+    limits = {"max_images_per_job": 32}
 
     @app.get("/v1/contract")
     def contract():
-        return {"imageless_kinds": ["filters"], "single_image_kinds": ["explain"],
-                "max_images_per_job": 32}
+        return {"imageless_kinds": ["filters"], "single_image_kinds": ["explain"], **limits}
 
     @app.get("/v1/models/<name>")
     def model(name: str):
         if name != "big":
             return {"code": "not_found", "detail": f"no model {name}"}, 404
+        if not float(request.args.get("wait", 0)):  # as a built-in no worker has loaded yet
+            return {"id": "big", "status": "loading", "input_shape": None}
         return {"id": "big", "status": "ready", "input_shape": [224, 224, 3]}
 
     @app.post("/v1/jobs")
@@ -236,13 +255,21 @@ def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        paths = write_shape_images(tmp_path / "images", 20)
+        paths = write_shape_images(tmp_path / "images", 64)
         client = Client(f"http://127.0.0.1:{server.server_port}")
-        records = list(client.map(paths, model="big", kind="gradcam", in_flight=1))
+        records = list(client.map(paths[:20], model="big", kind="gradcam", in_flight=1))
         assert [r["status"] for r in records] == ["succeeded"] * 20
         assert sizes == [8, 8, 4]
         sizes.clear()
-        list(client.map(paths, model="other", kind="gradcam", in_flight=1))
+        records = list(client.map(paths, model="big", kind="gradcam", in_flight=4))
+        assert sorted(r["path"] for r in records) == sorted(paths)
+        assert sizes == [8, 16, 32, 8]  # sent in order: the small last job is queued last
+        sizes.clear()
+        list(client.map(paths[:20], model="other", kind="gradcam", in_flight=1))
         assert sizes == [20]
+        sizes.clear()
+        limits["max_content_length"] = 2 * 3 * max(p.stat().st_size for p in paths[:7])
+        list(client.map(paths[:7], model="other", kind="gradcam", in_flight=1))
+        assert sizes == [2, 2, 2, 1]
     finally:
         server.shutdown()

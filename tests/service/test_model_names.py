@@ -95,3 +95,5 @@ def test_the_contract_is_served(client) -> None:
     assert body["channel_order"]["caffe"] == "BGR" and body["channel_order"]["raw"] == "RGB"
     assert body["model_waiting"] == ["pending", "validating"]
     assert "shapes" in body["convscope_models"]
+    settings = client.application.config["CONVSCOPE"]
+    assert body["max_content_length"] == settings.max_content_length

@@ -30,7 +30,7 @@ def start_redis_on(port: int, folder: Path, fsync: str = "always") -> subprocess
     folder.mkdir(parents=True, exist_ok=True)
     proc = spawn([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                   "--dir", str(folder), "--appendonly", "yes", "--appendfsync", fsync,
-                  "--save", ""], log=folder / "redis.log")
+                  "--rdbcompression", "no", "--save", ""], log=folder / "redis.log")
     client = redis.Redis(port=port)
 
     def answers() -> bool:
@@ -148,3 +148,30 @@ def test_the_broker_refusing_a_task_is_503(app_on_private_redis, monkeypatch) ->
         content_type="multipart/form-data")
     assert res.status_code == 503 and res.mimetype == PROBLEM
     assert res.get_json()["code"] == "store_unavailable" and res.headers["Retry-After"]
+
+
+def test_the_embedded_redis_keeps_an_uncompressed_aof_that_survives_a_rewrite(
+        tmp_path: Path) -> None:
+    """``convscope up``'s Redis: AOF fsynced every second, rewritten without LZF; what a
+    rewrite saved is all there after a restart."""
+    folder = tmp_path / "redis"
+    proc, url = start_redis(folder)
+    try:
+        client = redis.Redis.from_url(url)
+        assert {k: client.config_get(k)[k] for k in ("appendonly", "appendfsync",
+                                                     "rdbcompression")} == \
+            {"appendonly": "yes", "appendfsync": "everysec", "rdbcompression": "no"}
+        blob = bytes(range(256)) * 4096  # 1 MiB that LZF would squeeze
+        client.set("blob", blob)
+        client.bgrewriteaof()
+        wait_until(lambda: not any(client.info("persistence")[k] for k in (
+            "aof_rewrite_in_progress", "aof_rewrite_scheduled")), 30, "the AOF rewrite")
+        assert client.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+        assert sum(p.stat().st_size for p in folder.rglob("*.aof*")) > len(blob)  # not packed
+    finally:
+        stop(proc)
+    proc, url = start_redis(folder)
+    try:
+        assert redis.Redis.from_url(url).get("blob") == blob
+    finally:
+        stop(proc)
