@@ -249,7 +249,8 @@ def batch_rate(url: str, folder: Path, out: Path, model: str, runs: int = 3,
     ``out``: the medians of ``runs`` runs, each ratio against ``reference()`` (a rate
     measured just before the run; 1.0 without one). First a warm-up batch over a copy of two
     jobs' worth of images, so the worker has loaded the model and traced its batch shapes
-    (one job, two merged), as the engine figure has (timed after a first call at its batch
+    (one job, two merged; for 224² inputs the 64 images go as jobs of 8, 16, 32 and 8, as
+    in each timed run), as the engine figure has (timed after a first call at its batch
     size)."""
     n = len(list(folder.iterdir()))
     warm = folder.parent / f"{folder.name}-warm"
