@@ -5,7 +5,6 @@ written per image while later jobs compute."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import tarfile
@@ -51,6 +50,9 @@ def job_sizes(n: int, first: int, most: int) -> list[int]:
     """Images per job for ``n`` images: ``first``, doubling up to ``most``, then ``most``;
     at the end halving back down (a power of two times ``first`` when ``first`` is one), so
     that the last job holds at most ``first`` images. ``[8, 16, 32, 8]`` for 64."""
+    if most < 1:
+        raise ValueError(f"at most {most} images per job: at least one is needed")
+    first = min(max(1, first), most)
     sizes, size, left = [], first, n
     while left >= size + first:  # this job, with room left for a small last one
         sizes.append(size)
@@ -62,15 +64,29 @@ def job_sizes(n: int, first: int, most: int) -> list[int]:
     return sizes + ([left] if left else [])
 
 
-def _biggest_file(paths: Sequence[str | Path]) -> int:
-    """Bytes of the largest of ``paths`` (one that cannot be read fails in its own job)."""
-    sizes = []
-    for path in paths:
-        try:
-            sizes.append(os.path.getsize(path))
-        except OSError:
-            continue
-    return max(sizes, default=0)
+def pack(paths: Sequence[str | Path], sizes: Sequence[int], budget: int) -> list[list]:
+    """``paths`` in jobs of ``sizes`` images, in order; a job whose files add up to more
+    than ``budget`` bytes (0: no limit) is cut where its running total would pass it (a
+    file larger than the budget goes alone; one that cannot be read counts 0, and its job
+    is split when it is sent, so that it alone fails)."""
+    jobs: list[list] = []
+    start = 0
+    for size in sizes:
+        job: list = []
+        total = 0
+        for path in paths[start:start + size]:
+            try:
+                nbytes = os.path.getsize(path)
+            except OSError:
+                nbytes = 0
+            if budget and job and total + nbytes > budget:
+                jobs.append(job)
+                job, total = [], 0
+            job.append(path)
+            total += nbytes
+        jobs.append(job)
+        start += size
+    return [job for job in jobs if job]
 
 
 class _Slots:
@@ -179,7 +195,7 @@ class Mapper:
         paths = list(paths)
         if in_flight < 1:
             raise ValueError(f"in_flight={in_flight}: at least one job must be in flight")
-        sizes = self._job_sizes(paths, model, kind, images_per_job)
+        sizes, budget = self._job_sizes(paths, model, kind, images_per_job)
         folders = [os.path.abspath(Path(p).parent) for p in paths] or [os.getcwd()]
         run = _MapRun({"model": model, "kind": kind, "layer": layer, "options": options},
                       None if out_dir is None else Path(out_dir),
@@ -188,15 +204,13 @@ class Mapper:
         outside = [p for p in paths if run.folder(p).parts[:1] == ("..",)]
         if out_dir is not None and outside:
             raise ValueError(f"{outside[0]} is not inside base {run.base}")
-        ends = list(itertools.accumulate(sizes))
-        chunks = [paths[end - size:end] for size, end in zip(sizes, ends, strict=True)]
-        return self._mapped(chunks, run, in_flight)
+        return self._mapped(pack(paths, sizes, budget), run, in_flight)
 
     def _job_sizes(self, paths: list, model: str, kind: str,
-                   images_per_job: int | None) -> list[int]:
-        """Images per job, in order: ``images_per_job`` each when given, else
-        :func:`job_sizes` for the model's input, with every job's files within half the
-        server's request limit."""
+                   images_per_job: int | None) -> tuple[list[int], int]:
+        """Images per job, in order (``images_per_job`` each when given, else
+        :func:`job_sizes` for the model's input), and the bytes a job's files may hold (half
+        the server's request limit; 0 when it does not say, or with ``images_per_job``)."""
         contract = self.client.contract()
         if kind in contract["imageless_kinds"]:
             raise ValueError(f"{kind} jobs take no image: nothing to map")
@@ -205,19 +219,19 @@ class Mapper:
         most = 1 if kind in contract["single_image_kinds"] else contract["max_images_per_job"]
         if images_per_job is not None:
             size = min(most, images_per_job)
-            return [min(size, len(paths) - i) for i in range(0, len(paths), size)]
+            return [min(size, len(paths) - i) for i in range(0, len(paths), size)], 0
+        if not paths:
+            return [], 0
         try:  # an unknown model fails each job with the server's own error
             # described first (a worker loads it; its jobs would wait for that anyway): a
             # built-in model no worker has used yet has no input shape until then
             shape = self.client.model(model, wait=DESCRIBE_WAIT).get("input_shape")
-        except ApiError:
+        except (ApiError, OSError):  # OSError: requests' errors, a read timeout among them
             shape = None
-        budget = contract.get("max_content_length", 0) // 2  # room for the multipart framing
-        if budget:  # jobs of large files stay within the request limit
-            fits = max(1, budget // max(1, _biggest_file(paths)))
-            most = min(most, 1 << (fits.bit_length() - 1))
         largest = job_size(most, shape, MAX_JOB_PIXELS)
-        return job_sizes(len(paths), min(largest, job_size(most, shape)), largest)
+        # room for the multipart framing
+        return job_sizes(len(paths), job_size(most, shape), largest), \
+            contract.get("max_content_length", 0) // 2
 
     def _mapped(self, chunks: list[list], run: _MapRun, in_flight: int) -> Iterator[dict]:
         pool = ThreadPoolExecutor(max_workers=in_flight + DOWNLOADS,
@@ -242,26 +256,39 @@ class Mapper:
     def _finish_chunk(self, chunk: list, run: _MapRun,
                       sent: Callable[[], None]) -> list[tuple[dict, list]]:
         """The chunk's ended job with its paths; or, when the server refuses the chunk for its
-        input, a job per image (one after the other: the slot stays one job)."""
+        input, a job per image (one after the other: the slot stays one job; these go after
+        any later chunk already sent)."""
         try:
-            return [(self._finish(chunk, run, sent), chunk)]
+            job = self._submit(chunk, run, sent)
         except (ApiError, OSError) as exc:
             if len(chunk) == 1 or (isinstance(exc, ApiError) and exc.code not in SPLIT_ON):
                 return [(_failure(exc), chunk)]
+        else:
+            return [(self._wait(job), chunk)]
         finished = []
         for path in chunk:
             try:
-                finished.append((self._finish([path], run, sent), [path]))
+                finished.append((self._wait(self._submit([path], run, sent)), [path]))
             except (ApiError, OSError) as exc:
                 finished.append((_failure(exc), [path]))
         return finished
 
-    def _finish(self, paths: list, run: _MapRun, sent: Callable[[], None]) -> dict:
+    def _submit(self, paths: list, run: _MapRun, sent: Callable[[], None]) -> dict:
         try:
-            job = self.client.submit(paths, idempotency_key=run.key(paths), **run.job)
+            return self.client.submit(paths, idempotency_key=run.key(paths), **run.job)
         finally:
             sent()
-        return self.client.wait(job, timeout=JOB_TIMEOUT)
+
+    def _wait(self, job: dict) -> dict:
+        """The job once it ended; if it cannot be read (the service gone, a timeout), the
+        job as failed with that error: it was made, so its images are not sent again."""
+        try:
+            return self.client.wait(job, timeout=JOB_TIMEOUT)
+        except ApiError as exc:
+            return {**job, **_failure(exc), "id": job["id"]}
+        except OSError as exc:  # requests' errors
+            return {**job, "status": "failed",
+                    "error": {"code": "service_unavailable", "detail": str(exc)}}
 
     def _records(self, job: dict, paths: list, run: _MapRun) -> list[dict]:
         ok = job["status"] == "succeeded"

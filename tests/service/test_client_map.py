@@ -220,14 +220,44 @@ def test_job_sizes_grow_then_shrink(n: int, first: int, most: int, expected: lis
     assert not sizes or sizes[-1] <= first
 
 
+def test_job_sizes_keep_within_bounds() -> None:
+    from service.client_map import job_sizes
+
+    with pytest.raises(ValueError, match="at least one"):
+        job_sizes(5, 1, 0)
+    assert job_sizes(10, 8, 4) == [4, 4, 2]  # a first job larger than the most allowed
+    assert job_sizes(3, 0, 4) == [1, 1, 1]
+    for n in range(0, 70):
+        for first, most in ((1, 1), (3, 7), (8, 32), (5, 5)):
+            sizes = job_sizes(n, first, most)
+            assert sum(sizes) == n and all(1 <= size <= most for size in sizes)
+
+
+def test_pack_cuts_only_the_jobs_over_the_byte_budget(tmp_path: Path) -> None:
+    """One large file splits its own job, not every job; an unreadable one counts 0."""
+    from service.client_map import pack
+
+    paths = []
+    for i, nbytes in enumerate([100, 100, 100, 100, 5000, 100, 100, 100, 100]):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(b"x" * nbytes)
+    paths.append(tmp_path / "missing")
+    jobs = pack(paths, [7, 3], 450)
+    assert [[p.name for p in job] for job in jobs] == [
+        ["f0", "f1", "f2", "f3"], ["f4"], ["f5", "f6"], ["f7", "f8", "missing"]]
+    assert pack(paths, [7, 3], 0) == [paths[:7], paths[7:]]
+
+
 def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
     """Against a scripted server with a 224² model: 20 images go as jobs of 8, 8 and 4, also
     when no worker has described the model yet (map waits for it), 64 as 8, 16, 32 and 8
     (in that order, with 4 in flight), and as the server's maximum when the model is unknown
-    to it; a request limit that holds only three of the files leaves two per job."""
+    to it; a request limit cuts only the jobs whose files pass it; no images: no request
+    for the model."""
     app = Flask("sized")
     sizes: list[int] = []
     limits = {"max_images_per_job": 32}
+    asked: list[str] = []
 
     @app.get("/v1/contract")
     def contract():
@@ -235,6 +265,7 @@ def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
 
     @app.get("/v1/models/<name>")
     def model(name: str):
+        asked.append(name)
         if name != "big":
             return {"code": "not_found", "detail": f"no model {name}"}, 404
         if not float(request.args.get("wait", 0)):  # as a built-in no worker has loaded yet
@@ -268,8 +299,52 @@ def test_map_sizes_jobs_by_the_models_input(tmp_path: Path) -> None:
         list(client.map(paths[:20], model="other", kind="gradcam", in_flight=1))
         assert sizes == [20]
         sizes.clear()
-        limits["max_content_length"] = 2 * 3 * max(p.stat().st_size for p in paths[:7])
-        list(client.map(paths[:7], model="other", kind="gradcam", in_flight=1))
-        assert sizes == [2, 2, 2, 1]
+        big = tmp_path / "images" / "big.png"
+        big.write_bytes(paths[0].read_bytes() * 10)
+        files = paths[:12] + [big] + paths[12:20]
+        total = sum(p.stat().st_size for p in files)
+        limits["max_content_length"] = 2 * (total - 1)  # all but the last file fit
+        list(client.map(files, model="other", kind="gradcam", in_flight=1))
+        assert sizes == [20, 1]
+        asked.clear()
+        assert list(client.map([], model="big", kind="gradcam")) == [] and asked == []
+    finally:
+        server.shutdown()
+
+
+def test_a_job_that_cannot_be_waited_for_is_not_sent_again(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """Its images were accepted as one job: a failed wait (the connection lost) fails that
+    job's records and sends nothing more (no job per image, as after a refusal)."""
+    app = Flask("lost")
+    posts: list[int] = []
+
+    @app.get("/v1/contract")
+    def contract():
+        return {"imageless_kinds": [], "single_image_kinds": [], "max_images_per_job": 8}
+
+    @app.get("/v1/models/<name>")
+    def model(name: str):
+        return {"id": name, "status": "ready", "input_shape": [64, 64, 3]}
+
+    @app.post("/v1/jobs")
+    def submit():
+        posts.append(len(request.files.getlist("image")))
+        return {"id": f"j{len(posts)}", "status": "queued"}, 202
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        paths = write_shape_images(tmp_path / "images", 4)
+        client = Client(f"http://127.0.0.1:{server.server_port}")
+
+        def lost(*args, **kwargs):
+            raise requests.ConnectionError("connection reset")
+
+        monkeypatch.setattr(client, "wait", lost)
+        records = list(client.map(paths, model="m", kind="gradcam"))
+        assert posts == [4]
+        assert [(r["job"], r["status"]) for r in records] == [("j1", "failed")] * 4
+        assert records[0]["error"]["code"] == "service_unavailable"
     finally:
         server.shutdown()
