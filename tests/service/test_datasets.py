@@ -102,7 +102,8 @@ def test_tar_gz_upload_then_delete_removes_files_and_record(stack: Stack) -> Non
 
 def test_without_wait_it_is_processed_by_the_worker(stack: Stack) -> None:
     res = post(stack, zip_of({"a.png": png(4, 4)}), wait=0)
-    assert res.status_code == 202 and res.get_json()["status"] == "processing"
+    # the answer is the record as read once: an idle worker may have read one image by then
+    assert (res.status_code, res.get_json()["status"]) in {(202, "processing"), (201, "ready")}
     done = stack.client.get(f"{res.headers['Location']}?wait=30", headers=A).get_json()
     assert done["status"] == "ready" and done["images"] == 1
 
