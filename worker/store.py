@@ -17,6 +17,7 @@ import redis
 
 from worker import idempotency, wake
 from worker.contract import ACTIVE, KEY_PREFIX
+from worker.create_job_script import CREATE_JOB, create_call
 from worker.model_records import ModelRecords
 
 NS = KEY_PREFIX
@@ -101,6 +102,7 @@ class JobStore(ModelRecords):
         self.model_ttl = model_ttl
         self._transition = self.r.register_script(_TRANSITION)
         self._update = self.r.register_script(_UPDATE)
+        self._create = self.r.register_script(CREATE_JOB)
 
     @classmethod
     def from_url(cls, url: str, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400) -> JobStore:
@@ -159,7 +161,8 @@ class JobStore(ModelRecords):
         joins that key's queue, and ``send`` says whether it must be sent a task message:
         only when no message for the queue is pending (the key's marker, set here, is unset),
         so a stream of jobs that can be computed together costs one message per batch.
-        ``job_id``: the new job's id, when the caller chose it (a fresh UUID4 hex).
+        ``job_id``: the new job's id, when the caller chose it (a fresh UUID4 hex). Every
+        write is one script call (:mod:`worker.create_job_script`).
         """
         job_id = job_id or uuid.uuid4().hex
         if idempotency_key:
@@ -172,35 +175,20 @@ class JobStore(ModelRecords):
                   "options": options, "status": "queued", "progress": 0.0, "created": now,
                   "started": None, "finished": None, "error": None, "result": None,
                   "artifacts": {}, "inputs": input_info, "batch_key": batch}
-        pipe = self.r.pipeline()
-        for i, data in enumerate(inputs):
-            pipe.set(self.input_key(job_id, i), data, ex=self.ttl)
-        for i, original in enumerate(originals or []):
-            if original is not None:
-                pipe.set(self.original_key(job_id, i), original, ex=self.ttl)
-        pipe.hset(self.job_key(job_id), mapping={k: json.dumps(v) for k, v in record.items()})
-        pipe.expire(self.job_key(job_id), self.ttl)
-        index = f"{NS}:tenant:{tenant}:jobs"
-        pipe.zadd(index, {job_id: now})
-        pipe.zremrangebyscore(index, "-inf", now - self.ttl)
-        pipe.expire(index, self.ttl)
-        pipe.hincrby(f"{NS}:stats:jobs", f"{kind}|queued", 1)
-        pipe.expire(f"{NS}:stats:jobs", STATS_TTL)
-        if batch:  # jobs that can share a model call wait in one list
-            self._join_batch(pipe, job_id, batch)
-        done = pipe.execute()
-        return NewJob(job_id, True, not batch or bool(done[-1]))
-
-    def _join_batch(self, pipe: redis.client.Pipeline, job_id: str, batch: str) -> None:
-        """Queue on ``pipe``: the job into the batch queue ``batch``, a token for a worker
-        serving that queue (it claims the job at once), and last the queue's marker, set
-        unless a message is pending (its result: whether the job must send one)."""
-        pipe.rpush(self.batch_queue(batch), job_id)
-        pipe.expire(self.batch_queue(batch), self.ttl)
-        pipe.sadd(BATCH_KEYS, batch)
-        pipe.expire(BATCH_KEYS, self.ttl)
-        wake.push(pipe, wake.wake_key(batch))
-        pipe.set(self.kick_key(batch), b"1", nx=True, ex=KICK_SECONDS)
+        data = [(self.input_key(job_id, i), array) for i, array in enumerate(inputs)]
+        data += [(self.original_key(job_id, i), original)
+                 for i, original in enumerate(originals or []) if original is not None]
+        # a job that can share a model call joins its queue, with a token for a worker
+        # serving the queue (it claims the job at once); the queue's marker is set unless a
+        # message is pending, and the script's answer says whether one must be sent
+        queue = [self.batch_queue(batch), BATCH_KEYS, wake.wake_key(batch),
+                 self.kick_key(batch)] if batch else []
+        call = create_call(self.job_key(job_id), f"{NS}:tenant:{tenant}:jobs",
+                           f"{NS}:stats:jobs", queue, data, self.ttl, now, job_id,
+                           f"{kind}|queued", {k: json.dumps(v) for k, v in record.items()},
+                           batch or "", (KICK_SECONDS, wake.TOKEN_SECONDS, STATS_TTL))
+        send = self._create(keys=call.keys, args=call.args)
+        return NewJob(job_id, True, send == 1)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         return self.get_jobs([job_id])[0]

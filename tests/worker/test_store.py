@@ -17,8 +17,9 @@ import pytest
 import redis
 
 from tests.pipeline import empty_database, wait_until
+from worker import wake
 from worker.contract import TERMINAL
-from worker.store import NS, JobStore
+from worker.store import KICK_SECONDS, NS, JobStore
 
 TTL = 600  # not the default, so a key that took a hard-coded TTL shows
 STATS_JOBS = f"{NS}:stats:jobs"
@@ -474,3 +475,38 @@ def test_a_job_without_a_list_of_inputs_ends_and_deletes_nothing(store: JobStore
     assert store.transition(job_id, "succeeded", ("running",))
     assert store.get_job(job_id)["status"] == "succeeded"
     assert db.exists(store.input_key(job_id, 0)) == 1  # not listed: left to its TTL
+
+
+def test_a_batched_job_is_stored_whole_and_asks_for_one_message(store: JobStore,
+                                                                 db: redis.Redis,
+                                                                 tenant: str) -> None:
+    """The one-script store: record, inputs, index (scored by the record's own ``created``),
+    counter, batch queue in order, the batch-key set, one wake token, and a task message
+    asked for only while the queue's marker is unset."""
+    batch = f"b-{uuid.uuid4().hex}"
+    queued = counted(db, "queued", "gradcam")
+    made = [store.create_job(tenant, "gradcam", "shapes", "conv4", {"method": "gradcam"},
+                             [b"in-%d" % i], [{"filename": f"{i}.png"}], batch=batch,
+                             originals=[b"orig-%d" % i if i else None]) for i in range(3)]
+    assert [(job.created, job.send) for job in made] == [(True, True), (True, False),
+                                                         (True, False)]
+    assert db.lrange(store.batch_queue(batch), 0, -1) == [job.id.encode() for job in made]
+    assert db.sismember(f"{NS}:batch_keys", batch)
+    assert db.lrange(wake.wake_key(batch), 0, -1) == [b"1"]
+    assert 0 < db.ttl(store.kick_key(batch)) <= KICK_SECONDS
+    for key in (store.batch_queue(batch), f"{NS}:batch_keys"):
+        assert 0 < db.ttl(key) <= TTL
+    for i, job in enumerate(made):
+        record = store.get_job(job.id)
+        assert record is not None
+        assert (record["status"], record["batch_key"], record["inputs"]) == \
+            ("queued", batch, [{"filename": f"{i}.png"}])
+        assert db.zscore(f"{NS}:tenant:{tenant}:jobs", job.id) == record["created"]
+        assert db.get(store.input_key(job.id, 0)) == b"in-%d" % i
+        assert db.get(store.original_key(job.id, 0)) == (b"orig-%d" % i if i else None)
+    db.delete(store.kick_key(batch))  # the pending message was taken
+    assert store.create_job(tenant, "gradcam", "shapes", "conv4", {}, [b"x"], [{}],
+                            batch=batch).send
+    alone = store.create_job(tenant, "filters", "shapes", "conv4", {}, [], [])
+    assert alone.send and not db.exists(store.batch_queue(""))
+    assert counted(db, "queued", "gradcam") == queued + 4
