@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 # KEYS: job hash, tenant index, stats hash, then (a batched job only) batch queue, batch-key
-# set, wake list, the queue's marker; then the keys of the input arrays.
+# set, wake list, the queue's marker; then the keys of the input images (model-sized arrays
+# and originals).
 # ARGV: ttl, now, index cutoff (scores: strings, as sent), job id, stats field, number of
-# record fields, number of inputs, batch key ('' for none), marker seconds, token seconds,
-# stats seconds, then the record's (field, JSON value) pairs, then the input arrays.
+# record fields, number of input images, batch key ('' for none), marker seconds, token seconds,
+# stats seconds, then the record's (field, JSON value) pairs, then the input images.
 # Returns 1 when a task message must be sent (no batch, or the marker was unset), else 0.
 CREATE_JOB = """
 local ttl = tonumber(ARGV[1])
@@ -60,7 +61,7 @@ def create_call(job_key: str, index: str, stats: str, batch_keys: list[str],
                 seconds: tuple[int, int, int]) -> CreateCall:
     """A :data:`CREATE_JOB` call. ``batch_keys``: the batch queue, batch-key set, wake list
     and marker (empty for a job without ``batch``); ``data``: (key, bytes) of each input
-    array; ``seconds``: the marker's, the token's and the stats' expiry."""
+    image; ``seconds``: the marker's, the token's and the stats' expiry."""
     args: list[bytes | str | int] = [ttl, repr(now), repr(now - ttl), job_id, stats_field,
                                      len(record), len(data), batch, *seconds]
     for field, value in record.items():
