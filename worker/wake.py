@@ -34,7 +34,8 @@ def wake_key(batch: str) -> str:
 
 
 def push(pipe: redis.client.Pipeline, key: str) -> None:
-    """Queue on ``pipe``: one token in the wake list ``key`` (never more than one)."""
+    """Queue on ``pipe``: one token in the wake list ``key`` (never more than one). A new
+    job's token is pushed the same way by :data:`worker.create_job_script.CREATE_JOB`."""
     pipe.rpush(key, b"1")
     pipe.ltrim(key, -1, -1)
     pipe.expire(key, TOKEN_SECONDS)
