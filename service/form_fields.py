@@ -10,7 +10,7 @@ before its body is read), for the views whose apiflask input schemas say what th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from apiflask import APIBlueprint, APIFlask
@@ -23,7 +23,7 @@ from service.errors import fail
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-@lru_cache(maxsize=None)  # a view's schemas live as long as the app: one entry each
+@cache  # a view's schemas live as long as the app: one entry each
 def _single_valued(schema: Schema | type[Schema]) -> tuple[str, ...]:
     """The names of the fields of ``schema`` that take one value (worked out once per schema:
     making a schema instance for it cost 30 µs a request)."""
