@@ -50,7 +50,7 @@ class Settings:
     allow_download: bool = False  # let keras.applications download ImageNet weights
     model_cache_size: int = 3  # models kept loaded per worker process
     batch_max_jobs: int = 32  # queued jobs a worker computes with one model call at most
-    batch_max_images: int = 64  # ... and images in all (each new batch size is traced once)
+    batch_max_images: int = 64  # ... and images in all (a new batch size may trace once)
     batch_max_pixels: int = 262_144  # ... and input pixels (64 images of 64², 5 of 224²):
     # merging helps small images; large ones already fill the engine's micro-batches
     batch_delay_ms: float = 0.0  # wait this long for more jobs when a batch is not full

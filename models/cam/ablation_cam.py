@@ -42,6 +42,7 @@ class AblationCAM(BaseCAM):
     probe_type = AblatingProbe
     probe: AblatingProbe
     ablated_batch = 64  # ablated images per forward pass
+    open_batch = False  # its passes of ablated copies are sized by the batch
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         probe = self.probe

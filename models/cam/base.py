@@ -120,6 +120,10 @@ class BaseCAM:
     # ResNet50 Grad-CAM at batch 16, 10 interleaved calls: 1.17 s median in one pass, 1.01 s
     # in chunks of 4 (1.06 s in chunks of 8); 1.23 s in one pass without batch-norm folding.
     chunk_pixels = 4 * 224 * 224
+    # Whether :meth:`weights` computes a batch the same way whatever its size: then batches
+    # that run as one pass share one trace with the batch dimension open (models/compiled.py).
+    # Not for methods that size their own passes by the batch (Score-CAM, Ablation-CAM).
+    open_batch = True
 
     def __init__(
         self, model: keras.Model, layer: str, preprocess: str = "raw", target: str = "class"
@@ -137,12 +141,23 @@ class BaseCAM:
         self.probe = self.probe_type(model, layer, preprocess)
         if len(get_layer(model, layer).output.shape) != 4:
             raise InvalidInputError(f"layer {layer!r} has no spatial (4-D) output")
-        self._compiled = Compiled(self._forward)
+        self._compiled = Compiled(self._forward, self.opens_batch)
 
     @property
     def traces(self) -> int:
-        """How many times the compiled step was traced (once per new batch shape)."""
+        """How many times the compiled step was traced (once per new batch shape, or once
+        for every batch that runs as one pass when ``open_batch``)."""
         return self._compiled.traces
+
+    def one_pass(self, shape: tf.TensorShape) -> int:
+        """The most images of ``shape`` ``(B, H, W, C)`` one forward pass takes: about
+        ``chunk_pixels`` input pixels (a model with free spatial dimensions counts 224²)."""
+        return max(1, self.chunk_pixels // ((shape[1] or 224) * (shape[2] or 224)))
+
+    def opens_batch(self, shape: tf.TensorShape | tuple[int, ...]) -> bool:
+        """Whether a batch of ``shape`` ``(B, H, W, C)`` runs through the trace with the batch
+        dimension open (any size, no new trace): with ``open_batch``, when it takes one pass."""
+        return self.open_batch and shape[0] <= self.one_pass(shape)
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         """Weights broadcastable to ``ctx.acts`` (B, h, w, C): the method's one rule."""
@@ -161,8 +176,7 @@ class BaseCAM:
 
     def _forward(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The batch in micro-batches of about ``chunk_pixels`` input pixels each."""
-        n, height, width = images.shape[0], images.shape[1], images.shape[2]
-        per = max(1, self.chunk_pixels // ((height or 224) * (width or 224)))
+        n, per = images.shape[0], self.one_pass(images.shape)
         if n is not None:  # each micro-batch is a copy of the model in the traced graph
             per = max(per, -(-n // MAX_MICRO_BATCHES))
         if n is None or per >= n:

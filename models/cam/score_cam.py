@@ -16,6 +16,7 @@ class ScoreCAM(BaseCAM):
     name = "scorecam"
     uses_gradients = False
     masked_batch = 64  # masked images per forward pass
+    open_batch = False  # its passes of masked copies are sized by the batch
 
     def weights(self, ctx: CamInputs) -> tf.Tensor:
         return tf.transpose(self.channel_scores(ctx.acts, ctx))[:, None, None, :]

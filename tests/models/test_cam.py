@@ -310,3 +310,31 @@ def test_micro_batches_are_capped(cnns) -> None:
     assert sizes == [3, 3, 3, 1] and len(sizes) <= MAX_MICRO_BATCHES
     reference = graph_cam("gradcam", cnns["functional"], "conv2")(x, class_index=[1] * 10)
     np.testing.assert_allclose(result.heatmaps, reference.heatmaps, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_one_pass_batches_share_a_trace_and_match_each_image_alone(cnns, method: str) -> None:
+    """Batches of any size that run as one pass share one trace (its batch dimension open)
+    for the methods whose weights do not depend on the batch size; Score-CAM (and its faster
+    variant) and Ablation-CAM trace each size. Either way each image's map is the one it gets
+    alone."""
+    cam = graph_cam(method, cnns["functional"], "conv2")
+    x, targets = tm.images(6, seed=12), [0, 1, 2, 1, 0, 2]
+    alone = [cam(x[i:i + 1], class_index=[t]) for i, t in enumerate(targets)]
+    for n in (2, 3, 5, 6):
+        batch = cam(x[:n], class_index=targets[:n])
+        for i in range(n):
+            np.testing.assert_allclose(batch.heatmaps[i], alone[i].heatmaps[0], atol=1e-5)
+            np.testing.assert_allclose(batch.probs[i], alone[i].probs[0], rtol=1e-5, atol=1e-6)
+    assert cam.traces == (5 if method in ("scorecam", "faster_scorecam", "ablationcam") else 1)
+
+
+def test_batches_past_one_pass_keep_a_trace_per_size(cnns) -> None:
+    """Micro-batched sizes (past ``one_pass``) are traced each on its own, with the batch
+    known; the sizes up to it share the open trace."""
+    cam = graph_cam("gradcam", cnns["functional"], "conv2")
+    cam.chunk_pixels = 2 * H * W
+    x = tm.images(5, seed=13)
+    for n in (1, 2, 1, 5, 4, 5):
+        cam(x[:n], class_index=[1] * n)
+    assert cam.traces == 3  # the open one (1 and 2), 5, 4
