@@ -390,8 +390,8 @@ def main() -> None:
                 print(f"memory: largest API process {api:.0f} MB after the jobs above; "
                       f"workers {worker_before:.0f} -> {worker_after:.0f} MB over the 16-client "
                       f"jobs ({100 * (worker_after / worker_before - 1):+.1f} %; "
-                      f"{100 * (rss[0] / worker_before - 1):+.1f} % in the first run, which "
-                      f"traced each batch size gathered for the first time, "
+                      f"{100 * (rss[0] / worker_before - 1):+.1f} % in the first run, the "
+                      f"first to compute each batch size it gathered, "
                       f"{100 * (worker_after / rss[0] - 1):+.1f} % in the next two)")
                 results.update(latency_p50_ms=p50, concurrent_vs_engine=ratio,
                                batch_cifar_vs_tkv=cifar_ratio,
