@@ -13,8 +13,8 @@ the CIFAR CNN, and traces several times quicker (``benchmarks/engine.py``).
 A step that computes any batch the same way up to some size (one pass, no micro-batches) can
 say so (``open_batch``): batches up to that size then share one trace with the batch dimension
 left open. Measured on 2 cores, ``shapes`` Grad-CAM: each batch size traced on its own cost
-4-9 MB of resident memory more (a worker tracing the sizes 1-32 of its batches grew by 75 MB,
-with the batch open by 50 MB, 23 MB of either for the first trace), and the open trace ran as
+4-9 MB of resident memory more (one process computing batches of the 10 sizes 1-32 grew by
+75 MB, with the batch open by 50 MB, 23 MB of either for the first trace), and the open trace ran as
 fast (interleaved A/B in one process, medians of 8 rounds of 30 calls: 1.89 against 1.85 ms at
 batch 1, 9.60 against 9.64 ms at 32) with the same maps, bit for bit.
 """

@@ -56,10 +56,10 @@ def test_batches_through_the_open_trace_are_not_padded() -> None:
     images = list(tm.images(5, seed=21).astype(np.uint8))
     ctx = SimpleNamespace(images=images, options={"class_index": [0, 1, 2, 1, 0]},
                           progress=lambda fraction: None)
-    for method, size in (("gradcam", 5), ("scorecam", bucket(5))):
+    for method, size in (("gradcam", 5), ("scorecam", 6)):
         cam = Recording(make_cam(method, model, tm.PATHS["functional"]["conv2"]))
         maps = _cam_per_image(ctx, cam)
-        assert cam.sizes == [size] and size == (5 if method == "gradcam" else 6)
+        assert cam.sizes == [size]
         for i, image in enumerate(images):
             alone = cam.cam(image[None].astype(np.float32), class_index=[[0, 1, 2, 1, 0][i]])
             np.testing.assert_allclose(maps[i][0], alone.heatmaps[0], atol=1e-5)
