@@ -13,6 +13,7 @@ from flask import current_app
 from service.job_events import JobEvents
 from worker import wake
 from worker.celery_app import make_celery
+from worker.redis_client import blocking_pool, connect
 from worker.settings import Settings
 from worker.store import JobStore
 
@@ -28,14 +29,14 @@ class Backend:
         # bounded set of connections, and one that finds them all busy waits its turn
         # instead of failing with "Too many connections".
         # Timeouts: a Redis that hangs (not one that refuses) gives 503s, not hung requests.
-        pool = redis.BlockingConnectionPool.from_url(
+        pool = blocking_pool(
             settings.broker_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS,
             socket_connect_timeout=2, socket_timeout=10)
         self.store = JobStore(redis.Redis(connection_pool=pool), settings.result_ttl,
                               settings.model_ttl)
         self.celery: Celery = make_celery(settings)
         # The event listener blocks reading its subscription: a client of its own, no timeout.
-        self.events = JobEvents(redis.Redis.from_url(settings.broker_url))
+        self.events = JobEvents(connect(settings.broker_url))
 
     def enqueue(self, task: str, *args: str) -> None:
         self.celery.send_task(task, args=list(args))

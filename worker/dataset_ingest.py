@@ -180,9 +180,9 @@ def remove_orphans(settings: Settings, has_record: Callable[[str], bool]) -> Non
 
 @lru_cache(maxsize=1)
 def _records(url: str, ttl: int) -> DatasetRecords:
-    import redis
+    from worker.redis_client import connect
 
-    return DatasetRecords(redis.Redis.from_url(url), ttl)
+    return DatasetRecords(connect(url), ttl)
 
 
 def run_ingest(dataset_id: str, settings: Settings | None = None) -> None:

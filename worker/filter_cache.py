@@ -35,6 +35,7 @@ import numpy as np
 import redis
 from PIL import Image
 
+from worker.redis_client import connect
 from worker.settings import get_settings
 
 NS = "convscope:v1"  # the job store's namespace (worker.store.NS; a test checks they agree)
@@ -147,7 +148,7 @@ def forget_model(client: redis.Redis, model_id: str) -> int:
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
     """The worker process's Redis client (from the shared settings)."""
-    return redis.Redis.from_url(get_settings().broker_url)
+    return connect(get_settings().broker_url)
 
 
 def worker_cache() -> FilterCache:

@@ -19,6 +19,7 @@ from worker import idempotency, wake
 from worker.contract import ACTIVE, KEY_PREFIX
 from worker.create_job_script import CREATE_JOB, create_call
 from worker.model_records import ModelRecords
+from worker.redis_client import connect
 
 NS = KEY_PREFIX
 EVENTS = f"{NS}:events:"  # + job id: the job's change announcements (pub/sub)
@@ -106,7 +107,7 @@ class JobStore(ModelRecords):
 
     @classmethod
     def from_url(cls, url: str, ttl: int = 24 * 3600, model_ttl: int = 30 * 86400) -> JobStore:
-        return cls(redis.Redis.from_url(url), ttl, model_ttl)
+        return cls(connect(url), ttl, model_ttl)
 
     # -- keys ---------------------------------------------------------------------------
     @staticmethod

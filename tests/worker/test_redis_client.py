@@ -1,0 +1,70 @@
+"""``worker.redis_client``: the clients the API and the worker make pack commands with
+redis-py's own packer, whose bytes on the wire are hiredis's, byte for byte, and whose large
+values round-trip through a real Redis."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import hiredis
+import pytest
+from redis.connection import PythonRespSerializer
+
+from tests.pipeline import empty_database
+from worker.redis_client import BUFFER_CUTOFF, connect, packer
+from worker.store import JobStore
+
+
+@pytest.fixture(scope="module")
+def db_url(redis_url: str) -> Iterator[str]:
+    with empty_database(redis_url, "the redis client tests") as url:
+        yield url
+
+
+@pytest.mark.parametrize("args", [
+    ("SET", "key", b"x" * 10),
+    ("EVALSHA", "ab" * 20, 2, "k1", "k2", os.urandom(150_000), "é", 1.5, os.urandom(6001)),
+    ("HSET", "h", "field", os.urandom(BUFFER_CUTOFF), "other", memoryview(os.urandom(9000))),
+    ("CONFIG GET", "maxmemory"),
+])
+def test_the_packed_command_is_the_bytes_hiredis_packs(args: tuple) -> None:
+    """The same RESP bytes as ``hiredis.pack_command`` (an independent packer), large values
+    handed on as separate pieces rather than copied into one buffer."""
+    pieces = packer().pack(*args)
+    reference_args = tuple(a.tobytes() if isinstance(a, memoryview) else a for a in args)
+    if args[0] == "CONFIG GET":  # hiredis takes a two-word command as its two words
+        reference_args = ("CONFIG", "GET", *args[1:])
+    assert b"".join(bytes(p) for p in pieces) == hiredis.pack_command(reference_args)
+    large = [a for a in args if isinstance(a, bytes | memoryview) and len(a) > BUFFER_CUTOFF]
+    assert len(pieces) >= 1 + len(large)
+    for value in large:
+        assert any(p is value for p in pieces), "a large value was copied"
+
+
+def test_large_values_round_trip(db_url: str) -> None:
+    r = connect(db_url)
+    values = [os.urandom(150_000) for _ in range(4)] + [b"", b"small", "é".encode()]
+    r.rpush("convscope-test:list", *values)
+    assert r.lrange("convscope-test:list", 0, -1) == values
+    pipe = r.pipeline()
+    pipe.set("convscope-test:a", values[0]).get("convscope-test:a")
+    assert pipe.execute() == [True, values[0]]
+    r.delete("convscope-test:list", "convscope-test:a")
+
+
+def test_every_client_of_the_store_and_the_api_uses_the_packer(db_url: str) -> None:
+    from service.backend import Backend
+    from worker.settings import Settings
+
+    def packers(client) -> set[type]:
+        conn = client.connection_pool.get_connection()
+        try:
+            return {type(conn._command_packer)}
+        finally:
+            client.connection_pool.release(conn)
+
+    assert packers(JobStore.from_url(db_url).r) == {PythonRespSerializer}
+    backend = Backend(Settings.from_env({}, redis_url=db_url))
+    assert packers(backend.store.r) == {PythonRespSerializer}
+    assert packers(backend.events._client) == {PythonRespSerializer}
