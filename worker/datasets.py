@@ -31,7 +31,6 @@ import os
 import re
 import stat
 import warnings
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-try:
-    import pyspng
-except ImportError:  # no wheel for this platform: Pillow decodes every image
-    pyspng = None
+from worker import png_decode
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -172,52 +168,16 @@ def _real_file(root: Path, file: str) -> Path:
     return path
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FAST_PNG_TYPES = (0, 2, 3, 4, 6)  # grey, RGB, palette, grey + alpha, RGBA (8 bits; palette: 1-8)
-
-
 FAST_PNG_MAX_BYTES = 32 * 2**20  # larger files go to Pillow, which reads them in pieces
 
 
-def _chunks_intact(data: bytes) -> bool:
-    """Every chunk up to IEND is whole and its CRC right (libspng, as pyspng sets it up,
-    skips CRC checks; Pillow's refusal of a damaged file is kept)."""
-    at = len(PNG_SIGNATURE)
-    while at + 12 <= len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        end = at + 8 + length
-        if end + 4 > len(data) or zlib.crc32(data[at + 4:end]) != \
-                int.from_bytes(data[end:end + 4], "big"):
-            return False
-        if data[at + 4:at + 8] == b"IEND":
-            return True
-        at = end + 4
-    return False
-
-
 def fast_png(path: Path, max_pixels: int) -> np.ndarray | None:
-    """uint8 ``(H, W, 3)`` RGB of an 8-bit PNG file decoded by libspng (``pyspng``: 136 µs
-    for a 64×64 shapes image where Pillow takes 288, the third of a dataset chunk's time
-    spent decoding), the same pixels as Pillow's ``convert("RGB")`` (alpha dropped, grey
-    and palette expanded); None for anything else, or anything libspng refuses, which then
-    goes to :func:`decode` (and its errors). Over ``max_pixels`` (from the header): ValueError."""
-    if pyspng is None or path.stat().st_size > FAST_PNG_MAX_BYTES:
+    """uint8 ``(H, W, 3)`` RGB of an 8-bit PNG file by libspng
+    (:func:`worker.png_decode.decode_rgb`: decoding was a third of a dataset chunk's time),
+    or None: the file then goes to :func:`decode`. Over ``max_pixels``: ValueError."""
+    if png_decode.pyspng is None or path.stat().st_size > FAST_PNG_MAX_BYTES:
         return None
-    data = path.read_bytes()
-    if len(data) < 33 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or \
-            not _chunks_intact(data):
-        return None
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if width * height > max_pixels:
-        raise ValueError(f"{width}×{height} pixels is over the limit of {max_pixels}")
-    depth, colour = data[24], data[25]
-    if colour not in FAST_PNG_TYPES or depth != 8 and not (colour == 3 and depth < 8):
-        return None
-    try:
-        pixels = pyspng.load(data, "RGB")
-    except Exception:  # noqa: BLE001 - libspng's refusal: Pillow gives the reason
-        return None
-    return pixels if pixels.shape == (height, width, 3) and pixels.dtype == np.uint8 else None
+    return png_decode.decode_rgb(path.read_bytes(), max_pixels)
 
 
 def read_images(manifest: Manifest, start: int, stop: int,

@@ -74,7 +74,7 @@ def test_png_fast_path_gives_pillows_pixels_for_every_png_type(tmp_path: Path) -
     to Pillow; a header past the pixel limit is refused before decoding."""
     from worker import datasets
 
-    assert datasets.pyspng is not None, "pyspng (a dependency) is not installed"
+    assert datasets.png_decode.pyspng is not None, "pyspng (a dependency) is not installed"
     rng = np.random.default_rng(1)
     rgba = rng.integers(0, 256, (23, 17, 4), dtype=np.uint8)
     palette = Image.fromarray(rgba[..., :3]).quantize(colors=7)
