@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import hiredis
 import pytest
+import redis
 from redis.connection import PythonRespSerializer
 
 from tests.pipeline import empty_database
@@ -53,18 +54,41 @@ def test_large_values_round_trip(db_url: str) -> None:
     r.delete("convscope-test:list", "convscope-test:a")
 
 
+def _packers(client: redis.Redis) -> set[type]:
+    conn = client.connection_pool.get_connection()
+    try:
+        return {type(conn._command_packer)}
+    finally:
+        client.connection_pool.release(conn)
+
+
 def test_every_client_of_the_store_and_the_api_uses_the_packer(db_url: str) -> None:
     from service.backend import Backend
     from worker.settings import Settings
 
-    def packers(client) -> set[type]:
-        conn = client.connection_pool.get_connection()
-        try:
-            return {type(conn._command_packer)}
-        finally:
-            client.connection_pool.release(conn)
-
-    assert packers(JobStore.from_url(db_url).r) == {PythonRespSerializer}
+    store = JobStore.from_url(db_url)
+    assert _packers(store.r) == {PythonRespSerializer}
+    # the lease renewals' client is made from a copy of these (worker/claims.py)
+    assert isinstance(store.r.connection_pool.connection_kwargs["command_packer"],
+                      PythonRespSerializer)
     backend = Backend(Settings.from_env({}, redis_url=db_url))
-    assert packers(backend.store.r) == {PythonRespSerializer}
-    assert packers(backend.events._client) == {PythonRespSerializer}
+    assert _packers(backend.store.r) == {PythonRespSerializer}
+    assert _packers(backend.events._client) == {PythonRespSerializer}
+
+
+def test_the_workers_other_clients_use_the_packer(db_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker import dataset_ingest, filter_cache, settings
+
+    def clear() -> None:
+        for cached in (settings.get_settings, filter_cache.redis_client, dataset_ingest._records):
+            cached.cache_clear()
+
+    monkeypatch.setenv("CONVSCOPE_REDIS_URL", db_url)
+    clear()
+    try:
+        assert _packers(filter_cache.redis_client()) == {PythonRespSerializer}
+        assert _packers(dataset_ingest._records(db_url, 60).r) == {PythonRespSerializer}
+    finally:
+        monkeypatch.undo()
+        clear()
