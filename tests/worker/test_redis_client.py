@@ -1,6 +1,7 @@
-"""``worker.redis_client``: the clients the API and the worker make pack commands with
-redis-py's own packer, whose bytes on the wire are hiredis's, byte for byte, and whose large
-values round-trip through a real Redis."""
+"""``worker.redis_client``: the clients the API and the worker make pack a command with a
+large value by redis-py's own packer (the value handed on, not copied) and any other by
+hiredis; the bytes on the wire are hiredis's, byte for byte, and large values round-trip
+through a real Redis."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from collections.abc import Iterator
 import hiredis
 import pytest
 import redis
-from redis.connection import PythonRespSerializer
 
 from tests.pipeline import empty_database
-from worker.redis_client import BUFFER_CUTOFF, connect, packer
+from worker.redis_client import BUFFER_CUTOFF, Packer, connect, packer
 from worker.store import JobStore
 
 
@@ -23,24 +23,30 @@ def db_url(redis_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("args", [
-    ("SET", "key", b"x" * 10),
-    ("EVALSHA", "ab" * 20, 2, "k1", "k2", os.urandom(150_000), "é", 1.5, os.urandom(6001)),
-    ("HSET", "h", "field", os.urandom(BUFFER_CUTOFF), "other", memoryview(os.urandom(9000))),
-    ("CONFIG GET", "maxmemory"),
+@pytest.mark.parametrize(("args", "large"), [
+    (("SET", "key", b"x" * 10), 0),
+    (("HGET", "convscope:job:abc", "status"), 0),
+    (("SET", "key", b"x" * BUFFER_CUTOFF), 0),
+    (("EVALSHA", "ab" * 20, 2, "k1", "k2", os.urandom(150_000), "é", 1.5, os.urandom(6001)), 2),
+    (("HSET", "h", "field", os.urandom(BUFFER_CUTOFF), "other", memoryview(os.urandom(9000))),
+     1),
+    (("SET", "result", "r" * 7000), 1),
+    (("CONFIG GET", "maxmemory"), 0),
 ])
-def test_the_packed_command_is_the_bytes_hiredis_packs(args: tuple) -> None:
-    """The same RESP bytes as ``hiredis.pack_command`` (an independent packer), large values
-    handed on as separate pieces rather than copied into one buffer."""
+def test_the_packed_command_is_the_bytes_hiredis_packs(args: tuple, large: int) -> None:
+    """The same RESP bytes as ``hiredis.pack_command`` (an independent packer). A command
+    with values over the cutoff is handed on in pieces, each such value as it is (not
+    copied); any other is one buffer."""
     pieces = packer().pack(*args)
     reference_args = tuple(a.tobytes() if isinstance(a, memoryview) else a for a in args)
     if args[0] == "CONFIG GET":  # hiredis takes a two-word command as its two words
         reference_args = ("CONFIG", "GET", *args[1:])
     assert b"".join(bytes(p) for p in pieces) == hiredis.pack_command(reference_args)
-    large = [a for a in args if isinstance(a, bytes | memoryview) and len(a) > BUFFER_CUTOFF]
-    assert len(pieces) >= 1 + len(large)
-    for value in large:
+    if not large:
+        assert len(pieces) == 1
+    for value in [a for a in args if isinstance(a, bytes | memoryview) and len(a) > 6000]:
         assert any(p is value for p in pieces), "a large value was copied"
+    assert len(pieces) >= 1 + large
 
 
 def test_large_values_round_trip(db_url: str) -> None:
@@ -67,13 +73,13 @@ def test_every_client_of_the_store_and_the_api_uses_the_packer(db_url: str) -> N
     from worker.settings import Settings
 
     store = JobStore.from_url(db_url)
-    assert _packers(store.r) == {PythonRespSerializer}
+    assert _packers(store.r) == {Packer}
     # the lease renewals' client is made from a copy of these (worker/claims.py)
     assert isinstance(store.r.connection_pool.connection_kwargs["command_packer"],
-                      PythonRespSerializer)
+                      Packer)
     backend = Backend(Settings.from_env({}, redis_url=db_url))
-    assert _packers(backend.store.r) == {PythonRespSerializer}
-    assert _packers(backend.events._client) == {PythonRespSerializer}
+    assert _packers(backend.store.r) == {Packer}
+    assert _packers(backend.events._client) == {Packer}
 
 
 def test_the_workers_other_clients_use_the_packer(db_url: str,
@@ -87,8 +93,8 @@ def test_the_workers_other_clients_use_the_packer(db_url: str,
     monkeypatch.setenv("CONVSCOPE_REDIS_URL", db_url)
     clear()
     try:
-        assert _packers(filter_cache.redis_client()) == {PythonRespSerializer}
-        assert _packers(dataset_ingest._records(db_url, 60).r) == {PythonRespSerializer}
+        assert _packers(filter_cache.redis_client()) == {Packer}
+        assert _packers(dataset_ingest._records(db_url, 60).r) == {Packer}
     finally:
         monkeypatch.undo()
         clear()
