@@ -16,10 +16,9 @@ from typing import Any
 
 import redis
 from redis.connection import Encoder, HiredisRespSerializer, PythonRespSerializer
+from redis.utils import HIREDIS_AVAILABLE
 
 BUFFER_CUTOFF = 6000  # redis-py's own: arguments up to this many bytes are joined
-
-
 LARGE_TYPES = (bytes, str, bytearray, memoryview)  # len(): bytes, or a 1-D view's items
 
 
@@ -29,9 +28,9 @@ class Packer:
     may serve every connection of a pool."""
 
     def __init__(self) -> None:
-        self._small = HiredisRespSerializer()
         self._large = PythonRespSerializer(BUFFER_CUTOFF,
                                            Encoder("utf-8", "strict", False).encode)
+        self._small = HiredisRespSerializer() if HIREDIS_AVAILABLE else self._large
 
     def pack(self, *args: Any) -> list:
         for arg in args:
@@ -40,15 +39,11 @@ class Packer:
         return self._small.pack(*args)
 
 
-def packer() -> Packer:
-    return Packer()
-
-
 def connect(url: str, **kwargs: Any) -> redis.Redis:
-    """``redis.Redis.from_url(url, **kwargs)`` with :func:`packer`."""
-    return redis.Redis.from_url(url, command_packer=packer(), **kwargs)
+    """``redis.Redis.from_url(url, **kwargs)`` with a :class:`Packer`."""
+    return redis.Redis.from_url(url, command_packer=Packer(), **kwargs)
 
 
 def blocking_pool(url: str, **kwargs: Any) -> redis.BlockingConnectionPool:
-    """``redis.BlockingConnectionPool.from_url(url, **kwargs)`` with :func:`packer`."""
-    return redis.BlockingConnectionPool.from_url(url, command_packer=packer(), **kwargs)
+    """``redis.BlockingConnectionPool.from_url(url, **kwargs)`` with a :class:`Packer`."""
+    return redis.BlockingConnectionPool.from_url(url, command_packer=Packer(), **kwargs)
