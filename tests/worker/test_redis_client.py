@@ -1,7 +1,7 @@
-"""``worker.redis_client``: the clients the API and the worker make pack a command with a
-large value by redis-py's own packer (the value handed on, not copied) and any other by
-hiredis; the bytes on the wire are hiredis's, byte for byte, and large values round-trip
-through a real Redis."""
+"""``worker.redis_client``: the clients the API and the worker make pack a command of over
+``LARGE_COMMAND`` bytes by redis-py's own packer (its large values handed on, not copied)
+and any other by hiredis; the bytes on the wire are hiredis's, byte for byte, and large
+values round-trip through a real Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.pipeline import empty_database
-from worker.redis_client import BUFFER_CUTOFF, Packer, connect
+from worker.redis_client import LARGE_COMMAND, Packer, connect
 from worker.store import JobStore
 
 
@@ -23,20 +23,24 @@ def db_url(redis_url: str) -> Iterator[str]:
         yield url
 
 
+BIG = LARGE_COMMAND // 2 + 1  # two such values make a large command, one does not
+
+
 @pytest.mark.parametrize(("args", "large"), [
     (("SET", "key", b"x" * 10), 0),
     (("HGET", "convscope:job:abc", "status"), 0),
-    (("SET", "key", b"x" * BUFFER_CUTOFF), 0),
-    (("EVALSHA", "ab" * 20, 2, "k1", "k2", os.urandom(150_000), "é", 1.5, os.urandom(6001)), 2),
-    (("HSET", "h", "field", os.urandom(BUFFER_CUTOFF), "other", memoryview(os.urandom(9000))),
-     1),
-    (("SET", "result", "r" * 7000), 1),
+    (("SET", "key", os.urandom(BIG)), 0),
+    (("RPUSH", "key", *[os.urandom(12_300) for _ in range(16)]), 0),
+    (("EVALSHA", "ab" * 20, 2, "k1", "k2", os.urandom(BIG), "é", 1.5, os.urandom(BIG)), 2),
+    (("HSET", "h", "field", os.urandom(LARGE_COMMAND), "other", memoryview(os.urandom(9000))),
+     2),
+    (("SET", "result", "r" * (LARGE_COMMAND + 1)), 1),
     (("CONFIG GET", "maxmemory"), 0),
 ])
 def test_the_packed_command_is_the_bytes_hiredis_packs(args: tuple, large: int) -> None:
     """The same RESP bytes as ``hiredis.pack_command`` (an independent packer). A command
-    with values over the cutoff is handed on in pieces, each such value as it is (not
-    copied); any other is one buffer."""
+    of over ``LARGE_COMMAND`` bytes is handed on in pieces, each value over the cutoff as it
+    is (not copied); any other is one buffer."""
     pieces = Packer().pack(*args)
     reference_args = tuple(a.tobytes() if isinstance(a, memoryview) else a for a in args)
     if args[0] == "CONFIG GET":  # hiredis takes a two-word command as its two words
@@ -44,6 +48,7 @@ def test_the_packed_command_is_the_bytes_hiredis_packs(args: tuple, large: int) 
     assert b"".join(bytes(p) for p in pieces) == hiredis.pack_command(reference_args)
     if not large:
         assert len(pieces) == 1
+        return
     for value in [a for a in args if isinstance(a, bytes | memoryview) and len(a) > 6000]:
         assert any(p is value for p in pieces), "a large value was copied"
     assert len(pieces) >= 1 + large
@@ -102,7 +107,8 @@ def test_the_workers_other_clients_use_the_packer(db_url: str,
 
 def test_small_commands_are_packed_by_hiredis_and_large_ones_are_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """hiredis (a dependency) packs a small command 7x faster than redis-py's own packer."""
+    """hiredis (a dependency) packs a small command 7x faster than redis-py's own packer,
+    and a command of one value under ``LARGE_COMMAND`` with one send."""
     from redis import utils
 
     assert utils.HIREDIS_AVAILABLE, "hiredis is missing, or too old for redis-py"
@@ -111,6 +117,7 @@ def test_small_commands_are_packed_by_hiredis_and_large_ones_are_not(
     monkeypatch.setattr(hiredis, "pack_command", lambda args: calls.append(args) or real(args))
     packer = Packer()
     packer.pack("HGET", "convscope:job:abc", "status")
-    assert len(calls) == 1
-    packer.pack("SET", "key", os.urandom(BUFFER_CUTOFF + 1))
-    assert len(calls) == 1
+    packer.pack("SET", "key", os.urandom(LARGE_COMMAND - 6))  # with "SET" and "key": at the limit
+    assert len(calls) == 2
+    packer.pack("SET", "key", os.urandom(LARGE_COMMAND + 1))
+    assert len(calls) == 2
