@@ -10,8 +10,10 @@ reference of ``make bench-service``). For each run it prints:
 - the CPU seconds of the CLI, the API (gunicorn), the worker (Celery, main process and
   child) and Redis over the run, read from ``/proc`` (the CLI's from its rusage);
 - each job: its images, when it was created, started and finished (seconds from the CLI's
-  start, from the job's record), and its model call's seconds (the ``seconds`` per image its
-  items report, times its images).
+  start, from the job's record), and its share of the model calls (the ``seconds`` per image
+  its items report, summed: a job merged with others shares their call).
+
+A run in which any image failed is an error: its timeline would not be the batch's.
 
 ``python benchmarks/batch_trace.py`` traces ResNet50 (``weights=None``) on 64 images of
 224², as ``make bench-service`` measures it; ``--model shapes --size 64`` the built-in
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,16 +100,19 @@ def trace_once(svc: Service, folder: Path, out: Path, model: str,
     engine = len(list(folder.iterdir())) / reference()
     time.sleep(REST)
     groups = {name: svc.pids(needle) for name, needle in GROUPS.items()}
+    missing = [name for name, pids in groups.items() if not pids]
+    if missing:
+        raise RuntimeError(f"no {', '.join(missing)} process under convscope up")
     before, start = cpu_now(groups), time.time()
     done = subprocess.run([sys.executable, "-m", "service.cli", "batch", str(folder),
                            "--model", model, "--kind", "gradcam", "--out", str(out),
                            "--url", svc.url], capture_output=True, text=True, cwd=ROOT)
     seconds = time.time() - start
-    if done.returncode != 0:
+    if done.returncode != 0 or f"{len(list(folder.iterdir()))} done, 0 failed" not in done.stdout:
         raise RuntimeError(f"batch failed: {done.stdout[-500:]} {done.stderr[-2000:]}")
     after = cpu_now(groups)
     return {"seconds": seconds, "engine": engine, "ratio": engine / seconds,
-            "cpu": {k: round(after[k] - before[k], 2) for k in before},
+            "cpu": {k: after[k] - before[k] for k in before},
             "jobs": timeline(svc.url, out, start)}
 
 
@@ -148,6 +154,7 @@ def main() -> None:
             report(runs[-1])
     finally:
         svc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"median ratio {statistics.median(r['ratio'] for r in runs):.2f}x the engine")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
