@@ -80,9 +80,13 @@ def test_batch_resumes_without_repeating(settings, api_url: str, tmp_path: Path,
     app.wsgi_app = hold
     per_job = settings.max_images_per_job
     with serve(app) as held_url:
+        # SIGINT as a terminal's Ctrl-C delivers it, to a CLI that handles it: a background
+        # job of a shell without job control (a CI runner's, say) starts with it ignored,
+        # and Python then never raises KeyboardInterrupt
         first = subprocess.Popen(batch_cmd(tmp_path / "images", out, held_url, "-j", "2"),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+                                 start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         reaper.append(first)
         wait_until(lambda: len(results(out)) >= 2 * per_job or first.poll() is not None, 120,
                    "the first run to finish its first two jobs", interval=0.1)
