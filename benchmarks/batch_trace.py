@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -41,6 +40,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.dataset import cpu_seconds  # noqa: E402
 from benchmarks.service import REST, Service, engine_rates, write_images  # noqa: E402
 
 LAYERS = {"resnet50": "conv5_block3_out", "shapes": "conv4"}  # the engine's reference layer
@@ -60,22 +60,10 @@ def load_reference(model: str, tmp: Path) -> tuple[object, str]:
     return loaded.model, loaded.info.preprocess
 
 
-def proc_cpu(pids: list[int]) -> float:
-    """CPU seconds (user and system) the processes ``pids`` have used so far."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_now(groups: dict[str, list[int]]) -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"cli": usage.ru_utime + usage.ru_stime,
-            **{name: proc_cpu(pids) for name, pids in groups.items()}}
+            **{name: sum(map(cpu_seconds, pids)) for name, pids in groups.items()}}
 
 
 def timeline(url: str, out: Path, start: float) -> list[dict]:
