@@ -55,7 +55,11 @@ COPY pyproject.toml README.md ./
 COPY models ./models
 COPY worker ./worker
 COPY service ./service
+# Byte-compiled here: at run time the root filesystem is read-only and PYTHONDONTWRITEBYTECODE
+# is set, so without it every process (each CLI command, each API or worker start) compiled
+# the project's modules from source.
 RUN PIP_CERT=/etc/ssl/certs/ca-certificates.crt pip install --no-cache-dir --no-deps -e . \
+    && python -m compileall -q models worker service \
     && python -c "import service.cli, worker.celery_app"
 
 ARG TRAIN_SHAPES=1
