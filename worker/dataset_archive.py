@@ -169,7 +169,16 @@ def _tar_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
                 budget.entry(name, info.size if info.isreg() else 0)
                 stream = archive.extractfile(info) if info.isreg() and name else None
                 if stream is not None:
-                    yield Member(name, info.size, partial(_bounded, stream, info.name, info.size))
+                    yield Member(name, info.size, partial(_tar_read, stream, info.name, info.size))
+
+
+def _tar_read(stream: IO[bytes], name: str, size: int) -> bytes:
+    try:
+        return _bounded(stream, name, size)
+    except InvalidArchiveError:
+        raise
+    except Exception as exc:  # a stream cut short or damaged (tarfile, EOFError, zlib.error)
+        raise InvalidArchiveError(f"the entry {name!r} is damaged: {exc}") from exc
 
 
 def _tar_infos(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:

@@ -69,29 +69,71 @@ class _Found:
 def _collect(members: Iterable[Member | tuple[str, str]], copy_to: Path | None,
              max_pixels: int) -> _Found:
     """Read every entry once: images checked (and copied under ``copy_to``, for archives)."""
-    found = _Found()
+    found, paths = _Found(), _Paths()
     for member in members:
         if isinstance(member, tuple):
-            found.skipped.append({"file": member[0], "reason": member[1]})
+            found.skipped.append({"file": _readable(member[0]), "reason": member[1]})
             continue
-        if _hidden(member.name):
-            found.skipped.append({"file": member.name, "reason": "hidden or system file"})
+        name = member.name if copy_to is None else _readable(member.name)
+        reason = _unusable(name, member.name, paths, copy_to is None)
+        if reason:
+            found.skipped.append({"file": _readable(name), "reason": reason})
             continue
-        found.names.append(member.name)
-        is_manifest = PurePosixPath(member.name).name in (DATASET_LABELS, DATASET_BOXES)
+        found.names.append(name)
+        is_manifest = PurePosixPath(name).name in (DATASET_LABELS, DATASET_BOXES)
         data = member.read()
         if not is_manifest:
             try:
-                found.images[member.name] = decode(data, max_pixels).size[::-1]
+                found.images[name] = decode(data, max_pixels).size[::-1]
             except ValueError as exc:
-                found.skipped.append({"file": member.name, "reason": str(exc)})
+                found.skipped.append({"file": name, "reason": str(exc)})
                 continue
             found.bytes += len(data)
         if copy_to is not None:
-            _write(copy_to, member.name, data)
+            _write(copy_to, name, data)
         if is_manifest:
-            found.manifests.add(member.name)
+            found.manifests.add(name)
     return found
+
+
+NAME_BYTES = 255  # a file or folder name, in bytes: what Linux file systems hold
+PATH_BYTES = 3072  # a whole path inside the dataset (Linux takes 4096 with the data dir's)
+
+
+@dataclass
+class _Paths:
+    """The paths an archive's entries take: files, and the folders above them."""
+
+    files: set[str] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)
+
+
+def _readable(name: str) -> str:
+    """``name`` with any bytes that are not UTF-8 (a tar's or a folder's names, decoded with
+    ``surrogateescape``) as U+FFFD: JSON and HTTP headers carry it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _unusable(name: str, raw: str, paths: _Paths, in_folder: bool) -> str | None:
+    """Why the entry ``name`` cannot be one of the dataset's files, or None (then its path is
+    taken): hidden; a name that is not UTF-8 in a server folder (an archive's is renamed);
+    a part too long for a file system; a path another entry already took, as a file or as a
+    folder (an archive may hold a name twice, or ``a`` beside ``a/b.png``)."""
+    if _hidden(name):
+        return "hidden or system file"
+    if in_folder and _readable(raw) != raw:
+        return "file name is not valid UTF-8"
+    parts = PurePosixPath(name).parts
+    if any(len(p.encode()) > NAME_BYTES for p in parts):
+        return f"a name in its path is longer than {NAME_BYTES} bytes"
+    if len(name.encode()) > PATH_BYTES:
+        return f"its path is longer than {PATH_BYTES} bytes"
+    above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    if name in paths.files or name in paths.folders or any(a in paths.files for a in above):
+        return "another entry of the archive has the same path"
+    paths.files.add(name)
+    paths.folders.update(above)
+    return None
 
 
 def _write(base: Path, name: str, data: bytes) -> None:

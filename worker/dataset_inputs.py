@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.dataset_crops import fit
-from worker.datasets import DatasetImage, Manifest, dataset_dir, open_dataset, read_images
+from worker.datasets import DatasetImage, Manifest, dataset_dir, iter_images, open_dataset
 from worker.runner import _cache
 from worker.settings import get_settings
 
@@ -54,13 +54,16 @@ class ChunkImages:
 
 
 def read_chunk(job: dict, chunk: int) -> ChunkImages:
-    """Chunk ``chunk`` (``options.chunk_images`` images) of the job's dataset."""
-    size = job["options"]["chunk_images"]
-    reads = read_images(manifest(job["dataset"]), chunk * size, (chunk + 1) * size,
-                        get_settings().max_image_pixels)
-    shape = input_shape(job)
-    good = [(r.image, r.pixels) for r in reads if r.pixels is not None]
-    pixels = np.empty((len(good), *shape), np.float32)  # filled in place: no stack, no astype
-    for n, (_, decoded) in enumerate(good):
-        pixels[n] = fit(decoded, shape)
-    return ChunkImages(pixels, [image for image, _ in good], len(reads) - len(good))
+    """Chunk ``chunk`` (``options.chunk_images`` images) of the job's dataset, each image
+    brought to the model's input size as it is decoded: a chunk of large images (say 128 of
+    4096², 48 MB each decoded) never sits in memory at full size."""
+    size, shape = job["options"]["chunk_images"], input_shape(job)
+    found = manifest(job["dataset"])
+    start, stop = chunk * size, min((chunk + 1) * size, len(found))
+    pixels = np.empty((max(0, stop - start), *shape), np.float32)  # filled in place
+    good: list[DatasetImage] = []
+    for read in iter_images(found, start, stop, get_settings().max_image_pixels):
+        if read.pixels is not None:
+            pixels[len(good)] = fit(read.pixels, shape)
+            good.append(read.image)
+    return ChunkImages(pixels[:len(good)], good, max(0, stop - start) - len(good))

@@ -38,8 +38,9 @@ def parse_labels(data: bytes, sizes: Sizes, warn: list[str]) -> dict[str, str]:
             warn.append(f"labels.csv row {line}: expected 'file,class', got {row!r}")
         elif _key(row[0]) not in sizes:
             warn.append(f"labels.csv row {line}: no image {row[0]!r} in the dataset")
-        else:
-            labels[_key(row[0])] = row[1].strip()
+        elif labels.setdefault(_key(row[0]), row[1].strip()) != row[1].strip():
+            warn.append(f"labels.csv row {line}: {row[0]!r} already has the class "
+                        f"{labels[_key(row[0])]!r}; the first row is kept")
     return labels
 
 
@@ -50,8 +51,8 @@ def _check_box(box: object, size: tuple[int, int]) -> Box:
     label, *coords = box
     if not isinstance(label, (str, int)) or isinstance(label, bool):
         raise ValueError("the class must be a string or an integer")
-    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
-               for c in coords):
+    if not all(isinstance(c, int) and not isinstance(c, bool)  # any size: no overflow
+               or isinstance(c, float) and math.isfinite(c) for c in coords):
         raise ValueError("coordinates must be numbers")
     x0, y0, x1, y1 = coords
     height, width = size

@@ -31,7 +31,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,8 +185,14 @@ def read_images(manifest: Manifest, start: int, stop: int,
     """Images ``start:stop`` of the manifest (clipped to its length), decoded to uint8 RGB.
     An image that is gone, changed into something unreadable, or reached through a link out
     of the dataset's folder is reported in its :class:`ImageRead`, never raised."""
+    return list(iter_images(manifest, start, stop, max_pixels))
+
+
+def iter_images(manifest: Manifest, start: int, stop: int,
+                max_pixels: int = 16_777_216) -> Iterator[ImageRead]:
+    """:func:`read_images` one image at a time: a caller that shrinks each image before the
+    next holds one image at full size, not a chunk of them."""
     root = manifest.root.resolve()
-    found = []
     for image in manifest.images[max(0, start):max(0, stop)]:
         try:
             path = _real_file(root, image.file)
@@ -195,7 +201,6 @@ def read_images(manifest: Manifest, start: int, stop: int,
                 img = decode(path, max_pixels)
                 pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
         except (ValueError, OSError) as exc:
-            found.append(ImageRead(image, None, str(exc)))
+            yield ImageRead(image, None, str(exc))
         else:
-            found.append(ImageRead(image, pixels))
-    return found
+            yield ImageRead(image, pixels)

@@ -4,17 +4,18 @@ atlas's "explain this unit" does)."""
 
 from __future__ import annotations
 
-import mimetypes
+from pathlib import Path
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, send_file
+from PIL import Image, UnidentifiedImageError
 
 from service.api.datasets import dataset_record
 from service.auth import require_tenant
 from service.backend import backend
 from service.errors import fail
-from worker.datasets import open_dataset
+from worker.datasets import FORMATS, open_dataset
 
 bp = APIBlueprint("dataset_images", __name__, url_prefix="/v1/datasets", tag="datasets")
 bp.before_request(require_tenant)
@@ -41,7 +42,19 @@ def get_image(dataset_id: str, index: int) -> Response:
     path = (root / manifest.images[index].file).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         fail(404, "not_found", f"image {index} of dataset {dataset_id!r} is gone")
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    response = send_file(path, mimetype=kind, max_age=3600, conditional=True)
+    name = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    response = send_file(path, mimetype=_image_type(path), max_age=3600, conditional=True,
+                         download_name=name)
     response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _image_type(path: Path) -> str:
+    """The media type of the image format the file holds (its header read, not its name: a
+    GIF named ``x.html`` is served as ``image/gif``, never as a page of this origin)."""
+    try:
+        with Image.open(path, formats=FORMATS) as img:
+            return Image.MIME.get(img.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return "application/octet-stream"

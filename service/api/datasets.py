@@ -102,6 +102,8 @@ def _server_folder(path: str) -> str:
     if not roots:
         fail(403, "path_not_allowed", "this server does not register datasets from its "
              "folders (the operator enables it with CONVSCOPE_DATASET_ROOTS)")
+    if "\0" in path:  # no file system path holds one (and Path.resolve refuses it)
+        fail(422, "invalid_request", "'path' holds a NUL character")
     if not Path(path).is_absolute() or not inside(path, roots):
         fail(403, "path_not_allowed", f"{path!r} is not inside the folders datasets may come "
              "from (an absolute path, links and '..' resolved)")

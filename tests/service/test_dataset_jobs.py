@@ -147,6 +147,9 @@ def test_refusals(stack, shapes_id) -> None:
     assert_problem(submit(shapes_id, k=0), 400, "invalid_options")
     assert_problem(submit(shapes_id, k=65), 400, "invalid_options")
     assert_problem(submit(shapes_id, channels=[32]), 400, "filter_out_of_range")
+    res = submit(shapes_id, channels=[5, 3, 5])  # a channel listed twice
+    assert_problem(res, 400, "invalid_options")
+    assert "[5] more than once" in res.get_json()["detail"]
     assert_problem(submit(shapes_id, chunk_images=10**6), 400, "invalid_options")
     assert_problem(submit(shapes_id, steps=3), 400, "invalid_options")
     res = stack.client.post("/v1/jobs", headers=A, content_type="multipart/form-data",

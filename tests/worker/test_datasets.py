@@ -107,3 +107,45 @@ def test_png_fast_path_gives_pillows_pixels_for_every_png_type(tmp_path: Path) -
     assert datasets.fast_png(tmp_path / "damaged.png", 10**6) is None  # Pillow decides
     (tmp_path / "cut.png").write_bytes(bytes(raw[:-30]))
     assert datasets.fast_png(tmp_path / "cut.png", 10**6) is None
+
+
+def test_a_chunk_is_brought_to_the_model_size_one_image_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_chunk gives each image as ``fit`` makes it, and never holds the chunk's images
+    at full size together: NumPy's allocations (traced) peak near one decoded image, not
+    near the six of them (1.8 MB each)."""
+    import tracemalloc
+
+    from worker import dataset_inputs, datasets
+    from worker.dataset_crops import fit
+
+    dataset_id, side, shape = "d" + "1" * 16, 768, [32, 32, 3]
+    files = dataset_dir(tmp_path, dataset_id) / "files"
+    files.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(6)]
+    for i, pixels in enumerate(images):
+        Image.fromarray(pixels).save(files / f"{i}.png", compress_level=1)
+    (files / "6.png").write_bytes(b"not a png")
+    write_manifest(dataset_dir(tmp_path, dataset_id),
+                   {"id": dataset_id, "root": "files", "has_labels": False, "has_boxes": False,
+                    "classes": [], "images": [{"file": f"{i}.png", "size": [side, side]}
+                                              for i in range(7)]})
+    manifest = open_dataset(tmp_path, dataset_id)
+    monkeypatch.setattr(dataset_inputs, "manifest", lambda _: manifest)
+    monkeypatch.setattr(dataset_inputs, "input_shape", lambda _: shape)
+    # Pillow's path (NumPy arrays, which tracemalloc sees; libspng's buffers it does not)
+    monkeypatch.setattr(datasets, "FAST_PNG_MAX_BYTES", 0)
+    job = {"dataset": dataset_id, "options": {"chunk_images": 8}}
+    tracemalloc.start()
+    try:
+        chunk = dataset_inputs.read_chunk(job, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chunk.indices == list(range(6)) and chunk.corrupt == 1
+    for got, pixels in zip(chunk.pixels, images, strict=True):
+        np.testing.assert_array_equal(got, fit(pixels, shape))
+    # one image decoded, with its copies, peaked at about 3 of its sizes; all six held at
+    # once (as before) at 7
+    assert peak < 4.5 * images[0].nbytes, peak
