@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import redis
 from apiflask import APIFlask, HTTPError
+from gunicorn.http.errors import ParseException
 from kombu.exceptions import OperationalError
 
 PROBLEM = "application/problem+json"
@@ -90,8 +91,17 @@ def init_app(app: APIFlask) -> None:
 
     for error in STORE_ERRORS:
         app.register_error_handler(error, _redis_down)
+    app.register_error_handler(ParseException, _bad_body)
 
 
 def _redis_down(exc: Exception) -> tuple[dict, int, dict]:
     log.warning("answering 503: Redis is unavailable (%s: %s)", type(exc).__name__, exc)
     return problem_body(store_unavailable(exc))
+
+
+def _bad_body(exc: Exception) -> tuple[dict, int, dict]:
+    """gunicorn found the body malformed as the app read it (a chunk size that is not hex, a
+    chunk without its terminator): the client's fault, 400, not a 500."""
+    detail = f"the request body is malformed: {type(exc).__name__} {exc}"
+    return problem_body(HTTPError(400, "Bad request", detail=detail,
+                                  extra_data={"code": "bad_request"}))

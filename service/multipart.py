@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Request
 from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
@@ -68,6 +69,10 @@ class FastFormDataParser(FormDataParser):
     def _parse_multipart(self, stream: Any, mimetype: str, content_length: int | None,
                          options: dict[str, str]) -> Any:
         body = stream.read()
+        limit = self.max_content_length
+        if content_length is None and limit is not None and len(body) >= limit \
+                and stream.read(1):  # a chunked body is read up to the limit, not past it
+            raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
         boundary = options.get("boundary", "").encode("ascii")
         parts = split_form(body, boundary, self.max_form_parts, self.max_form_memory_size)
         if parts is None:

@@ -10,7 +10,7 @@ import pytest
 
 from service.options import MAX_INT_DIGITS, MAX_OPTIONS_DEPTH, OptionError, parse_options
 from tests.pipeline import worker_env
-from tests.service.raw_http import Answer, Connection, field
+from tests.service.raw_http import BOUNDARY, Answer, Connection, field, multipart
 from worker.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -49,6 +49,28 @@ def test_hostile_options_are_400_on_a_connection_that_lives_on(api_url: str, opt
         assert conn.get("/healthz").status == 200  # the same connection
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/datasets"])
+def test_a_chunked_body_over_the_limit_is_413(api_url: str, settings, path: str) -> None:
+    """A body without a Content-Length (``Transfer-Encoding: chunked``) is read up to the
+    limit: past it, 413, not a form cut at the limit and refused for what it then lacks."""
+    limit = Settings.from_env(worker_env(settings)).max_content_length
+    body = multipart([field("model", "shapes"), field("kind", "gradcam"),
+                      ('form-data; name="image"; filename="i.png"', b"\0" * limit),
+                      ('form-data; name="file"; filename="d.zip"', b"PK")])
+    with Connection(api_url) as conn:
+        conn.send("POST", path, headers={
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            "Transfer-Encoding": "chunked"})
+        try:
+            for start in range(0, len(body), 2**20):
+                piece = body[start:start + 2**20]
+                conn.sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            conn.sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before the body ended, and closed
+        assert_problem(conn.read(), 413, "payload_too_large")
+
+
 @pytest.mark.parametrize(("path", "parts"), [
     ("/v1/jobs", [("form-data", b"no name"), field("model", "shapes"),
                   field("kind", "filters")]),
@@ -81,6 +103,21 @@ def test_an_overlong_uri_is_a_problem_414(api_url: str) -> None:
     with Connection(api_url) as conn:
         body = assert_problem(conn.get("/v1/jobs/" + "a" * 70_000), 414, "uri_too_long")
         assert "at most" in body["detail"]
+
+
+def test_requests_gunicorn_cannot_parse_are_problem_json(api_url: str) -> None:
+    """A header past gunicorn's 8 KiB per field (answered by gunicorn before the app sees the
+    request) and a chunk size that is not hex (found as the app reads the body): 4xx
+    problem+json like any other error, not an HTML page or a 500."""
+    with Connection(api_url) as conn:
+        body = assert_problem(conn.get("/healthz", headers={"Idempotency-Key": "k" * 9000}),
+                              431, "headers_too_large")
+        assert "Idempotency-Key" in body["detail"] or "header" in body["detail"].lower()
+    with Connection(api_url) as conn:
+        conn.send("POST", "/v1/jobs", headers={"Transfer-Encoding": "chunked",
+                                               "Content-Type": "multipart/form-data; b=x"})
+        conn.sock.sendall(b"zz\r\nabc\r\n0\r\n\r\n")
+        assert_problem(conn.read(), 400, "bad_request")
 
 
 def test_an_oversized_form_field_is_413_and_the_connection_is_kept(api_url: str) -> None:
