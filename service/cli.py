@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -228,5 +229,15 @@ main.add_command(layers)
 main.add_command(datasets)
 main.add_command(compare)
 
-if __name__ == "__main__":
+
+def run() -> None:
+    """The ``convscope`` command. What the imports made lives until the process exits, so it
+    is frozen out of the garbage collector's walks: Python's shutdown walked it all, as does
+    any full collection while a command runs (``convscope batch --help``: 0.18 s of CPU
+    against 0.22 through ``main``, medians of 40 alternated runs; fastest 0.13 against 0.16)."""
+    gc.freeze()
     main()
+
+
+if __name__ == "__main__":
+    run()
