@@ -174,7 +174,8 @@ def _manifest(found: _Found, root: Path, prefix: str) -> dict:
         warn = warn[:MAX_WARNINGS] + [f"... and {len(warn) - MAX_WARNINGS} more"]
     return {"images": images, "skipped": skipped, "warnings": warn,
             "classes": sorted({i["label"] for i in images if i["label"] is not None}),
-            "has_labels": has_labels, "has_boxes": has_boxes}
+            "has_labels": bool(labels), "has_boxes": any(boxes.values())}  # a file with no usable
+    # row or box (its warnings say why) gives the dataset no ground truth
 
 
 def ingest(settings: Settings, record: dict) -> dict:

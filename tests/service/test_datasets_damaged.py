@@ -168,3 +168,12 @@ def test_an_image_is_served_as_the_format_it_holds_not_its_name(stack: Stack) ->
         res = stack.client.get(f"/v1/datasets/{body['id']}/images/{index}", headers=A)
         assert res.status_code == 200 and res.mimetype == expected
         assert res.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_labels_file_with_no_usable_row_gives_no_labels(stack: Stack) -> None:
+    body = ready(post(stack, zip_entries([("a.png", png(4, 4)),
+                                          ("labels.csv", "a.png,caf\xe9\n".encode("latin-1")),
+                                          ("boxes.json", b'{"a.png": [["c", 3, 3, 1, 1]]}')])))
+    assert (body["has_labels"], body["has_boxes"], body["classes"]) == (False, False, [])
+    assert any("labels.csv is not readable" in w for w in body["warnings"])
+    assert any("boxes.json 'a.png' box 0" in w for w in body["warnings"])
