@@ -4,6 +4,7 @@ atlas's "explain this unit" does)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def _image_type(path: Path) -> str:
     """The media type of the image format the file holds (its header read, not its name: a
     GIF named ``x.html`` is served as ``image/gif``, never as a page of this origin)."""
     try:
-        with Image.open(path, formats=FORMATS) as img:
-            return Image.MIME.get(img.format or "", "application/octet-stream")
-    except (UnidentifiedImageError, OSError, ValueError):
-        return "application/octet-stream"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as img:  # the header only
+                return Image.MIME.get(img.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        return "application/octet-stream"  # changed since the dataset was read

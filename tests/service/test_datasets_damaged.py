@@ -11,6 +11,7 @@ import json
 import tarfile
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -177,3 +178,22 @@ def test_a_labels_file_with_no_usable_row_gives_no_labels(stack: Stack) -> None:
     assert (body["has_labels"], body["has_boxes"], body["classes"]) == (False, False, [])
     assert any("labels.csv is not readable" in w for w in body["warnings"])
     assert any("boxes.json 'a.png' box 0" in w for w in body["warnings"])
+
+
+def test_a_file_changed_into_a_bomb_is_served_as_bytes(stack: Stack) -> None:
+    """A server folder's image replaced, after it was read, by the header of a 30000² PNG:
+    Pillow refuses to open it, and the endpoint serves its bytes as bytes (not a 500)."""
+    folder = stack.allowed / "changed"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(4, 4))
+    body = ready(register(stack, folder))
+    def chunk(body: bytes) -> bytes:  # a PNG chunk: length, type and data, CRC
+        return (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    small = png(4, 4)  # its signature, and its IHDR's depth and colour type
+    ihdr = b"IHDR" + (30000).to_bytes(4, "big") * 2 + small[24:29]
+    (folder / "a.png").write_bytes(small[:8] + chunk(ihdr) + chunk(b"IDAT" + zlib.compress(
+        b"\0" * 100)) + chunk(b"IEND"))
+    res = stack.client.get(f"/v1/datasets/{body['id']}/images/0", headers=A)
+    assert res.status_code == 200 and res.mimetype == "application/octet-stream"
+    assert res.headers["X-Content-Type-Options"] == "nosniff"
