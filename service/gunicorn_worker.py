@@ -18,8 +18,6 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers.ggevent import GeventWorker
 
-from service.errors import DEFAULT_CODES, PROBLEM, PROBLEM_TYPE
-
 
 class OneWriteResponse(wsgi.Response):
     def write(self, arg: Any) -> None:
@@ -41,7 +39,11 @@ def write_problem(sock: Any, status: int, reason: str, message: str) -> None:
     """gunicorn's own error answers (a request it cannot parse: headers over its 8 KiB per
     field, a bad request line or chunk) as problem+json like every other error, not its HTML
     page. It closes the connection after them, and says so."""
-    code = DEFAULT_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    from service.errors import DEFAULT_CODES, PROBLEM, PROBLEM_TYPE  # the worker's, not
+    # the master's: gunicorn's master imports this module too
+
+    code = DEFAULT_CODES.get(status, "bad_request" if status < 500 else "not_implemented"
+                             if status == 501 else "internal_error")
     body = json.dumps({"type": PROBLEM_TYPE + code, "title": reason, "status": status,
                        "detail": message or reason, "code": code}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"

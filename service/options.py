@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from itertools import accumulate
 from typing import Any
 
@@ -83,7 +84,7 @@ def _int(options: dict, name: str, low: int, high: int, code: str = "invalid_opt
 def _int_list(options: dict, name: str, high: int, code: str, max_len: int,
               unique: bool = False) -> list[int]:
     """``options[name]``: a list of 1..``max_len`` integers in 0..``high`` (with ``unique``,
-    each at most once: a channel or filter listed twice would be computed twice)."""
+    each at most once: a dataset job's channel listed twice would be computed twice)."""
     value = options[name]
     if not isinstance(value, list) or not value or len(value) > max_len:
         raise OptionError("invalid_options",
@@ -91,7 +92,7 @@ def _int_list(options: dict, name: str, high: int, code: str, max_len: int,
     for item in value:
         _int({name: item}, name, 0, high, code)
     if unique and len(set(value)) != len(value):
-        twice = sorted({v for v in value if value.count(v) > 1})
+        twice = sorted(v for v, n in Counter(value).items() if n > 1)
         raise OptionError("invalid_options", f"{name} lists {twice} more than once")
     return value
 
@@ -287,7 +288,7 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
         options["steps"] = min(options["steps"], max_steps)  # the filter-step budget
     if options.get("channels") is not None:
         _int_list(options, "channels", channels - 1, "filter_out_of_range",
-                  contract.MAX_CHANNELS_LISTED, unique=True)
+                  contract.MAX_CHANNELS_LISTED, unique=kind in contract.DATASET_KINDS)
     if kind == "filters":
         _check_filters(options, given, row)
     steps = contract.MAX_SALIENCY_SAMPLES if kind == "saliency" else max_steps

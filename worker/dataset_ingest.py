@@ -89,6 +89,7 @@ def _collect(members: Iterable[Member | tuple[str, str]], copy_to: Path | None,
                 found.skipped.append({"file": name, "reason": str(exc)})
                 continue
             found.bytes += len(data)
+        paths.take(name)  # kept: a later entry may no longer take its path
         if copy_to is not None:
             _write(copy_to, name, data)
         if is_manifest:
@@ -107,32 +108,47 @@ class _Paths:
     files: set[str] = field(default_factory=set)
     folders: set[str] = field(default_factory=set)
 
+    def taken(self, name: str) -> bool:
+        above = _above(name)
+        return name in self.files or name in self.folders or any(a in self.files
+                                                                  for a in above)
+
+    def take(self, name: str) -> None:
+        self.files.add(name)
+        self.folders.update(_above(name))
+
+
+def _above(name: str) -> list[str]:
+    parts = PurePosixPath(name).parts
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
 
 def _readable(name: str) -> str:
-    """``name`` with any bytes that are not UTF-8 (a tar's or a folder's names, decoded with
-    ``surrogateescape``) as U+FFFD: JSON and HTTP headers carry it."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """``name`` with each byte that is not UTF-8 (a tar's or a folder's names, decoded with
+    ``surrogateescape``) as ``%XX``: JSON and HTTP headers carry it, and two names that differ
+    in such bytes stay apart."""
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c
+                   for c in name)
 
 
 def _unusable(name: str, raw: str, paths: _Paths, in_folder: bool) -> str | None:
-    """Why the entry ``name`` cannot be one of the dataset's files, or None (then its path is
-    taken): hidden; a name that is not UTF-8 in a server folder (an archive's is renamed);
-    a part too long for a file system; a path another entry already took, as a file or as a
-    folder (an archive may hold a name twice, or ``a`` beside ``a/b.png``)."""
+    """Why the entry ``name`` cannot be one of the dataset's files, or None: hidden; a name
+    that is not UTF-8 in a server folder (an archive's is renamed), or with control
+    characters (an archive's are refused before); a part too long for a file system; a path
+    an entry kept before took, as a file or as a folder (an archive may hold a name twice,
+    or ``a`` beside ``a/b.png``)."""
     if _hidden(name):
         return "hidden or system file"
     if in_folder and _readable(raw) != raw:
         return "file name is not valid UTF-8"
-    parts = PurePosixPath(name).parts
-    if any(len(p.encode()) > NAME_BYTES for p in parts):
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "file name has control characters"
+    if any(len(p.encode()) > NAME_BYTES for p in PurePosixPath(name).parts):
         return f"a name in its path is longer than {NAME_BYTES} bytes"
     if len(name.encode()) > PATH_BYTES:
         return f"its path is longer than {PATH_BYTES} bytes"
-    above = ["/".join(parts[:i]) for i in range(1, len(parts))]
-    if name in paths.files or name in paths.folders or any(a in paths.files for a in above):
+    if paths.taken(name):
         return "another entry of the archive has the same path"
-    paths.files.add(name)
-    paths.folders.update(above)
     return None
 
 
@@ -174,8 +190,8 @@ def _manifest(found: _Found, root: Path, prefix: str) -> dict:
         warn = warn[:MAX_WARNINGS] + [f"... and {len(warn) - MAX_WARNINGS} more"]
     return {"images": images, "skipped": skipped, "warnings": warn,
             "classes": sorted({i["label"] for i in images if i["label"] is not None}),
-            "has_labels": bool(labels), "has_boxes": any(boxes.values())}  # a file with no usable
-    # row or box (its warnings say why) gives the dataset no ground truth
+            # a file with no usable row or box (its warnings say why): no ground truth
+            "has_labels": bool(labels), "has_boxes": any(boxes.values())}
 
 
 def ingest(settings: Settings, record: dict) -> dict:

@@ -23,7 +23,8 @@ bp.before_request(require_tenant)
 IMAGE = {"type": "string", "format": "binary"}
 RESPONSES: dict[int | str, Any] = {
     200: {"description": "The image file as stored in the dataset",
-          "content": {"image/*": {"schema": IMAGE}}},
+          "content": {"image/*": {"schema": IMAGE},
+                      "application/octet-stream": {"schema": IMAGE}}},
     404: "No such dataset for this caller (`unknown_dataset`), or no image `index` in it "
          "(`not_found`)"}
 
@@ -43,7 +44,7 @@ def get_image(dataset_id: str, index: int) -> Response:
     path = (root / manifest.images[index].file).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         fail(404, "not_found", f"image {index} of dataset {dataset_id!r} is gone")
-    name = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    name = "".join(c if c.isprintable() else "_" for c in path.name)  # for its header
     response = send_file(path, mimetype=_image_type(path), max_age=3600, conditional=True,
                          download_name=name)
     response.headers["Cache-Control"] = "private, max-age=3600"
@@ -58,6 +59,7 @@ def _image_type(path: Path) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as img:  # the header only
-                return Image.MIME.get(img.format or "", "application/octet-stream")
+                fmt = "JPEG" if img.format == "MPO" else img.format  # a camera's JPEG
+                return Image.MIME.get(fmt or "", "application/octet-stream")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return "application/octet-stream"  # changed since the dataset was read

@@ -62,6 +62,17 @@ def test_an_entry_taking_a_path_already_taken_is_skipped(stack: Stack, case: str
     assert (manifest.root / first.file).read_bytes() == entries[0][1]  # not written over
 
 
+def test_a_path_goes_to_the_first_entry_kept_not_to_a_corrupt_one(stack: Stack) -> None:
+    good = png(5, 5)
+    body = ready(post(stack, zip_entries([("a.png", b"not a png"), ("a.png", good),
+                                          ("b", b"not an image"), ("b/c.png", png(4, 4))])))
+    assert body["images"] == 2
+    assert sorted(s["reason"] == SAME_PATH for s in body["skipped"]) == [False, False]
+    manifest = open_dataset(stack.settings.data_dir, body["id"])
+    assert [i.file for i in manifest.images] == ["a.png", "b/c.png"]
+    assert (manifest.root / "a.png").read_bytes() == good
+
+
 def test_a_duplicate_in_a_tar_and_a_second_labels_file_are_skipped(stack: Stack) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as archive:
@@ -101,7 +112,7 @@ def _cut_tar(mode: str) -> bytes:
 
 # A bzip2 stream cut inside its one block cannot be read at all (not recognised as a tar);
 # the others fail inside the entry b.bin, after a.png was read.
-CUT = {"gz": ("w:gz", "d.tar.gz", "b.bin"), "bz2": ("w:bz2", "d.tar.bz2", "archive"),
+CUT = {"gz": ("w:gz", "d.tar.gz", "b.bin"), "bz2": ("w:bz2", "d.tar.bz2", "not a .zip, .tar"),
        "xz": ("w:xz", "d.tar.xz", "b.bin"), "plain": ("w", "d.tar", "b.bin")}
 
 
@@ -130,27 +141,31 @@ def test_names_that_are_not_utf8_are_renamed_and_served(stack: Stack) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT,
                       encoding="latin-1") as archive:
-        for name in ("caf\xe9.png", "ok.png"):
+        for name in ("caf\xe9.png", "caf\xe8.png", "ok.png"):
             data = png(4, 4)
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     body = ready(post(stack, buf.getvalue(), "d.tar"))
     manifest = open_dataset(stack.settings.data_dir, body["id"])
-    assert [i.file for i in manifest.images] == ["caf\ufffd.png", "ok.png"]
+    assert [i.file for i in manifest.images] == ["caf%E8.png", "caf%E9.png", "ok.png"]
     json.dumps(body, ensure_ascii=False).encode("utf-8")  # no lone surrogates anywhere
     res = stack.client.get(f"/v1/datasets/{body['id']}/images/0", headers=A)
     assert res.status_code == 200 and res.mimetype == "image/png"
 
 
-def test_a_folder_name_that_is_not_utf8_is_skipped(stack: Stack) -> None:
+def test_folder_names_not_utf8_or_with_control_characters_are_skipped(stack: Stack) -> None:
     folder = stack.allowed / "latin"
     folder.mkdir()
     (folder / "ok.png").write_bytes(png(4, 4))
     (folder / "caf\udce9.png").write_bytes(png(4, 4))  # the bytes b"caf\xe9.png"
+    (folder / "x\ny.png").write_bytes(png(4, 4))  # no HTTP header can carry its name
     body = ready(register(stack, folder))
     assert body["images"] == 1
-    assert body["skipped"] == [{"file": "caf\ufffd.png",
+    assert {"file": "x\ny.png", "reason": "file name has control characters"} \
+        in body["skipped"]
+    body["skipped"] = [s for s in body["skipped"] if s["file"] != "x\ny.png"]
+    assert body["skipped"] == [{"file": "caf%E9.png",
                                 "reason": "file name is not valid UTF-8"}]
 
 
@@ -162,10 +177,15 @@ def test_an_image_is_served_as_the_format_it_holds_not_its_name(stack: Stack) ->
     gif = io.BytesIO()
     Image.new("RGB", (4, 4), (200, 10, 10)).save(gif, "GIF")
     page = gif.getvalue() + b"<script>alert(1)</script>"
-    body = ready(post(stack, zip_entries([("x.html", page), ("y.png", png(4, 4))])))
+    mpo = io.BytesIO()  # a JPEG with a second picture (as cameras write): Pillow's "MPO"
+    Image.new("RGB", (8, 8)).save(mpo, "MPO", save_all=True,
+                                  append_images=[Image.new("RGB", (8, 8), (9, 9, 9))])
+    body = ready(post(stack, zip_entries([("x.html", page), ("y.png", png(4, 4)),
+                                          ("z.jpg", mpo.getvalue())])))
     names = [i.file for i in open_dataset(stack.settings.data_dir, body["id"]).images]
     for index, expected in ((names.index("x.html"), "image/gif"),
-                            (names.index("y.png"), "image/png")):
+                            (names.index("y.png"), "image/png"),
+                            (names.index("z.jpg"), "image/jpeg")):
         res = stack.client.get(f"/v1/datasets/{body['id']}/images/{index}", headers=A)
         assert res.status_code == 200 and res.mimetype == expected
         assert res.headers["X-Content-Type-Options"] == "nosniff"
