@@ -48,6 +48,9 @@ def source_base(source: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+RUN_KEYS = ("model", "kind", "layer", "options")  # what a resumed batch must ask for again
+
+
 def find_images(source: str, exclude: Path | None = None) -> list[Path]:
     """SOURCE's images: a folder (recursively) or a glob (``**`` recurses), sorted, leaving
     out anything under ``exclude`` (the output folder)."""
@@ -55,18 +58,45 @@ def find_images(source: str, exclude: Path | None = None) -> list[Path]:
     found = sorted(path.rglob("*")) if path.is_dir() else \
         sorted(map(Path, glob.glob(source, recursive=True)))
     skip = os.path.abspath(exclude) + os.sep if exclude is not None else None
-    return [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            and not (skip and os.path.abspath(p).startswith(skip))]
+    seen: set[str] = set()  # a glob's ``**`` follows linked folders, loops included: each
+    kept = []  # file once, by its real path
+    for p in found:
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES \
+                and not (skip and os.path.abspath(p).startswith(skip)) \
+                and (real := os.path.realpath(p)) not in seen:
+            seen.add(real)
+            kept.append(p)
+    return kept
+
+
+def check_same_run(out: Path, job_args: dict) -> None:
+    """OUT resumes only the run it holds: its model, kind, layer and options are kept in
+    ``OUT/run.json``, and a batch asking for others is refused (its finished images would
+    otherwise be counted done with the other run's results)."""
+    asked = json.loads(json.dumps({k: job_args.get(k) for k in RUN_KEYS}))
+    kept = out / "run.json"
+    try:
+        before = json.loads(kept.read_text())
+    except (OSError, ValueError):  # a new folder, or one from before run.json
+        kept.write_text(json.dumps(asked, indent=1) + "\n")
+        return
+    if before != asked:
+        changed = ", ".join(f"{k} {before.get(k)!r} -> {asked[k]!r}" for k in RUN_KEYS
+                            if before.get(k) != asked[k])
+        raise click.ClickException(f"{out} holds the results of another run ({changed}); "
+                                   "give another --out, or remove it to start again")
 
 
 def load_done(results: Path) -> dict[str, dict]:
     done: dict[str, dict] = {}
     if results.exists():
         for line in results.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row["status"] == "succeeded":  # failures are tried again
-                    done[row["image"]] = row
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:  # a line an interrupted run left half written:
+                continue  # its image is computed again
+            if row and row["status"] == "succeeded":  # failures are tried again
+                done[row["image"]] = row
     return done
 
 
@@ -100,6 +130,7 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     ``concurrency`` is the number of jobs in flight."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
+    check_same_run(out, job_args)
     done = load_done(results)
     images = find_images(source, exclude=out)
     todo = [p for p in images if str(p) not in done]

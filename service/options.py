@@ -169,10 +169,12 @@ def _check_saliency(options: dict, model: dict) -> None:
     if options["baseline"] is not None and options["baseline"] not in baselines:
         raise OptionError("invalid_options", f"baseline must be one of {', '.join(baselines)}"
                           f" for {method}")
+    if method != "occlusion":  # window and stride are occlusion's alone: their defaults
+        return  # (8 and 4) must not refuse another method on a model under 8 px
     sides = [n for n in (model.get("input_shape") or [None, None])[:2] if n]
     _int(options, "window", 1, max(sides, default=4096))  # free-size models: any image
     _int(options, "stride", 1, options["window"])
-    if method == "occlusion" and len(sides) == 2:  # free-size models: the worker checks
+    if len(sides) == 2:  # free-size models: the worker checks
         positions = math.prod(_window_count(n, options["window"], options["stride"])
                               for n in sides)
         if positions > contract.MAX_OCCLUSION_WINDOWS:

@@ -9,6 +9,7 @@ A job record is a Redis hash whose values are JSON. Status moves
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from typing import Any, NamedTuple
@@ -92,6 +93,26 @@ return 1
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def finite_json(value: Any) -> str:
+    """``value`` as JSON, with NaN and ±Infinity (a model whose weights hold NaN scores NaN) as
+    null: Python's ``json`` writes them as bare ``NaN``, which no strict parser (a browser's
+    ``JSON.parse``) reads."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class JobStore(ModelRecords):
@@ -225,7 +246,7 @@ class JobStore(ModelRecords):
         """Set fields of a job that still exists (an expired job is not written again)."""
         if fields:
             self._update(keys=[self.job_key(job_id)],
-                         args=[x for k, v in fields.items() for x in (k, json.dumps(v))])
+                         args=[x for k, v in fields.items() for x in (k, finite_json(v))])
 
     def transition(self, job_id: str, status: str, allowed_from: tuple[str, ...],
                    pipe: redis.client.Pipeline | None = None, **fields: Any) -> bool:
@@ -234,7 +255,7 @@ class JobStore(ModelRecords):
         and announces it. With ``pipe``, the step is queued there (returns True)."""
         stamp = "started" if status == "running" else "finished"
         fields = {stamp: time.time(), **fields}
-        pairs = [x for k, v in fields.items() for x in (k, json.dumps(v))]
+        pairs = [x for k, v in fields.items() for x in (k, finite_json(v))]
         keys = [self.job_key(job_id), f"{NS}:stats:jobs", self.events_channel(job_id), RUNNING]
         args: list[str | int] = [status, len(fields), *pairs, *allowed_from]
         if pipe is not None:  # EVAL, not the script's EVALSHA: a pipeline holding scripts

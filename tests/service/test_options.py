@@ -43,3 +43,23 @@ def test_saliency_steps_follow_their_own_limit_not_the_filter_budget() -> None:
     with pytest.raises(OptionError, match="positions on a 224×224 image"):
         check_options("saliency", {"method": "occlusion", "window": 8, "stride": 2}, ROW,
                       {**model, "input_shape": [224, 224, 3]}, max_steps=10, image_count=1)
+
+
+def test_window_and_stride_bind_occlusion_alone() -> None:
+    """On a model under 8 px, occlusion's defaults (window 8, stride 4) do not fit, and only
+    occlusion is refused for them: the other methods ignore window and stride."""
+    import pytest
+
+    from service.options import OptionError
+    from worker.contract import SALIENCY_METHODS
+
+    tiny = {**MODEL, "input_shape": [4, 4, 3]}
+    for method in SALIENCY_METHODS:
+        if method == "occlusion":
+            with pytest.raises(OptionError, match="window=8 is out of range 1..4"):
+                check_options("saliency", {"method": method}, ROW, tiny, 10, 1)
+        else:
+            assert check_options("saliency", {"method": method}, ROW, tiny, 10, 1)["method"] \
+                == method
+    assert check_options("saliency", {"method": "occlusion", "window": 2, "stride": 2}, ROW,
+                         tiny, 10, 1)["window"] == 2

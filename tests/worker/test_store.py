@@ -8,6 +8,7 @@ in it is theirs), and delete what they made at the end.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -510,3 +511,22 @@ def test_a_batched_job_is_stored_whole_and_asks_for_one_message(store: JobStore,
     alone = store.create_job(tenant, "filters", "shapes", "conv4", {}, [], [])
     assert alone.send and not db.exists(store.batch_queue(""))
     assert counted(db, "queued", "gradcam") == queued + 4
+
+
+def test_a_result_holding_nan_is_stored_as_strict_json(store: JobStore, db: redis.Redis,
+                                                       tenant: str) -> None:
+    """A model whose weights hold NaN scores NaN: the job's stored fields must still parse
+    where NaN is no JSON (a browser's JSON.parse), with null in its place."""
+    job_id, _ = new_job(store, tenant)
+    assert store.transition(job_id, "running", ("queued",))
+    result = {"items": [{"score": float("nan"), "probs": [0.5, float("inf")],
+                         "nested": ({"a": -float("inf"), "b": 1.5},)}], "n": 3}
+    assert store.finish(job_id, result, {})
+
+    def strict(text: bytes) -> object:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text!r}"))
+
+    stored = strict(db.hget(store.job_key(job_id), "result"))
+    assert stored == {"items": [{"score": None, "probs": [0.5, None],
+                                 "nested": [{"a": None, "b": 1.5}]}], "n": 3}
+    assert store.get_job(job_id)["result"] == stored

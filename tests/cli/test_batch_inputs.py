@@ -1,0 +1,46 @@
+"""What ``convscope batch`` reads before it sends anything: the images of SOURCE (a glob
+through a folder link that loops finds each image once), the results an interrupted run left
+(a half-written last line), and the run OUT holds (resumed only with the same model, kind,
+layer and options)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+
+from service.batch import check_same_run, find_images, load_done
+
+
+def test_a_glob_through_a_looping_link_finds_each_image_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        (src / name).write_bytes(b"x")
+    (src / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    found = find_images(f"{src}/**/*.png")
+    assert found == [src / "a.png", src / "sub" / "b.png"]
+    assert find_images(str(src)) == found  # a folder: links not followed
+
+
+def test_a_half_written_last_line_is_computed_again(tmp_path: Path) -> None:
+    rows = [{"image": "a.png", "status": "succeeded"}, {"image": "b.png", "status": "failed"},
+            {"image": "c.png", "status": "succeeded"}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "results.jsonl").write_text(text + '{"image": "d.png", "sta')
+    assert sorted(load_done(tmp_path / "results.jsonl")) == ["a.png", "c.png"]
+
+
+def test_out_resumes_only_the_run_it_holds(tmp_path: Path) -> None:
+    run = {"model": "shapes", "kind": "gradcam", "layer": None, "options": {"method": "gradcam"}}
+    check_same_run(tmp_path, run)  # a new folder: the run is kept
+    check_same_run(tmp_path, dict(run))  # the same run again
+    for change in ({"options": {"method": "layercam"}}, {"kind": "saliency"},
+                   {"model": "cifar10"}, {"layer": "conv2"}):
+        with pytest.raises(click.ClickException) as caught:
+            check_same_run(tmp_path, {**run, **change})
+        (key,) = change
+        assert f"{key} {run[key]!r} -> {change[key]!r}" in caught.value.message
+    assert json.loads((tmp_path / "run.json").read_text()) == run  # unchanged by a refusal
