@@ -105,11 +105,14 @@ def _flat_objective(kind: str, options: dict | None) -> bool:
 
 def find_layer(model: dict, layer: str | None, kind: str, options: dict | None = None) -> dict:
     """The layer-table row for ``layer``; omitted, the model's ``default_layer`` (the last
-    layer with a spatial output before the head, chosen once when the model is described), or
-    for a filters job of objective ``class`` the model's last layer (its logits)."""
+    layer with a spatial output before the head, chosen once when the model is described),
+    for a filters job of objective ``class`` the model's last layer (its logits), and for the
+    kinds that need a Conv2D (``explain``) the last Conv2D."""
     table = model.get("layers") or []
     flat = _flat_objective(kind, options)
-    name = layer or (table[-1]["name"] if flat and table else model.get("default_layer"))
+    convs = [row["name"] for row in table if row["type"] == "Conv2D"]
+    name = layer or (table[-1]["name"] if flat and table else convs[-1]
+                     if kind in contract.CONV_KINDS and convs else model.get("default_layer"))
     rows = {row["name"]: row for row in table}
     if name not in rows:
         raise OptionError("unknown_layer", f"model {model['id']!r} has no layer {name!r}")
@@ -140,8 +143,9 @@ def _check_classes(options: dict, classes: int, image_count: int) -> None:
 def _check_explain(options: dict, row: dict) -> None:
     height, width, channels = row["output_shape"]
     _int(options, "filter", 0, channels - 1, "filter_out_of_range")
-    _int(options, "y", 0, (height or 1) - 1, "position_out_of_range")
-    _int(options, "x", 0, (width or 1) - 1, "position_out_of_range")
+    free = 2**31 - 1  # a model that takes any size: its grid is the image's (the worker checks)
+    _int(options, "y", 0, height - 1 if height else free, "position_out_of_range")
+    _int(options, "x", 0, width - 1 if width else free, "position_out_of_range")
 
 
 def _check_saliency(options: dict, model: dict) -> None:
@@ -263,6 +267,16 @@ def _quality(value: Any) -> dict | bool:
     return chosen
 
 
+def _default_size(options: dict, model: dict) -> None:
+    """A filters job's pattern side, when not given, is the model's input side (the engine's
+    default) held to the contract's range: a 4096² model's default pattern is 512² (its
+    ascent resizes it to the input), a 1×1 model's 8² (a smaller one cannot be drawn)."""
+    low, high = contract.FILTER_SIZE_RANGE
+    side = (model.get("input_shape") or [None])[0]
+    if options.get("size") is None and side and not low <= side <= high:
+        options["size"] = min(max(side, low), high)
+
+
 def _window_count(size: int, window: int, stride: int) -> int:
     """Occlusion windows along an axis of ``size`` pixels: starts ``0, stride, ...`` and one
     flush with the border when the stride does not end there (models/saliency/occlusion.py)."""
@@ -293,6 +307,7 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
                   contract.MAX_CHANNELS_LISTED, unique=kind in contract.DATASET_KINDS)
     if kind == "filters":
         _check_filters(options, given, row)
+        _default_size(options, model)
     steps = contract.MAX_SALIENCY_SAMPLES if kind == "saliency" else max_steps
     for name, low, high in (("top_k", 1, classes), ("steps", 1, steps),
                             ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1),

@@ -63,3 +63,37 @@ def test_window_and_stride_bind_occlusion_alone() -> None:
                 == method
     assert check_options("saliency", {"method": "occlusion", "window": 2, "stride": 2}, ROW,
                          tiny, 10, 1)["window"] == 2
+
+
+def test_a_filters_default_size_is_held_to_the_contracts_range() -> None:
+    from worker.contract import FILTER_SIZE_RANGE
+
+    def size(side: int | None, given: dict | None = None) -> int | None:
+        model = {**MODEL, "input_shape": [side, side, 3]}
+        return check_options("filters", dict(given or {}), ROW, model, 8, 0)["size"]
+
+    low, high = FILTER_SIZE_RANGE
+    assert (size(4096), size(1), size(64), size(None)) == (high, low, None, None)
+    assert size(4096, {"size": 100}) == 100  # a size given is kept
+
+
+def test_explain_positions_on_a_model_of_any_size_are_left_to_the_worker() -> None:
+    import pytest
+
+    from service.options import OptionError
+
+    free = {"name": "conv", "type": "Conv2D", "output_shape": [None, None, 4]}
+    assert check_options("explain", {"y": 5, "x": 7}, free, MODEL, 8, 1)["y"] == 5
+    with pytest.raises(OptionError, match="out of range 0..7"):
+        check_options("explain", {"y": 8, "x": 0}, ROW, MODEL, 8, 1)  # an 8×8 grid
+
+
+def test_explain_without_a_layer_takes_the_last_conv2d() -> None:
+    from service.options import find_layer
+
+    table = [{"name": n, "type": t, "output_shape": [4, 4, 2]}
+             for n, t in (("c1", "Conv2D"), ("c2", "Conv2D"), ("pool", "MaxPooling2D"))]
+    model = {"id": "m", "layers": table, "default_layer": "pool"}
+    assert find_layer(model, None, "explain")["name"] == "c2"
+    assert find_layer(model, None, "activations")["name"] == "pool"
+    assert find_layer(model, "c1", "explain")["name"] == "c1"
