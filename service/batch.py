@@ -69,6 +69,18 @@ def find_images(source: str, exclude: Path | None = None) -> list[Path]:
     return kept
 
 
+def check_source(source: str, out: Path) -> None:
+    """SOURCE names a folder, a file or a glob (a glob that matches nothing is an empty
+    batch), and OUT is not SOURCE nor a folder above it (its images would all be left out as
+    output)."""
+    path = Path(source)
+    if not glob.has_magic(source) and not path.exists():
+        raise click.ClickException(f"{source}: no such file or folder")
+    base = source_base(source).resolve()
+    if base == out.resolve() or base.is_relative_to(out.resolve()):
+        raise click.ClickException(f"--out {out} is SOURCE or holds it: give another folder")
+
+
 def check_same_run(out: Path, job_args: dict) -> None:
     """OUT resumes only the run it holds: its model, kind, layer and options are kept in
     ``OUT/run.json``, and a batch asking for others is refused (its finished images would
@@ -128,7 +140,11 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     """Run SOURCE's images through ``client.map`` (the CLI gives it a client that retries up
     to :data:`RATE_RETRIES` times per request, so a rate-limited batch waits out many 429s).
     ``concurrency`` is the number of jobs in flight."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_source(source, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot make the output folder {out}: {exc}") from exc
     results = out / "results.jsonl"
     check_same_run(out, job_args)
     done = load_done(results)

@@ -222,6 +222,8 @@ def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[st
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary['done']} done, {summary['failed']} failed, "
                f"{summary['skipped']} already done; summary in {out}/summary.csv")
+    if summary["failed"]:  # a script sees it: exit status 1 (their errors are in the summary)
+        sys.exit(1)
 
 
 main.add_command(models)

@@ -146,6 +146,16 @@ def test_every_input_gets_its_own_folder(api_url: str, tmp_path: Path) -> None:
     assert len(results(out)) == 3
 
 
+def test_a_batch_with_failures_exits_1(api_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "images"
+    write_shape_images(source, 2, seed=3)
+    (source / "broken.png").write_bytes(b"not a png")
+    done = subprocess.run(batch_cmd(source, tmp_path / "out", api_url), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "2 done, 1 failed, 0 already done" in done.stdout
+
+
 class NewWindowAfter429:
     """WSGI middleware in front of the app: records every POST /v1/jobs answer per
     Idempotency-Key, and right after the app's own rate limiter answers 429 it starts a new

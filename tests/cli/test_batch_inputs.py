@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from service.batch import check_same_run, find_images, load_done
+from service.batch import check_same_run, check_source, find_images, load_done
 
 
 def test_a_glob_through_a_looping_link_finds_each_image_once(tmp_path: Path) -> None:
@@ -44,3 +44,16 @@ def test_out_resumes_only_the_run_it_holds(tmp_path: Path) -> None:
         (key,) = change
         assert f"{key} {run[key]!r} -> {change[key]!r}" in caught.value.message
     assert json.loads((tmp_path / "run.json").read_text()) == run  # unchanged by a refusal
+
+
+def test_source_must_exist_and_out_must_not_hold_it(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for source, out, refusal in ((str(tmp_path / "nope"), tmp_path / "o", "no such file"),
+                                 (str(src), src, "is SOURCE or holds it"),
+                                 (str(src / "sub"), src, "is SOURCE or holds it"),
+                                 (f"{src}/*.png", src, "is SOURCE or holds it")):
+        with pytest.raises(click.ClickException, match=refusal):
+            check_source(source, out)
+    check_source(str(src), src / "out")  # inside SOURCE: allowed, never taken for input
+    check_source(f"{tmp_path}/nothing/*.png", tmp_path / "o")  # a glob matching nothing
