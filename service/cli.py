@@ -162,6 +162,11 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
            api_key: str | None) -> None:
     """Queue one job (over IMAGES or a --dataset), wait for it, save every artifact to OUT."""
     client = Client(url, api_key)
+    if wait:  # a folder it cannot write is said before the job is made, not after
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot make the output folder {out}: {exc}") from exc
     try:
         job = client.submit(images, model=model, kind=kind, layer=layer, dataset=dataset,
                             options=parse_options(pairs))

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 F = TypeVar("F", bound=Callable[..., object])
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL, e.g. {DEFAULT_URL}")
+    return value
+
+
 client_options = [
     click.option("--url", envvar="CONVSCOPE_URL", default=DEFAULT_URL, show_default=True,
-                 help="The convscope API (env CONVSCOPE_URL)."),
+                 callback=_url, help="The convscope API (env CONVSCOPE_URL)."),
     click.option("--api-key", envvar="CONVSCOPE_API_KEY", default=None,
                  help="Bearer key when the server requires one (env CONVSCOPE_API_KEY)."),
 ]

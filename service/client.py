@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -71,6 +72,9 @@ def _sse(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None,
                  timeout: float = 120.0, retry: Retry | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL of the API: {url!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
@@ -231,6 +235,8 @@ class Client:
             base: str | Path | None = None) -> Iterator[dict]:
         """Run many images as multi-image jobs; yield one record per path, as jobs end
         (see :func:`service.client_map.map_images`)."""
+        if isinstance(paths, (str, Path)):  # one path: not a sequence of its characters
+            raise TypeError("paths: a list of image paths, not one path (wrap it: [path])")
         return map_images(self, paths, model=model, kind=kind, layer=layer, options=options,
                           images_per_job=images_per_job, in_flight=in_flight,
                           out_dir=out_dir, base=base)

@@ -1,7 +1,7 @@
-"""What ``convscope batch`` reads before it sends anything: the images of SOURCE (a glob
-through a folder link that loops finds each image once), the results an interrupted run left
-(a half-written last line), and the run OUT holds (resumed only with the same model, kind,
-layer and options)."""
+"""What ``convscope batch`` and the client check before they send anything: the images of
+SOURCE (a glob through a folder link that loops finds each image once), the results an
+interrupted run left (a half-written last line), the run OUT holds (resumed only with the
+same model, kind, layer and options), the API's URL, and the paths of ``Client.map``."""
 
 from __future__ import annotations
 
@@ -57,3 +57,37 @@ def test_source_must_exist_and_out_must_not_hold_it(tmp_path: Path) -> None:
             check_source(source, out)
     check_source(str(src), src / "out")  # inside SOURCE: allowed, never taken for input
     check_source(f"{tmp_path}/nothing/*.png", tmp_path / "o")  # a glob matching nothing
+
+
+def test_a_url_that_is_not_http_and_one_path_for_many_are_refused_at_once() -> None:
+    from click.testing import CliRunner
+
+    from service.cli import main
+    from service.client import Client
+
+    for url in ("not a url", "ftp://host/", "http://"):
+        with pytest.raises(ValueError, match="not an http"):
+            Client(url)
+        answer = CliRunner().invoke(main, ["layers", "shapes", "--url", url])
+        assert answer.exit_code == 2 and "is not an http(s) URL" in answer.output, answer.output
+    client = Client("http://127.0.0.1:9")  # nothing listens: nothing is sent either way
+    for one in ("star.png", Path("star.png")):
+        with pytest.raises(TypeError, match="not one path"):
+            client.map(one, model="shapes", kind="gradcam")
+
+
+def test_an_output_folder_that_cannot_be_made_is_said_before_anything_is_sent(
+        tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the folder would go
+    for args in (["submit", str(blocker), "--model", "shapes", "--kind", "gradcam"],
+                 ["batch", str(tmp_path), "--model", "shapes", "--kind", "gradcam"]):
+        answer = CliRunner().invoke(main, [*args, "--out", str(blocker / "out"),
+                                           "--url", "http://127.0.0.1:9"])  # nobody there
+        assert answer.exit_code == 1, answer.output
+        assert "cannot make the output folder" in answer.output
+        assert answer.exception is None or isinstance(answer.exception, SystemExit)
