@@ -1,6 +1,15 @@
-"""The error every client call raises for a problem+json answer (or no answer)."""
+"""The error every client call raises for a problem+json answer (or no answer), and the
+check of the API's URL that the client and the CLI share."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def is_api_url(url: str) -> bool:
+    """Whether ``url`` can be the API's address: http(s) with a host."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class ApiError(RuntimeError):

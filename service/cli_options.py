@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import click
+
+from service.api_error import is_api_url
 
 F = TypeVar("F", bound=Callable[..., object])
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_api_url(value):
         raise click.BadParameter(f"{value!r} is not an http(s) URL, e.g. {DEFAULT_URL}")
     return value
 

@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from service.api_error import ApiError
+from service.api_error import ApiError, is_api_url
 from service.client_map import map_images
 from worker.contract import TERMINAL
 
@@ -69,11 +68,19 @@ def _sse(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
             data.append(value)
 
 
+def _job_id(job: dict | str) -> str:
+    """The id of a job given as its id or as the job a call returned."""
+    if isinstance(job, str):
+        return job
+    if isinstance(job, dict) and isinstance(job.get("id"), str):
+        return job["id"]
+    raise TypeError(f"a job id or a job as the API returns it (with its 'id'), not {job!r:.80}")
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None,
                  timeout: float = 120.0, retry: Retry | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_api_url(url):
             raise ValueError(f"not an http(s) URL of the API: {url!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
@@ -175,7 +182,9 @@ class Client:
 
         The server wakes a long-poll when the job's end is announced (pushed, not polled), so
         this returns within milliseconds of the end."""
-        job_id = job if isinstance(job, str) else job["id"]
+        if not poll > 0:
+            raise ValueError(f"poll must be a positive number of seconds, not {poll!r}")
+        job_id = _job_id(job)
         deadline = time.monotonic() + timeout
         # the first request already long-polls: an ended job answers at once, a running one
         # when it ends (no separate read of the job first)

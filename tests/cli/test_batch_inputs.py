@@ -76,6 +76,18 @@ def test_a_url_that_is_not_http_and_one_path_for_many_are_refused_at_once() -> N
             client.map(one, model="shapes", kind="gradcam")
 
 
+def test_wait_refuses_a_poll_of_zero_and_a_job_without_an_id() -> None:
+    from service.client import Client
+
+    client = Client("http://127.0.0.1:9")  # nothing listens: each is refused before sending
+    for poll in (0, -1.0, float("nan")):  # 0 asked the server again and again without waiting
+        with pytest.raises(ValueError, match="poll must be a positive"):
+            client.wait("j1", poll=poll)
+    for job in ({}, {"id": 7}, None, ["j1"]):  # {} was a bare KeyError: 'id'
+        with pytest.raises(TypeError, match="a job id or a job"):
+            client.wait(job)  # type: ignore[arg-type]
+
+
 def test_an_output_folder_that_cannot_be_made_is_said_before_anything_is_sent(
         tmp_path: Path) -> None:
     from click.testing import CliRunner
