@@ -8,7 +8,9 @@ of the last layer is split off, as the Grad-CAM papers ask) and the probabilitie
 
 A binary model, one sigmoid unit ``p = sigmoid(z)``, is seen as two classes: class 1 the
 positive direction (logit ``z``, probability ``p``), class 0 the negative one (logit ``-z``,
-probability ``1 - p``); see :func:`is_binary_sigmoid` and :func:`class_count`.
+probability ``1 - p``); see :func:`is_binary_sigmoid` and :func:`class_count`. A model
+whose output is a dense prediction ``(H, W, K)`` (segmentation, fully convolutional) scores
+class ``k`` of an image by its mean over the positions (:func:`image_scores`).
 
 This avoids ``keras.Model(model.inputs, [layer.output, model.output])``, which fails for
 Sequential models on Keras 3 and cannot reach layers inside a nested model.
@@ -79,11 +81,57 @@ def output_rank(layer: keras.Layer) -> int | None:
 
 
 def last_spatial_layer(model: keras.Model) -> str:
-    """Path of the last layer whose output is 4-D ``(batch, H, W, C)``."""
-    found = [path for path, layer in walk_layers(model) if output_rank(layer) == 4]
+    """Path of the last layer whose output is 4-D ``(batch, H, W, C)``, before the output
+    layer when there is one: a fully-convolutional model's own ``(H, W, K)`` scores are
+    chosen only when no other layer is spatial."""
+    head = _output_operation(model)
+    found = [(path, layer) for path, layer in walk_layers(model) if output_rank(layer) == 4]
     if not found:
         raise LayerNotFoundError("<last 4-D layer>", [p for p, _ in walk_layers(model)])
-    return found[-1]
+    inner = [path for path, layer in found if layer is not head]
+    return inner[-1] if inner else found[-1][0]
+
+
+def too_small(model: keras.Model, height: int, width: int) -> str | None:
+    """Why an image of ``height``×``width`` cannot go through ``model``, a model of free
+    input size (some layer's output would be empty: a valid convolution or a pooling wider
+    than what reaches it), else None. Keras's shape inference alone, nothing computed."""
+    x = keras.KerasTensor((1, height, width, model.inputs[0].shape[-1]))
+
+    def spec(op: Any) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return op.compute_output_spec(*args, **kwargs)
+            except ValueError as exc:
+                raise _EmptyOutput(getattr(op, "name", "?")) from exc
+        return call
+
+    try:
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                x = spec(layer)(x)
+        else:
+            run_graph(model, x, spec)
+    except _EmptyOutput as empty:
+        return f"the output of layer {empty.args[0]!r} would be empty"
+    return None
+
+
+class _EmptyOutput(Exception):
+    """Keras's shape inference refused a layer's output (its name the argument)."""
+
+
+def output_layer(model: keras.Model) -> str:
+    """Name of the (outermost) layer that gives the model's first output: its class scores."""
+    return str(_output_operation(model).name)
+
+
+def image_scores(scores: tf.Tensor) -> tf.Tensor:
+    """Class scores ``(B, K)`` of a model's output: as they are when 2-D; a dense prediction
+    ``(B, H, W, K)`` (segmentation) averaged over its positions, so that class ``k``'s score
+    is its mean over the whole image (the whole-image target of Seg-Grad-CAM)."""
+    rank = scores.shape.rank
+    return tf.reduce_mean(scores, axis=list(range(1, rank - 1))) if rank and rank > 2 else scores
 
 
 def _output_operation(model: keras.Model) -> Any:
@@ -126,7 +174,8 @@ class ProbeOutput:
     layer_input: tf.Tensor  # the layer's (first) input
     pre_activation: tf.Tensor  # the layer's output before its activation function
     logits: tf.Tensor  # (B, K) pre-softmax/sigmoid scores of the model's first output
-    probs: tf.Tensor  # (B, K) the model's own output (K = 2 for a binary sigmoid: two_sided)
+    probs: tf.Tensor  # (B, K) the model's own output (K = 2 for a binary sigmoid: two_sided);
+    # a dense (B, H, W, K) output comes as its mean over positions (image_scores)
 
 
 class Probe:
@@ -187,7 +236,7 @@ class Probe:
         out = self._run(self.model, x, "", captured, outermost=True)
         if isinstance(out, (list, tuple)):
             out = out[0]
-        logits = captured.get("logits", out)
+        logits, out = image_scores(captured.get("logits", out)), image_scores(out)
         if self._binary:
             logits, out = two_sided(logits, out)
         return ProbeOutput(

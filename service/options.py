@@ -106,12 +106,14 @@ def _flat_objective(kind: str, options: dict | None) -> bool:
 def find_layer(model: dict, layer: str | None, kind: str, options: dict | None = None) -> dict:
     """The layer-table row for ``layer``; omitted, the model's ``default_layer`` (the last
     layer with a spatial output before the head, chosen once when the model is described),
-    for a filters job of objective ``class`` the model's last layer (its logits), and for the
+    for a filters job of objective ``class`` the layer giving the model's (first) output (its
+    logits; the last layer for a model described before that was recorded), and for the
     kinds that need a Conv2D (``explain``) the last Conv2D."""
     table = model.get("layers") or []
     flat = _flat_objective(kind, options)
     convs = [row["name"] for row in table if row["type"] == "Conv2D"]
-    name = layer or (table[-1]["name"] if flat and table else convs[-1]
+    head = model.get("output_layer") or (table[-1]["name"] if table else None)
+    name = layer or (head if flat else convs[-1]
                      if kind in contract.CONV_KINDS and convs else model.get("default_layer"))
     rows = {row["name"]: row for row in table}
     if name not in rows:

@@ -57,7 +57,7 @@ from worker.claims import LEASE_SECONDS
 from worker.contract import TASK_RUN_CHUNK
 from worker.dataset_inputs import DatasetGone, manifest, read_chunk
 from worker.dataset_kinds import TOP_EXAMPLES, DatasetKind
-from worker.runner import _claims, _error_code, _store, interruption
+from worker.runner import _claims, _error_code, _store, engine_error, interruption
 from worker.store import RUNNING, JobStore
 
 log = logging.getLogger("convscope.worker")
@@ -83,7 +83,7 @@ def _fail(store: JobStore, job_id: str, exc: BaseException) -> None:
     if code == "internal_error":
         log.exception("dataset job %s failed", job_id, exc_info=exc)
     store.transition(job_id, "failed", ("running",),
-                     error={"code": code, "message": str(exc).strip("'\"")[:500]})
+                     error={"code": code, "message": str(engine_error(exc)).strip("'\"")[:500]})
 
 
 def _drop_if_ended(records: ChunkRecords, job: dict | None, chunks: int) -> None:

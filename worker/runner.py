@@ -20,7 +20,13 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.explain import LayerNotConvError, UnitOutOfRangeError
 from models.filters import AscentCanceled
-from models.graph import LayerNotFoundError, class_count, last_spatial_layer
+from models.graph import (
+    LayerNotFoundError,
+    class_count,
+    last_spatial_layer,
+    output_layer,
+    too_small,
+)
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError
@@ -60,8 +66,24 @@ INPUT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+def engine_error(exc: BaseException) -> BaseException:
+    """The engine's own input error behind ``exc``, else ``exc``. Raised while TensorFlow
+    traces a compiled step, an error whose class autograph cannot rebuild from a message
+    (every one of ours) comes out as a ``StagingError`` holding the traceback as its message,
+    the original its context."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        if isinstance(seen, tuple(cls for cls, _ in INPUT_ERRORS)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def _error_code(exc: BaseException) -> str:
     """The job's error code: the engine's own input errors by type, anything else internal."""
+    exc = engine_error(exc)
     for cls, code in INPUT_ERRORS:
         if isinstance(exc, cls):
             return code
@@ -109,12 +131,25 @@ def _context(store: JobStore, job: dict,
                  if info.get("original_stored") else image
                  for i, (info, image) in enumerate(zip(infos, images, strict=True))]
     loaded = cache.get(job["model"])
+    _check_sizes(loaded, images)
     return JobContext(
         loaded=loaded, layer=job["layer"], options=job.get("options") or {},
         tool=lambda key, build: cache.tool(job["model"], key, build),
         progress=lambda fraction: store.set_progress(job_id, fraction),
         should_cancel=lambda: store.is_canceled(job_id), images=images, originals=originals,
         resize=(infos or [{}])[0].get("resize", RESIZE))
+
+
+def _check_sizes(loaded: LoadedModel, images: list[np.ndarray]) -> None:
+    """Refuse an image too small for a model of free input size (TensorFlow's own error,
+    raised mid-computation, would be an internal one)."""
+    if None not in loaded.info.input_shape[:2]:
+        return
+    for height, width in dict.fromkeys(image.shape[:2] for image in images):
+        reason = too_small(loaded.model, height, width)
+        if reason:
+            raise InvalidInputError(f"an image of {width}×{height} is too small for the "
+                                    f"model: {reason}")
 
 
 @lru_cache(maxsize=1)
@@ -311,7 +346,7 @@ def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
     if code == "internal_error":
         log.exception("job %s failed", job["id"], exc_info=exc)
     store.transition(job["id"], "failed", ("running",),
-                     error={"code": code, "message": str(exc)[:500]})
+                     error={"code": code, "message": str(engine_error(exc))[:500]})
     if not isinstance(exc, Exception):
         raise exc
 
@@ -336,6 +371,7 @@ def describe_model(model_id: str) -> None:
     record.update(info)
     record.update(layers=layer_table(loaded.model), error=None,
                   default_layer=_default_layer(loaded.model),
+                  output_layer=output_layer(loaded.model),
                   num_classes=class_count(loaded.model))
     if not store.put_model(model_id, record, replace_only=model_id not in BUILTIN):
         _cache().upload_path(model_id).unlink(missing_ok=True)  # deleted meanwhile

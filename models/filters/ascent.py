@@ -27,7 +27,7 @@ from models.filters.objectives import Objective, make_objective
 from models.filters.parametrization import INIT_STD, FourierImage
 from models.filters.redirected_relu import redirected_relu
 from models.filters.transforms import standard_transforms
-from models.graph import Probe, ProbeOutput, get_layer, output_shape
+from models.graph import Probe, ProbeOutput, get_layer, output_shape, too_small
 
 MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
 MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels
@@ -227,7 +227,10 @@ class FilterVisualizer:
         objective = objective or make_objective("channel")
         plan = objective.plan(self._check(filters, objective))
         images = [f for f, _ in plan]
-        program = self._program(len(plan), options.size or self.height or 128, objective)
+        size = options.size or self.height or 128
+        if None in (self.height, self.width) and (reason := too_small(self.model, size, size)):
+            raise InvalidInputError(f"size {size} is too small for the model: {reason}")
+        program = self._program(len(plan), size, objective)
         index = tf.constant(images, tf.int32)
         seed = tf.constant(options.seed, tf.int32)
         with program.lock:

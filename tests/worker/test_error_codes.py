@@ -64,3 +64,24 @@ def test_a_shutdown_masked_by_another_error_is_still_an_interruption() -> None:
     except ValueError as bug:
         assert interruption(bug) is None
 
+
+
+def test_an_input_error_raised_in_a_compiled_step_keeps_its_code(error_code) -> None:
+    import tensorflow as tf
+
+    from models.explain import UnitOutOfRangeError
+    from worker.runner import engine_error
+
+    @tf.function
+    def step(x: tf.Tensor) -> tf.Tensor:
+        if x.shape[1] < 5:  # at tracing, as the engine's shape checks are
+            raise UnitOutOfRangeError("unit (y=9) outside the output 2×2")
+        return x
+
+    with pytest.raises(Exception) as caught:
+        step(tf.zeros((1, 2)))
+    assert not isinstance(caught.value, UnitOutOfRangeError)  # autograph's StagingError
+    assert error_code(caught.value) == "position_out_of_range"
+    assert str(engine_error(caught.value)) == "unit (y=9) outside the output 2×2"
+    bug = ValueError("a bug")
+    assert engine_error(bug) is bug and error_code(bug) == "internal_error"
