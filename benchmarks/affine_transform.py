@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.filters import AscentOptions, FilterVisualizer, transforms
-from models.graph import last_spatial_layer
+from models.heads import last_spatial_layer
 from models.keras_internals import seeded_weights
 from models.shapes_model import build_shapes_model
 

@@ -78,7 +78,7 @@ from benchmarks.methods_references import (  # noqa: E402
 from benchmarks.methods_report import TARGETS, print_report, target_checks  # noqa: E402
 from models import array_sums  # noqa: E402
 from models.cam import make_cam  # noqa: E402
-from models.graph import last_spatial_layer  # noqa: E402
+from models.heads import last_spatial_layer  # noqa: E402
 from models.quality_scan import Predictor, quality_sums  # noqa: E402
 from models.saliency import make_saliency, reduce_channels  # noqa: E402
 from models.shapes_data import generate_pairs  # noqa: E402

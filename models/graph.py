@@ -80,58 +80,17 @@ def output_rank(layer: keras.Layer) -> int | None:
     return None if shape is None else len(shape) + 1
 
 
-def last_spatial_layer(model: keras.Model) -> str:
-    """Path of the last layer whose output is 4-D ``(batch, H, W, C)``, before the output
-    layer when there is one: a fully-convolutional model's own ``(H, W, K)`` scores are
-    chosen only when no other layer is spatial."""
-    head = _output_operation(model)
-    found = [(path, layer) for path, layer in walk_layers(model) if output_rank(layer) == 4]
-    if not found:
-        raise LayerNotFoundError("<last 4-D layer>", [p for p, _ in walk_layers(model)])
-    inner = [path for path, layer in found if layer is not head]
-    return inner[-1] if inner else found[-1][0]
-
-
-def too_small(model: keras.Model, height: int, width: int) -> str | None:
-    """Why an image of ``height``×``width`` cannot go through ``model``, a model of free
-    input size (some layer's output would be empty: a valid convolution or a pooling wider
-    than what reaches it), else None. Keras's shape inference alone, nothing computed."""
-    x = keras.KerasTensor((1, height, width, model.inputs[0].shape[-1]))
-
-    def spec(op: Any) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return op.compute_output_spec(*args, **kwargs)
-            except ValueError as exc:
-                raise _EmptyOutput(getattr(op, "name", "?")) from exc
-        return call
-
-    try:
-        if isinstance(model, keras.Sequential):
-            for layer in model.layers:
-                x = spec(layer)(x)
-        else:
-            run_graph(model, x, spec)
-    except _EmptyOutput as empty:
-        return f"the output of layer {empty.args[0]!r} would be empty"
-    return None
-
-
-class _EmptyOutput(Exception):
-    """Keras's shape inference refused a layer's output (its name the argument)."""
-
-
-def output_layer(model: keras.Model) -> str:
-    """Name of the (outermost) layer that gives the model's first output: its class scores."""
-    return str(_output_operation(model).name)
-
-
 def image_scores(scores: tf.Tensor) -> tf.Tensor:
     """Class scores ``(B, K)`` of a model's output: as they are when 2-D; a dense prediction
     ``(B, H, W, K)`` (segmentation) averaged over its positions, so that class ``k``'s score
     is its mean over the whole image (the whole-image target of Seg-Grad-CAM)."""
     rank = scores.shape.rank
     return tf.reduce_mean(scores, axis=list(range(1, rank - 1))) if rank and rank > 2 else scores
+
+
+def output_operation(model: keras.Model) -> Any:
+    """The operation giving the model's (first) output: a layer, or a nested model."""
+    return _output_operation(model)
 
 
 def _output_operation(model: keras.Model) -> Any:

@@ -31,6 +31,7 @@ __all__ = ["ApiError", "Client", "retry_policy"]
 
 TRANSIENT = (429, 502, 503, 504)
 POOL_SIZE = 32  # connections kept per host (Client.map's threads share the session)
+MIN_POLL = 0.1  # the shortest long-poll Client.wait asks for (the server wakes it at the end)
 
 
 def retry_policy(attempts: int = 4) -> Retry:
@@ -70,9 +71,9 @@ def _sse(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
 
 def _job_id(job: dict | str) -> str:
     """The id of a job given as its id or as the job a call returned."""
-    if isinstance(job, str):
+    if isinstance(job, str) and job:
         return job
-    if isinstance(job, dict) and isinstance(job.get("id"), str):
+    if isinstance(job, dict) and isinstance(job.get("id"), str) and job["id"]:
         return job["id"]
     raise TypeError(f"a job id or a job as the API returns it (with its 'id'), not {job!r:.80}")
 
@@ -182,8 +183,8 @@ class Client:
 
         The server wakes a long-poll when the job's end is announced (pushed, not polled), so
         this returns within milliseconds of the end."""
-        if not poll > 0:
-            raise ValueError(f"poll must be a positive number of seconds, not {poll!r}")
+        if not poll >= MIN_POLL:
+            raise ValueError(f"poll must be at least {MIN_POLL} s, not {poll!r}")
         job_id = _job_id(job)
         deadline = time.monotonic() + timeout
         # the first request already long-polls: an ended job answers at once, a running one

@@ -112,10 +112,11 @@ def find_layer(model: dict, layer: str | None, kind: str, options: dict | None =
     table = model.get("layers") or []
     flat = _flat_objective(kind, options)
     convs = [row["name"] for row in table if row["type"] == "Conv2D"]
-    head = model.get("output_layer") or (table[-1]["name"] if table else None)
+    rows = {row["name"]: row for row in table}
+    head = model.get("output_layer")
+    head = head if head in rows else (table[-1]["name"] if table else None)
     name = layer or (head if flat else convs[-1]
                      if kind in contract.CONV_KINDS and convs else model.get("default_layer"))
-    rows = {row["name"]: row for row in table}
     if name not in rows:
         raise OptionError("unknown_layer", f"model {model['id']!r} has no layer {name!r}")
     row = rows[name]

@@ -10,7 +10,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import redis
@@ -20,13 +20,8 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.explain import LayerNotConvError, UnitOutOfRangeError
 from models.filters import AscentCanceled
-from models.graph import (
-    LayerNotFoundError,
-    class_count,
-    last_spatial_layer,
-    output_layer,
-    too_small,
-)
+from models.graph import LayerNotFoundError, class_count
+from models.heads import last_spatial_layer, output_layer, too_small
 from models.layer_table import layer_table
 from models.safe_load import InvalidModelError, UnsafeModelError
 from models.zoo import BUILTIN, LoadedModel, UnknownModelError
@@ -72,13 +67,11 @@ def engine_error(exc: BaseException) -> BaseException:
     (every one of ours) comes out as a ``StagingError`` holding the traceback as its message,
     the original its context."""
     seen: BaseException | None = exc
-    for _ in range(4):
-        if seen is None:
-            break
-        if isinstance(seen, tuple(cls for cls, _ in INPUT_ERRORS)):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
+    while seen is not None and type(seen).__name__ == "StagingError" and \
+            hasattr(seen, "ag_error_metadata"):
+        seen = seen.__context__  # autograph's wrapper: the error it wrapped
+    inputs = tuple(cls for cls, _ in INPUT_ERRORS)
+    return seen if seen is not exc and isinstance(seen, inputs) else exc
 
 
 def _error_code(exc: BaseException) -> str:
@@ -131,7 +124,7 @@ def _context(store: JobStore, job: dict,
                  if info.get("original_stored") else image
                  for i, (info, image) in enumerate(zip(infos, images, strict=True))]
     loaded = cache.get(job["model"])
-    _check_sizes(loaded, images)
+    _check_sizes(job["model"], loaded, images)
     return JobContext(
         loaded=loaded, layer=job["layer"], options=job.get("options") or {},
         tool=lambda key, build: cache.tool(job["model"], key, build),
@@ -140,16 +133,23 @@ def _context(store: JobStore, job: dict,
         resize=(infos or [{}])[0].get("resize", RESIZE))
 
 
-def _check_sizes(loaded: LoadedModel, images: list[np.ndarray]) -> None:
-    """Refuse an image too small for a model of free input size (TensorFlow's own error,
-    raised mid-computation, would be an internal one)."""
+def _check_sizes(model_id: str, loaded: LoadedModel, images: list[np.ndarray]) -> None:
+    """Refuse an image a model of free input size cannot take (too small for a layer, say):
+    TensorFlow's own error, raised mid-computation, would be an internal one. Each size is
+    looked at once per loaded model."""
     if None not in loaded.info.input_shape[:2]:
         return
-    for height, width in dict.fromkeys(image.shape[:2] for image in images):
-        reason = too_small(loaded.model, height, width)
+    for i, image in enumerate(images):
+        height, width = image.shape[:2]
+        reason = _cache().tool(model_id, ("too_small", height, width),
+                               partial(_too_small, height=height, width=width))
         if reason:
-            raise InvalidInputError(f"an image of {width}×{height} is too small for the "
-                                    f"model: {reason}")
+            raise InvalidInputError(f"input image {i} ({width}×{height}) cannot go through "
+                                    f"the model: {reason}")
+
+
+def _too_small(loaded: LoadedModel, height: int, width: int) -> str | None:
+    return too_small(loaded.model, height, width)
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ __all__ = ["METHODS", "BaseCAM", "CamResult", "make_cam"]
 def make_cam(method: str, model, layer: str, preprocess: str = "raw",
              target: str = "class") -> BaseCAM:
     """The CAM object for ``method`` (one of :data:`METHODS`) on ``layer`` (a path; required:
-    the default, :func:`models.graph.last_spatial_layer`, is resolved once by the caller),
+    the default, :func:`models.heads.last_spatial_layer`, is resolved once by the caller),
     explaining the class (``target`` "class") or what lowers it ("negative")."""
     if method not in METHODS:
         raise InvalidInputError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")

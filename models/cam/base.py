@@ -105,7 +105,7 @@ class BaseCAM:
     """Grad-CAM-style explanation of one layer of one model.
 
     ``layer`` is the path of the explained layer, always given (callers that want the usual
-    default pass :func:`models.graph.last_spatial_layer`). ``images`` are raw pixels
+    default pass :func:`models.heads.last_spatial_layer`). ``images`` are raw pixels
     ``(B, H, W, C)`` 0..255; the model's ``preprocess`` is applied inside. Subclasses
     override :meth:`weights` (and set ``uses_gradients``; ``explains_class`` False for a
     method whose map does not depend on the class, which then takes no ``negative`` target).

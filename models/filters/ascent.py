@@ -27,7 +27,8 @@ from models.filters.objectives import Objective, make_objective
 from models.filters.parametrization import INIT_STD, FourierImage
 from models.filters.redirected_relu import redirected_relu
 from models.filters.transforms import standard_transforms
-from models.graph import Probe, ProbeOutput, get_layer, output_shape, too_small
+from models.graph import Probe, ProbeOutput, get_layer, output_shape
+from models.heads import too_small
 
 MAX_STEPS = 10_000  # the service's step budget (CONVSCOPE_MAX_FILTER_STEPS) stays below this
 MIN_SIZE, MAX_SIZE = 8, 512  # side of a pattern image, pixels

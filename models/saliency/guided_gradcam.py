@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from models.cam.grad_cam import GradCAM
-from models.graph import last_spatial_layer
+from models.heads import last_spatial_layer
 from models.saliency.base import SaliencyResult
 from models.saliency.guided_backprop import GuidedBackprop
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from models.cam import METHODS, make_cam
 from models.errors import InvalidInputError
-from models.graph import last_spatial_layer
+from models.heads import last_spatial_layer
 from tests.models import tiny_models as tm
 
 H = W = tm.SIZE

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from models.cam import make_cam
 from models.errors import InvalidInputError
-from models.graph import last_spatial_layer
+from models.heads import last_spatial_layer
 from models.saliency import METHODS, make_saliency, reduce_channels
 from models.saliency.baselines import gaussian_blur, make_baseline
 from models.saliency.occlusion import window_starts

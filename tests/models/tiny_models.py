@@ -205,3 +205,21 @@ def batchnorm(form: str, seed: int = 0) -> keras.Model:
         model = keras.Model(inputs, _chain(x, head), name=f"bn_{form}")
     _set_batchnorm_statistics(model, seed)
     return model
+
+
+def free_size(sequential: bool):
+    """Any input size: conv (3×3 valid) → pool (2) → conv2 (3×3 valid) → gap → Dense(3).
+    Its smallest input: ``(n - 2) // 2 - 2 >= 1``, so ``n >= 8``."""
+    keras.utils.set_random_seed(5)
+    layers = [keras.layers.Rescaling(1 / 255, name="scale"),
+              keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+              keras.layers.MaxPooling2D(2, name="pool"),
+              keras.layers.Conv2D(4, 3, activation="relu", name="conv2"),
+              keras.layers.GlobalAveragePooling2D(name="gap"),
+              keras.layers.Dense(3, activation="softmax", name="pred")]
+    if sequential:
+        return keras.Sequential([keras.Input((None, None, 3)), *layers], name="free_seq")
+    x = inputs = keras.Input((None, None, 3))
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="free")

@@ -65,7 +65,6 @@ def test_a_shutdown_masked_by_another_error_is_still_an_interruption() -> None:
         assert interruption(bug) is None
 
 
-
 def test_an_input_error_raised_in_a_compiled_step_keeps_its_code(error_code) -> None:
     import tensorflow as tf
 
@@ -85,3 +84,17 @@ def test_an_input_error_raised_in_a_compiled_step_keeps_its_code(error_code) -> 
     assert str(engine_error(caught.value)) == "unit (y=9) outside the output 2×2"
     bug = ValueError("a bug")
     assert engine_error(bug) is bug and error_code(bug) == "internal_error"
+
+
+def test_a_bug_raised_while_an_input_error_is_handled_stays_internal(error_code) -> None:
+    from models.errors import InvalidInputError
+    from worker.runner import engine_error
+
+    try:
+        try:
+            raise InvalidInputError("a bad option")
+        except InvalidInputError:
+            raise RuntimeError("a bug in the handler")  # noqa: B904
+    except RuntimeError as bug:
+        assert bug.__context__ is not None
+        assert engine_error(bug) is bug and error_code(bug) == "internal_error"
