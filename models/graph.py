@@ -90,10 +90,6 @@ def image_scores(scores: tf.Tensor) -> tf.Tensor:
 
 def output_operation(model: keras.Model) -> Any:
     """The operation giving the model's (first) output: a layer, or a nested model."""
-    return _output_operation(model)
-
-
-def _output_operation(model: keras.Model) -> Any:
     if isinstance(model, keras.Sequential):
         return model.layers[-1]
     return producer(model.outputs[0])
@@ -111,7 +107,7 @@ def _squashing_name(op: Any) -> str | None:
 def is_binary_sigmoid(model: keras.Model) -> bool:
     """Whether the model's (first) output is one unit squashed by a sigmoid."""
     units = model.outputs[0].shape[-1]
-    return units == 1 and _squashing_name(_output_operation(model)) == "sigmoid"
+    return units == 1 and _squashing_name(output_operation(model)) == "sigmoid"
 
 
 def class_count(model: keras.Model) -> int:
@@ -160,7 +156,7 @@ class Probe:
         self.preprocess = preprocess
         self.relu = relu
         self.layer = get_layer(model, layer) if layer is not None else None
-        self._output_op = _output_operation(model)
+        self._output_op = output_operation(model)
         self._squash = _squashing_name(self._output_op)
         self._binary = is_binary_sigmoid(model)
         self._folds: dict[int, Fold] = {}
