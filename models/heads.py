@@ -79,6 +79,8 @@ def too_small(model: keras.Model, height: int, width: int) -> str | None:
     def spec(op: Any) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
+                if isinstance(op, L.Concatenate):
+                    _check_concatenation(op, args[0])
                 return op.compute_output_spec(*args, **kwargs)
             except ValueError as exc:
                 raise _Refused(f"layer {getattr(op, 'name', '?')!r}: "
@@ -97,6 +99,17 @@ def too_small(model: keras.Model, height: int, width: int) -> str | None:
         log.warning("shape inference failed for %d×%d; computing anyway", width, height,
                     exc_info=True)
     return None
+
+
+def _check_concatenation(op: Any, inputs: list[Any]) -> None:
+    """Keras's shape inference of a Concatenate leaves a mismatch along another axis unknown
+    (a U-Net's skip and its upsampled path, 9 rows against 8): refuse it as the op would."""
+    shapes = [list(t.shape) for t in inputs]
+    for shape in shapes:
+        del shape[op.axis]
+    if any(shape != shapes[0] for shape in shapes[1:]):
+        raise ValueError(f"inputs of shapes {[tuple(t.shape) for t in inputs]} cannot be "
+                         f"joined along axis {op.axis}")
 
 
 class _Refused(Exception):

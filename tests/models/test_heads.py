@@ -97,6 +97,16 @@ def test_too_small_follows_the_size_arithmetic(sequential: bool) -> None:
     assert too_small(model, 8, 40) is None and too_small(model, 40, 7) is not None
 
 
+@pytest.mark.parametrize("merge", [L.Concatenate, L.Add])
+def test_a_u_net_refuses_a_size_its_skip_cannot_join(merge: type) -> None:
+    inputs = keras.Input((None, None, 3))
+    up = L.UpSampling2D(2, name="up")(L.MaxPooling2D(2, name="down")(inputs))
+    model = keras.Model(inputs, merge(name="join")([inputs, up]))
+    assert too_small(model, 8, 8) is None and too_small(model, 8, 20) is None
+    assert too_small(model, 9, 8).startswith("layer 'join'")  # 9 → 4 → 8 rows against 9
+    assert too_small(model, 8, 9).startswith("layer 'join'")
+
+
 def test_a_filter_pattern_too_small_for_the_model_is_refused() -> None:
     from models.filters.ascent import AscentOptions, FilterVisualizer
 
