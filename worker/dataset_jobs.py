@@ -57,7 +57,8 @@ from worker.claims import LEASE_SECONDS
 from worker.contract import TASK_RUN_CHUNK
 from worker.dataset_inputs import DatasetGone, manifest, read_chunk
 from worker.dataset_kinds import TOP_EXAMPLES, DatasetKind
-from worker.runner import _claims, _error_code, _store, engine_error, interruption
+from worker.failures import engine_error, error_code, interruption
+from worker.runner import _claims, _store
 from worker.store import RUNNING, JobStore
 
 log = logging.getLogger("convscope.worker")
@@ -79,7 +80,7 @@ def _fail(store: JobStore, job_id: str, exc: BaseException) -> None:
     elif isinstance(exc, NoReceptiveFieldError):
         code = "layer_not_spatial"
     else:
-        code = _error_code(exc)
+        code = error_code(exc)
     if code == "internal_error":
         log.exception("dataset job %s failed", job_id, exc_info=exc)
     store.transition(job_id, "failed", ("running",),

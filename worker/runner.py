@@ -13,12 +13,9 @@ from collections.abc import Callable
 from functools import lru_cache, partial
 
 import numpy as np
-import redis
-from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
 from models.errors import InvalidInputError
-from models.explain import LayerNotConvError, UnitOutOfRangeError
 from models.filters import AscentCanceled
 from models.graph import LayerNotFoundError, class_count
 from models.heads import last_spatial_layer, output_layer, too_small
@@ -29,6 +26,7 @@ from worker import wake
 from worker.batches import run_together
 from worker.claims import Claims
 from worker.contract import QUEUE, RESIZE, TASK_RUN_BATCH, TASK_RUN_DATASET_JOB
+from worker.failures import INTERRUPTIONS, engine_error, error_code, interruption
 from worker.kind_base import JobContext
 from worker.kinds import KINDS
 from worker.model_cache import ModelCache
@@ -51,36 +49,6 @@ def _store() -> JobStore:
 @lru_cache(maxsize=1)
 def _cache() -> ModelCache:
     return ModelCache(get_settings(), _store().get_model)
-
-
-INPUT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
-    (UnknownModelError, "unknown_model"), (LayerNotFoundError, "unknown_layer"),
-    (LayerNotConvError, "layer_not_conv"), (UnitOutOfRangeError, "position_out_of_range"),
-    (InvalidInputError, "invalid_input"),
-    (SoftTimeLimitExceeded, "time_limit"),
-)
-
-
-def engine_error(exc: BaseException) -> BaseException:
-    """The engine's own input error behind ``exc``, else ``exc``. Raised while TensorFlow
-    traces a compiled step, an error whose class autograph cannot rebuild from a message
-    (every one of ours) comes out as a ``StagingError`` holding the traceback as its message,
-    the original its context."""
-    seen: BaseException | None = exc
-    while seen is not None and type(seen).__name__ == "StagingError" and \
-            hasattr(seen, "ag_error_metadata"):
-        seen = seen.__context__  # autograph's wrapper: the error it wrapped
-    inputs = tuple(cls for cls, _ in INPUT_ERRORS)
-    return seen if seen is not exc and isinstance(seen, inputs) else exc
-
-
-def _error_code(exc: BaseException) -> str:
-    """The job's error code: the engine's own input errors by type, anything else internal."""
-    exc = engine_error(exc)
-    for cls, code in INPUT_ERRORS:
-        if isinstance(exc, cls):
-            return code
-    return "internal_error"
 
 
 def _decode(raw: bytes | None, what: str) -> np.ndarray:
@@ -307,28 +275,6 @@ def _finished(job: dict, ctx: JobContext, result: dict, artifacts: dict,
     return job["id"], result, artifacts, {"batch": batch}
 
 
-INTERRUPTIONS = (redis.ConnectionError, redis.TimeoutError, SystemExit, KeyboardInterrupt)
-
-
-def interruption(exc: BaseException) -> BaseException | None:
-    """``exc`` if it is an interruption (:data:`INTERRUPTIONS`), else the shutdown
-    (``SystemExit``, ``KeyboardInterrupt``) it was raised while handling, if any. A shutdown
-    can land inside TensorFlow's tracing, whose stack bookkeeping then raises
-    ``AssertionError('Concurrent access?')`` in its place: seen when Celery ended a task on
-    losing the broker (billiard's SIGTERM handler raises ``SystemExit``). The job was
-    interrupted, not broken."""
-    if isinstance(exc, INTERRUPTIONS):
-        return exc
-    seen: set[int] = set()
-    found = exc.__cause__ or exc.__context__
-    while found is not None and id(found) not in seen:
-        if isinstance(found, (SystemExit, KeyboardInterrupt)):
-            return found
-        seen.add(id(found))
-        found = found.__cause__ or found.__context__
-    return None
-
-
 def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
     """Report any failure on the job; re-raise what is not an ``Exception`` (a time limit,
     a shutdown) after recording it."""
@@ -342,7 +288,7 @@ def _fail(store: JobStore, job: dict, exc: BaseException) -> None:
         if not isinstance(exc, Exception):
             raise exc
         return
-    code = _error_code(exc)
+    code = error_code(exc)
     if code == "internal_error":
         log.exception("job %s failed", job["id"], exc_info=exc)
     store.transition(job["id"], "failed", ("running",),

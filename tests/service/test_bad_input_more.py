@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.options import MAX_INT_DIGITS, MAX_OPTIONS_DEPTH, OptionError, parse_options
+from service.options import (
+    MAX_INT_DIGITS,
+    MAX_OPTIONS_CHARS,
+    MAX_OPTIONS_DEPTH,
+    OptionError,
+    parse_options,
+)
 from tests.pipeline import worker_env
 from tests.service.raw_http import BOUNDARY, Answer, Connection, field, multipart
 from worker.settings import Settings
@@ -31,15 +37,19 @@ def job_form(options: bytes) -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.parametrize(("options", "fragment"), [
-    (b"[" * 100_000 + b"]" * 100_000, f"deeper than {MAX_OPTIONS_DEPTH}"),
+    (b"[" * 30_000 + b"]" * 30_000, f"deeper than {MAX_OPTIONS_DEPTH}"),
     (b'{"filters": [' * 20 + b"0" + b"]}" * 20, f"deeper than {MAX_OPTIONS_DEPTH}"),
     (b'{"seed": ' + b"9" * 5000 + b"}", "5000 digits"),
     (b'{"seed": -' + b"1" * 4400 + b"}", "4401 digits"),
     (b'{"steps": NaN}', "NaN"),
     (b'{"steps": -Infinity}', "Infinity"),
     (b'{"size": 1e999}', "1e999"),
+    # an unterminated string of escaped quotes: the nesting scan took 6 s for 32 KB, in the
+    # API's event loop (every request of the process waited); 160 KB had gunicorn kill it
+    (b'"' + b'\\"' * 30_000, "not valid JSON"),
+    (b" " * 70_000 + b"{}", f"{MAX_OPTIONS_CHARS}"),
 ], ids=["deep_array", "deep_object", "huge_int", "huge_negative_int", "nan", "infinity",
-        "overflowing_float"])
+        "overflowing_float", "escaped_quotes", "too_long"])
 def test_hostile_options_are_400_on_a_connection_that_lives_on(api_url: str, options: bytes,
                                                                fragment: str) -> None:
     with Connection(api_url) as conn:
@@ -170,6 +180,37 @@ def test_a_query_parameter_given_twice_is_400(api_url: str) -> None:
 ])
 def test_options_within_the_limits_parse(raw: str) -> None:
     assert isinstance(parse_options(raw), dict)
+
+
+def test_the_nesting_scan_agrees_with_the_parsed_depth() -> None:
+    """Random JSON with brackets, quotes and backslashes inside its strings: the scan's depth
+    equals the depth of what ``json.loads`` makes of it."""
+    import json
+    import random
+
+    from service.options import _nesting
+
+    def depth(value: object) -> int:
+        if isinstance(value, list):
+            return 1 + max(map(depth, value), default=0)
+        if isinstance(value, dict):
+            return 1 + max(map(depth, value.values()), default=0)
+        return 0
+
+    rng = random.Random(0)
+
+    def make(level: int) -> object:
+        roll = rng.random()
+        if level > 6 or roll < 0.3:
+            return rng.choice(['a[b', 'q"]{', "\\", 'x\\"[', 3, None, "}}", "é]"])
+        if roll < 0.65:
+            return [make(level + 1) for _ in range(rng.randint(0, 3))]
+        return {f'k{i}[\\"': make(level + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(2000):
+        value = make(0)
+        text = json.dumps(value, ensure_ascii=rng.random() < 0.5)
+        assert _nesting(text) == depth(value), text
 
 
 def test_nesting_just_past_the_limit_is_refused() -> None:

@@ -8,9 +8,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def error_code():
-    from worker.runner import _error_code
+    from worker.failures import error_code
 
-    return _error_code
+    return error_code
 
 
 def test_engine_input_errors_have_their_codes(error_code) -> None:
@@ -38,7 +38,7 @@ def test_other_errors_are_internal(error_code, exc: Exception) -> None:
 def test_a_shutdown_masked_by_another_error_is_still_an_interruption() -> None:
     import redis
 
-    from worker.runner import interruption
+    from worker.failures import interruption
 
     def masked() -> AssertionError:
         """What TensorFlow's stack bookkeeping raises when a shutdown lands in its tracing:
@@ -65,11 +65,27 @@ def test_a_shutdown_masked_by_another_error_is_still_an_interruption() -> None:
         assert interruption(bug) is None
 
 
+def test_a_shutdown_pybind11_replaced_is_still_an_interruption() -> None:
+    """A SIGTERM's SystemExit raised while TensorFlow's C++ held an InvalidArgumentError (in
+    its tracing): pybind11 raises a RuntimeError naming both, with no chain (seen in CI when
+    Redis was killed during a filters job's first trace)."""
+    from worker.failures import interruption
+
+    text = ("pybind11::error_already_set: MISMATCH of original and normalized active "
+            "exception types: ORIGINAL InvalidArgumentError REPLACED BY SystemExit: -241\n\nAt:")
+    assert isinstance(interruption(RuntimeError(text)), SystemExit)
+    caught = RuntimeError(text.replace("SystemExit: -241", "KeyboardInterrupt: "))
+    assert isinstance(interruption(caught), KeyboardInterrupt)
+    other = RuntimeError(text.replace("SystemExit", "ValueError"))
+    assert interruption(other) is None  # another replacement is TensorFlow's business
+    assert interruption(ValueError(text)) is None  # only pybind11's RuntimeError
+
+
 def test_an_input_error_raised_in_a_compiled_step_keeps_its_code(error_code) -> None:
     import tensorflow as tf
 
     from models.explain import UnitOutOfRangeError
-    from worker.runner import engine_error
+    from worker.failures import engine_error
 
     @tf.function
     def step(x: tf.Tensor) -> tf.Tensor:
@@ -88,7 +104,7 @@ def test_an_input_error_raised_in_a_compiled_step_keeps_its_code(error_code) -> 
 
 def test_a_bug_raised_while_an_input_error_is_handled_stays_internal(error_code) -> None:
     from models.errors import InvalidInputError
-    from worker.runner import engine_error
+    from worker.failures import engine_error
 
     try:
         try:
