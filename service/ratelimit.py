@@ -45,11 +45,17 @@ def check_rate() -> None:
 
 
 def limit_writes() -> None:
-    """``before_request`` hook (after the tenant's): count each POST before its body is read.
+    """``before_request`` hook (after the tenant's) of the uploads: count each POST before
+    its body is read."""
+    if request.method == "POST":
+        check_rate()
 
-    A job replayed with an ``Idempotency-Key`` this tenant already used is not counted: the
-    API answers it with the job it created before.
-    """
+
+def limit_job_writes() -> None:
+    """``before_request`` hook of the jobs: :func:`limit_writes`, except that a job replayed
+    with an ``Idempotency-Key`` this tenant already used is not counted: the API answers it
+    with the job it created before. (Only here: the key of a live job made an upload, which
+    has no replay, uncounted too.)"""
     if request.method != "POST":
         return
     if backend().store.idempotent_job(g.tenant, request.headers.get("Idempotency-Key")):

@@ -21,7 +21,7 @@ from service.backend import backend
 from service.errors import fail
 from service.images import ImageError, decode_image, png_bytes
 from service.options import OptionError, check_options, find_layer, parse_options
-from service.ratelimit import limit_writes
+from service.ratelimit import limit_job_writes
 from worker.batch_keys import batch_key
 from worker.contract import (
     DATASET_KINDS,
@@ -44,7 +44,7 @@ from worker.npy import npy_bytes
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
 KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happened this long
 bp.before_request(require_tenant)
-bp.before_request(limit_writes)
+bp.before_request(limit_job_writes)
 PUBLIC_FIELDS = ("id", "kind", "model", "layer", "options", "status", "progress", "error",
                  "result", "created", "started", "finished", "inputs", "batch", "attempts",
                  "dataset", "chunks")

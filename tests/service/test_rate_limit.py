@@ -5,8 +5,10 @@ the batch client waiting as told. Real Redis and worker, as for the other pipeli
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,16 @@ def test_over_the_limit_is_429_and_nothing_is_queued(settings, worker, tmp_path:
     # a replay of a job already created is answered, not counted
     replay = submit(client, "gradcam", [IMAGE], headers={**auth, "Idempotency-Key": "one"})
     assert replay.status_code == 202 and replay.get_json()["id"] == first.get_json()["id"]
+    # but the key of a live job does not let uploads through (it did: 9 of 9 past 6/minute)
+    same_key = {**auth, "Idempotency-Key": "one"}
+    assert_problem(upload(client, keras_bytes(tiny_model(), tmp_path), headers=same_key), 429,
+                   "rate_limited")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("a.png", IMAGE)
+    assert_problem(client.post("/v1/datasets", headers=same_key, content_type="multipart/form-data",
+                               data={"file": (io.BytesIO(zipped.getvalue()), "d.zip")}),
+                   429, "rate_limited")
     assert poll(client, first.get_json()["id"], headers=auth)["status"] == "succeeded"
 
 
