@@ -7,7 +7,9 @@ are hidden from the list unless ``?all=true``, can be deleted, and expire after
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File, String
 from apiflask.validators import OneOf
 from flask import g
+from marshmallow import ValidationError
 
 from service.api.atlas_cache import forget as forget_atlases
 from service.api.waiting import WaitQuery, wait_for
@@ -34,9 +37,30 @@ PUBLIC_FIELDS = ("id", "name", "status", "input_shape", "classes", "source", "pr
 NOT_READY = "model {!r} is still being prepared; retry"
 
 
+MAX_NAME_CHARS = 100
+MODEL_ID = re.compile(r"m[0-9a-f]{16}")  # an upload's id: "m" and 16 hex digits
+
+
+def check_name(name: str) -> None:
+    """A model's name addresses it in every path (``/v1/models/{name}``) and in the CLI, so it
+    must be usable there: 1..100 characters, no ``/`` or ``\\``, no control characters, no
+    spaces at its ends, not only dots, and not of an id's form (ids are looked up first: such
+    a name would address another model)."""
+    problem = (
+        "is empty" if not name else
+        f"is longer than {MAX_NAME_CHARS} characters" if len(name) > MAX_NAME_CHARS else
+        "holds a / or \\" if "/" in name or "\\" in name else
+        "holds a control character" if any(unicodedata.category(c)[0] == "C" for c in name)
+        else "starts or ends with a space" if name != name.strip() else
+        "is only dots" if set(name) == {"."} else
+        "has the form of a model id" if MODEL_ID.fullmatch(name) else None)
+    if problem:
+        raise ValidationError(f"the name {problem}")
+
+
 class UploadForm(Schema):
     file = File(required=True)
-    name = String(load_default=None)
+    name = String(load_default=None, validate=check_name)
     preprocess = String(load_default="raw", validate=OneOf(PREPROCESS_MODES))
 
 

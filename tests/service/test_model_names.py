@@ -31,6 +31,23 @@ def test_an_upload_is_addressed_by_its_name(client, tmp_path: Path) -> None:
     assert upload(client, keras_bytes(tiny_model(), tmp_path), name=name).status_code == 201
 
 
+def test_a_name_no_path_could_address_is_refused(client, tmp_path: Path) -> None:
+    data = keras_bytes(tiny_model(), tmp_path)
+    first = upload(client, data, name=f"ok é {uuid.uuid4().hex[:6]}")  # unicode and spaces pass
+    assert first.status_code == 201, first.get_json()
+    model_id = first.get_json()["id"]
+    for name, why in [(model_id, "form of a model id"), ("m0123456789abcdef", "form of a model id"),
+                      ("a/b", "a / or"), ("a\\b", "a / or"), ("a\nb", "control character"),
+                      ("a\x00b", "control character"), ("x" * 101, "longer than 100"),
+                      (" pad", "starts or ends"), ("..", "only dots")]:
+        body = assert_problem(upload(client, data, name=name), 400, "bad_request")
+        assert why in body["detail"], (name, body)
+    # an upload named with the first one's id was accepted: DELETE by that id then removed
+    # the first model, and the second's name addressed nothing
+    assert client.get(f"/v1/models/{model_id}").get_json()["id"] == model_id
+    assert client.delete(f"/v1/models/{model_id}").status_code == 204
+
+
 def test_without_a_name_the_file_name_is_shown_but_reserves_nothing(client, tmp_path) -> None:
     data = keras_bytes(tiny_model(), tmp_path)
     first = client.post("/v1/models?wait=60", data={"file": (io.BytesIO(data), "model.keras")},
