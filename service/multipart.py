@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from apiflask import HTTPError
 from flask import Request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -32,9 +33,25 @@ def _headers(block: bytes) -> Headers | None:
             return None
         line = line.strip(b" \t")
         if line:
-            name, _, value = line.decode().partition(":")
+            name, _, value = _text(line).partition(":")
             headers.append((name.strip(" \t"), value.strip(" \t")))
     return Headers(headers)
+
+
+def _text(line: bytes) -> str:
+    """A header line as text; one that is not UTF-8 makes the body a bad request (Werkzeug's
+    parser, like this one before, dropped the whole form for it: every field then "missing")."""
+    try:
+        return line.decode()
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from exc
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> HTTPError:
+    """400 ``bad_request`` saying so (a Werkzeug exception's description is not shown)."""
+    return HTTPError(400, "Bad request", extra_data={"code": "bad_request"},
+                     detail=f"a part's headers are not UTF-8 (byte "
+                            f"{exc.object[exc.start]:#04x}); send names and file names as UTF-8")
 
 
 def split_form(body: bytes, boundary: bytes, max_parts: int | None,
@@ -76,8 +93,11 @@ class FastFormDataParser(FormDataParser):
         boundary = options.get("boundary", "").encode("ascii")
         parts = split_form(body, boundary, self.max_form_parts, self.max_form_memory_size)
         if parts is None:
-            return super()._parse_multipart(io.BytesIO(body), mimetype, content_length,
-                                            options)
+            try:
+                return super()._parse_multipart(io.BytesIO(body), mimetype, content_length,
+                                                options)
+            except UnicodeDecodeError as exc:  # Werkzeug's parser: the same bad request
+                raise _not_utf8(exc) from exc
         fields, files = [], []
         for name, headers, data, filename in parts:
             if filename is None:

@@ -227,3 +227,17 @@ def test_a_body_that_is_not_a_form_is_415(api_url: str, path: str) -> None:
         body = assert_problem(conn.read(), 415, "unsupported_media_type")
         assert "multipart/form-data" in body["detail"]
         assert conn.get("/healthz").status == 200
+
+
+def test_a_part_header_that_is_not_utf8_is_400_saying_so(api_url: str) -> None:
+    """The form was dropped whole, and the answer said model and kind were missing."""
+    body = multipart([field("model", "shapes"), field("kind", "gradcam")])
+    body = body[:-len(f"--{BOUNDARY}--\r\n")]  # the closing delimiter goes after the file
+    body += (f"--{BOUNDARY}\r\n".encode() + b'Content-Disposition: form-data; name="image"; '
+             b'filename="\xff\xfe.png"\r\n\r\nnot a png\r\n' + f"--{BOUNDARY}--\r\n".encode())
+    with Connection(api_url) as conn:
+        conn.send("POST", "/v1/jobs", body,
+                  {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        problem = assert_problem(conn.read(), 400, "bad_request")
+        assert "not UTF-8" in problem["detail"] and "Missing data" not in problem["detail"]
+        assert conn.get("/healthz").status == 200

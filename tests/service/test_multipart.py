@@ -107,3 +107,21 @@ def test_limits_and_broken_bodies_end_as_in_werkzeug() -> None:
     for body in (unclosed, nameless):  # Werkzeug's parser is silent: an empty form
         assert split_form(body, B.encode(), None, None) is None
         assert _parse(FastFormDataParser, body) == _parse(FormDataParser, body) == ([], [])
+
+
+def test_a_part_header_that_is_not_utf8_is_a_bad_request() -> None:
+    """Both parsers dropped the whole form for it (Werkzeug's silently), so the API answered
+    that every field was missing; now the body is a bad request that says why."""
+    from apiflask import HTTPError
+
+    filename = (b'Content-Disposition: form-data; name="image"; filename="\xff\xfe.png"\r\n'
+                b"\r\npixels")
+    field_name = b'Content-Disposition: form-data; name="mo\xffdel"\r\n\r\nshapes'
+    model = b'Content-Disposition: form-data; name="model"\r\n\r\nshapes'
+    for part in (filename, field_name):
+        assert _parse(FormDataParser, _body(model, part)) == ([], [])  # Werkzeug: silent
+        for preamble in (b"", b"preamble\r\n"):  # with one, the body goes to Werkzeug's parser
+            with pytest.raises(HTTPError) as refused:
+                _parse(FastFormDataParser, _body(model, part, preamble=preamble))
+            assert refused.value.status_code == 400
+            assert "not UTF-8 (byte 0xff)" in refused.value.detail
