@@ -15,9 +15,8 @@ from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File, String
-from apiflask.validators import OneOf
+from apiflask.validators import Length, OneOf, Regexp
 from flask import g
-from marshmallow import ValidationError
 
 from service.api.atlas_cache import forget as forget_atlases
 from service.api.waiting import WaitQuery, wait_for
@@ -38,29 +37,27 @@ NOT_READY = "model {!r} is still being prepared; retry"
 
 
 MAX_NAME_CHARS = 100
+# What the schema says of a name (so the spec says it too): no / or \, no C0 or C1 controls.
+NAME_PATTERN = r"^[^/\\\x00-\x1f\x7f-\x9f]*$"
 MODEL_ID = re.compile(r"m[0-9a-f]{16}")  # an upload's id: "m" and 16 hex digits
 
 
-def check_name(name: str) -> None:
-    """A model's name addresses it in every path (``/v1/models/{name}``) and in the CLI, so it
-    must be usable there: 1..100 characters, no ``/`` or ``\\``, no control characters, no
-    spaces at its ends, not only dots, and not of an id's form (ids are looked up first: such
-    a name would address another model)."""
-    problem = (
-        "is empty" if not name else
-        f"is longer than {MAX_NAME_CHARS} characters" if len(name) > MAX_NAME_CHARS else
-        "holds a / or \\" if "/" in name or "\\" in name else
-        "holds a control character" if any(unicodedata.category(c)[0] == "C" for c in name)
-        else "starts or ends with a space" if name != name.strip() else
-        "is only dots" if set(name) == {"."} else
-        "has the form of a model id" if MODEL_ID.fullmatch(name) else None)
-    if problem:
-        raise ValidationError(f"the name {problem}")
+def name_problem(name: str) -> str | None:
+    """What else keeps ``name`` from addressing a model in every path (``/v1/models/{name}``)
+    and in the CLI: other control or format characters, spaces at its ends, only dots, or an
+    id's form (ids are looked up first: such a name would address another model)."""
+    return ("holds a control or format character"
+            if any(unicodedata.category(c)[0] == "C" for c in name) else
+            "starts or ends with a space" if name != name.strip() else
+            "is only dots" if set(name) == {"."} else
+            "has the form of a model id" if MODEL_ID.fullmatch(name) else None)
 
 
 class UploadForm(Schema):
     file = File(required=True)
-    name = String(load_default=None, validate=check_name)
+    name = String(load_default=None, validate=[
+        Length(max=MAX_NAME_CHARS),
+        Regexp(NAME_PATTERN, error="the name holds a / or \\ or a control character")])
     preprocess = String(load_default="raw", validate=OneOf(PREPROCESS_MODES))
 
 
@@ -190,6 +187,9 @@ def upload_model(form: dict, query: dict) -> tuple[dict, int, dict]:
     storage = form["file"]
     model_id = "m" + uuid.uuid4().hex[:16]
     if form["name"]:
+        if problem := name_problem(form["name"]):
+            fail(422, "invalid_name", f"the name {problem}; a model's name must address it "
+                 "in a URL path")
         _reserve_name(form["name"], model_id)
     name = form["name"] or Path(storage.filename or "model.keras").stem
     path = _save_upload(storage, model_id)

@@ -8,7 +8,8 @@ apiflask spec processor: every status code and content type the API answers with
   needs Redis (``store_unavailable``) or a model a worker is still preparing.
 * Success answers carry their real status and media type: 201/202 + ``Location`` on
   uploads and submissions, DELETE's 200/202 and 204, Prometheus text on ``/metrics``,
-  ``text/event-stream``, artifacts as ``image/png`` / ``application/x-npy``, the tar bundle.
+  ``text/event-stream``, artifacts as ``image/png`` / ``application/x-npy`` / ``text/csv``,
+  the tar bundle.
 * Security follows the server's configuration: bearer keys on ``/v1`` when API keys are set,
   the operator key on ``/metrics`` (see :mod:`service.auth`).
 """
@@ -67,7 +68,7 @@ ERROR_TEXT = {
     415: "The body is not `multipart/form-data` (`unsupported_media_type`)",
     422: "The uploaded model was refused by a worker (`unsafe_model`, `invalid_model`), or "
          "an `Idempotency-Key` was used before with a different request "
-         "(`idempotency_key_reused`)",
+         "(`idempotency_key_reused`), or a model's name could not address it (`invalid_name`)",
     429: "Too many new jobs or uploads (`rate_limited`); wait `Retry-After` seconds",
     503: "Redis unreachable (`store_unavailable`) or the model is still being prepared "
          "(`model_not_ready`); retry after `Retry-After` seconds",
@@ -112,7 +113,8 @@ SUCCESS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "job as GET returns it), ending after the job ends", "text/event-stream",
         schema=SSE_EVENT)},
     ("get", "/v1/jobs/{job_id}/artifacts/{name}"): {"200": _media(
-        "The artifact's bytes", "image/png", "application/x-npy", schema=BINARY)},
+        "The artifact's bytes: a picture, an array, or (a `quality` job's `quality_csv`) "
+        "a table", "image/png", "application/x-npy", "text/csv", schema=BINARY)},
     ("post", "/v1/models"): {
         "201": _with_headers(_json("The model, validated and ready"), Location=LOCATION),
         "202": _with_headers(_json("The model, still being validated"), Location=LOCATION)},

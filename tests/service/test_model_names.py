@@ -36,11 +36,14 @@ def test_a_name_no_path_could_address_is_refused(client, tmp_path: Path) -> None
     first = upload(client, data, name=f"ok é {uuid.uuid4().hex[:6]}")  # unicode and spaces pass
     assert first.status_code == 201, first.get_json()
     model_id = first.get_json()["id"]
+    for name, why in [("a/b", "a / or"), ("a\\b", "a / or"), ("a\nb", "control character"),
+                      ("a\x00b", "control character"), ("x" * 101, "Longer than")]:
+        body = assert_problem(upload(client, data, name=name), 400, "bad_request")  # schema
+        assert why in body["detail"], (name, body)
     for name, why in [(model_id, "form of a model id"), ("m0123456789abcdef", "form of a model id"),
-                      ("a/b", "a / or"), ("a\\b", "a / or"), ("a\nb", "control character"),
-                      ("a\x00b", "control character"), ("x" * 101, "longer than 100"),
-                      (" pad", "starts or ends"), ("..", "only dots")]:
-        body = assert_problem(upload(client, data, name=name), 400, "bad_request")
+                      ("a\u200bb", "format character"), (" pad", "starts or ends"),
+                      ("..", "only dots")]:
+        body = assert_problem(upload(client, data, name=name), 422, "invalid_name")
         assert why in body["detail"], (name, body)
     # an upload named with the first one's id was accepted: DELETE by that id then removed
     # the first model, and the second's name addressed nothing
