@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from apiflask import APIFlask
+from flask import Response
 
 from service import auth, errors, form_fields
 from service.api import (
@@ -30,6 +31,26 @@ from worker.settings import Settings, get_settings
 log = logging.getLogger("convscope.api")
 
 
+def no_type_without_content(response: Response) -> Response:
+    """A 204 carries no ``Content-Type`` (Flask gave it ``text/html``)."""
+    if response.status_code == 204:
+        del response.headers["Content-Type"]
+    return response
+
+
+def _typeless_options(app: APIFlask) -> None:
+    """Flask's own answer to OPTIONS (the methods in ``Allow``, no body; no after-request
+    hook sees it) without the ``text/html`` type Flask gives it."""
+    default = app.make_default_options_response
+
+    def options_response() -> Response:
+        response = default()
+        del response.headers["Content-Type"]
+        return response
+
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> APIFlask:
     settings = settings or get_settings()
     parse_rate(settings.rate_limit)  # a bad CONVSCOPE_RATE_LIMIT stops the API at start
@@ -49,6 +70,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     docs_assets.init_app(app)
     spec_extras.init_app(app)
     app.before_request(check_uri_length)
+    app.after_request(no_type_without_content)
+    _typeless_options(app)
     # An early answer (413, 401, ...) reads the rest of the body or closes the connection.
     app.wsgi_app = FinishBody(app.wsgi_app, settings.max_content_length)  # type: ignore[method-assign]
     Backend(settings).init_app(app)

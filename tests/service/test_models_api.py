@@ -99,12 +99,20 @@ def test_upload_use_and_delete(client, tmp_path: Path) -> None:
     assert load_npy(client.get(f"/v1/jobs/{cam['id']}/artifacts/heatmap").data).shape == (16, 16)
 
     res = client.delete(f"/v1/models/{model_id}")
-    assert res.status_code == 204
+    assert res.status_code == 204 and not res.data
+    assert "Content-Type" not in res.headers  # was text/html
     assert_problem(client.get(f"/v1/models/{model_id}"), 404, "unknown_model")
     assert_problem(client.delete(f"/v1/models/{model_id}"), 404, "unknown_model")
     assert model_id not in [m["id"] for m in client.get("/v1/models").get_json()["models"]]
     assert_problem(submit(client, "activations", [encode(pixels)], model=model_id), 404,
                    "unknown_model")
+
+
+def test_options_lists_the_methods_without_a_type(client) -> None:
+    res = client.options("/v1/models/shapes")
+    assert res.status_code == 200 and not res.data
+    assert {"GET", "DELETE"} <= set(res.headers["Allow"].split(", "))
+    assert "Content-Type" not in res.headers  # was text/html for an empty body
 
 
 def test_builtin_models_cannot_be_deleted(client) -> None:
