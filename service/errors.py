@@ -19,7 +19,8 @@ PROBLEM = "application/problem+json"
 PROBLEM_TYPE = "https://convscope.dev/problems/"
 DEFAULT_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-                 414: "uri_too_long", 415: "unsupported_media_type", 422: "invalid_request",
+                 414: "uri_too_long", 415: "unsupported_media_type",
+                 416: "range_not_satisfiable", 422: "invalid_request",
                  429: "rate_limited", 431: "headers_too_large", 500: "internal_error",
                  503: "unavailable"}
 # Redis down, restarting or loading its data (BusyLoadingError is a ConnectionError), and

@@ -106,7 +106,8 @@ def _int(options: dict, name: str, low: int, high: int, code: str = "invalid_opt
 def _int_list(options: dict, name: str, high: int, code: str, max_len: int,
               unique: bool = False) -> list[int]:
     """``options[name]``: a list of 1..``max_len`` integers in 0..``high`` (with ``unique``,
-    each at most once: a dataset job's channel listed twice would be computed twice)."""
+    each at most once: a channel or filter listed twice would be computed twice, and its
+    artifact's name would stand for two entries)."""
     value = options[name]
     if not isinstance(value, list) or not value or len(value) > max_len:
         raise OptionError("invalid_options",
@@ -220,7 +221,7 @@ def _check_filters(options: dict, given: dict, row: dict) -> None:
     if options["filters"] is not None:
         _int_list(options, "filters", units - 1, "class_out_of_range" if
                   _flat_objective("filters", options) else "filter_out_of_range",
-                  contract.MAX_FILTERS_PER_JOB)
+                  contract.MAX_FILTERS_PER_JOB, unique=True)
     _check_objective(options, given, row)
     if options["filters"] is None:
         count = 1 if options["objective"] == "diversity" else contract.DEFAULT_FILTER_COUNT
@@ -329,7 +330,7 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
         options["steps"] = min(options["steps"], max_steps)  # the filter-step budget
     if options.get("channels") is not None:
         _int_list(options, "channels", channels - 1, "filter_out_of_range",
-                  contract.MAX_CHANNELS_LISTED, unique=kind in contract.DATASET_KINDS)
+                  contract.MAX_CHANNELS_LISTED, unique=True)
     if kind == "filters":
         _check_filters(options, given, row)
         _default_size(options, model)

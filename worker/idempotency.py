@@ -13,6 +13,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+# What a key may be: 1 to 255 visible ASCII characters or spaces, no comma. A comma is what an
+# HTTP server puts between two headers of the same name ("a, b"), so a request sending two
+# keys is refused rather than taken as the key "a, b".
+KEY_PATTERN = r"^[\x20-\x2b\x2d-\x7e]{1,255}$"
+
 # A key claimed this long ago whose job is not stored was left by a job that expired or a
 # request that died; younger, the request that claimed it is storing its job: wait for it.
 WAIT_SECONDS = 2.0

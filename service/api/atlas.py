@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Integer, String
+from apiflask.fields import String
 from apiflask.validators import Range
 from flask import g, request
 
@@ -35,6 +35,7 @@ from service.auth import require_tenant
 from service.backend import backend
 from service.errors import fail
 from service.options import OptionError, find_layer
+from service.query_fields import AsciiInteger
 from worker.contract import DATASET_KINDS, MAX_FILTERS_PER_JOB
 
 bp = APIBlueprint("atlas", __name__, url_prefix="/v1/models", tag="models")
@@ -61,8 +62,8 @@ RESPONSES: dict[int | str, Any] = {
 
 class AtlasQuery(Schema):
     dataset = String(required=True, metadata={"description": "one of your datasets (ready)"})
-    offset = Integer(load_default=0, validate=Range(min=0, max=1 << 20))
-    limit = Integer(load_default=DEFAULT_LIMIT, validate=Range(min=1, max=MAX_FILTERS_PER_JOB))
+    offset = AsciiInteger(load_default=0, validate=Range(min=0, max=1 << 20))
+    limit = AsciiInteger(load_default=DEFAULT_LIMIT, validate=Range(min=1, max=MAX_FILTERS_PER_JOB))
 
 
 def _layer(model_id: str, layer: str) -> tuple[dict, dict]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import File, Integer, List, String
-from apiflask.validators import OneOf
+from apiflask.fields import File, List, String
+from apiflask.validators import OneOf, Range
 from flask import Response, g, request, stream_with_context
 
 from service.api.dataset_jobs import is_dataset_job, validated_dataset_job
@@ -21,6 +22,7 @@ from service.backend import backend
 from service.errors import fail
 from service.images import ImageError, decode_image, png_bytes
 from service.options import OptionError, check_options, find_layer, parse_options
+from service.query_fields import AsciiInteger
 from service.ratelimit import limit_job_writes
 from worker.batch_keys import batch_key
 from worker.contract import (
@@ -38,10 +40,11 @@ from worker.contract import (
     TASK_RUN_JOB,
     TERMINAL,
 )
-from worker.idempotency import IdempotencyKeyReused
+from worker.idempotency import KEY_PATTERN, IdempotencyKeyReused
 from worker.npy import npy_bytes
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", tag="jobs")
+MAX_LISTED = 500  # the most jobs one GET /v1/jobs lists
 KEEPALIVE_SECONDS = 15.0  # an event stream sends a comment when nothing happened this long
 bp.before_request(require_tenant)
 bp.before_request(limit_job_writes)
@@ -79,7 +82,8 @@ class JobForm(Schema):
 
 
 class ListQuery(Schema):
-    limit = Integer(load_default=50)
+    limit = AsciiInteger(load_default=50, validate=Range(min=1, max=MAX_LISTED), metadata={
+        "description": f"how many of the newest jobs (1..{MAX_LISTED})"})
 
 
 def public(job: dict) -> dict:
@@ -173,6 +177,16 @@ def queue_job(form: dict, key: str | None, new_id: str) -> tuple[str, bool]:
     return job_id, created
 
 
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key``, if it sends one; 400 for one the spec's pattern
+    refuses (two keys, an empty one, controls or non-ASCII characters, over 255)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not re.match(KEY_PATTERN, key):
+        fail(400, "bad_request", "send one Idempotency-Key of 1 to 255 visible ASCII "
+             f"characters, no comma; got {key[:80]!r}")
+    return key
+
+
 @bp.post("")
 @bp.input(JobForm, location="form_and_files", arg_name="form")
 @bp.input(WaitQuery, location="query", arg_name="query")
@@ -182,7 +196,7 @@ def submit(form: dict, query: dict) -> tuple[dict, int, dict]:
     # A waiter for the new job is registered before the job exists: no end can be missed,
     # and there is nothing to read until the job changes.
     with backend().events.watch(new_id) if query["wait"] > 0 else nullcontext() as changed:
-        job_id, created = queue_job(form, request.headers.get("Idempotency-Key"), new_id)
+        job_id, created = queue_job(form, idempotency_key(), new_id)
         location = {"Location": f"/v1/jobs/{job_id}"}
         if query["wait"] > 0:
             job = wait_for_job(job_id, lambda: _own_job(job_id), query["wait"],
@@ -237,16 +251,20 @@ def events(job_id: str) -> Response:
 
 
 @bp.get("/<job_id>/artifacts/<name>")
-@bp.doc(responses={200: "image/png or application/x-npy bytes"})
+@bp.doc(responses={200: "image/png, application/x-npy or text/csv bytes"})
 def get_artifact(job_id: str, name: str) -> Response:
-    """The bytes of one artifact."""
+    """The bytes of one artifact (a part of them for a ``Range``; 304 for an ``If-None-Match``
+    naming its ``ETag``)."""
     job = _own_job(job_id)
     content_type = (job.get("artifacts") or {}).get(name)
     data = backend().store.get_artifact(job_id, name) if content_type else None
     if data is None:
         fail(404, "not_found", f"job {job_id} has no artifact {name!r}")
-    return Response(data, mimetype=content_type,
-                    headers={"Cache-Control": "private, max-age=86400"})
+    response = Response(data, mimetype=content_type,
+                        headers={"Cache-Control": "private, max-age=86400"})
+    response.set_etag(hashlib.blake2b(data, digest_size=16).hexdigest())
+    response.make_conditional(request, accept_ranges=True, complete_length=len(data))
+    return response  # changed in place: 206 with the range asked for, or 304
 
 
 @bp.delete("/<job_id>")
@@ -263,7 +281,6 @@ def cancel(job_id: str) -> tuple[dict, int]:
 @bp.input(ListQuery, location="query", arg_name="query")
 def list_jobs(query: dict) -> dict:
     """The caller's recent jobs, newest first."""
-    limit = max(1, min(query["limit"], 500))
-    return {"jobs": [public(j) for j in backend().store.tenant_jobs(g.tenant, limit)]}
+    return {"jobs": [public(j) for j in backend().store.tenant_jobs(g.tenant, query["limit"])]}
 
 

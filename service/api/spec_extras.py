@@ -23,6 +23,7 @@ from apiflask import APIFlask
 
 from service.auth import METRICS_KEY
 from service.errors import PROBLEM
+from worker.idempotency import KEY_PATTERN
 
 Operation = dict[str, Any]
 JSON = "application/json"
@@ -75,6 +76,9 @@ ERROR_TEXT = {
 }
 RETRY_AFTER = {"description": "seconds to wait before retrying", "required": True,
                "schema": {"type": "integer", "minimum": 0}}
+ETAG = {"description": "the artifact's digest (artifacts never change)", "required": True,
+        "schema": {"type": "string"}}
+ARTIFACT_TYPES = ("image/png", "application/x-npy", "text/csv")
 LOCATION = {"description": "the new resource", "required": True, "schema": {"type": "string"}}
 TENANT_FREE = ("/v1/contract",)  # /v1 paths that need no API key
 REDIS_FREE = {("get", "/healthz"), ("get", "/v1/contract")}
@@ -112,9 +116,16 @@ SUCCESS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "Server-Sent Events: one `status` event per change of status or progress (data: the "
         "job as GET returns it), ending after the job ends", "text/event-stream",
         schema=SSE_EVENT)},
-    ("get", "/v1/jobs/{job_id}/artifacts/{name}"): {"200": _media(
-        "The artifact's bytes: a picture, an array, or (a `quality` job's `quality_csv`) "
-        "a table", "image/png", "application/x-npy", "text/csv", schema=BINARY)},
+    ("get", "/v1/jobs/{job_id}/artifacts/{name}"): {
+        "200": _with_headers(_media(
+            "The artifact's bytes: a picture, an array, or (a `quality` job's `quality_csv`) "
+            "a table", *ARTIFACT_TYPES, schema=BINARY), ETag=ETAG),
+        "206": _with_headers(_media("The part of the artifact the `Range` header asked for",
+                                    *ARTIFACT_TYPES, schema=BINARY),
+                             Content_Range={"schema": {"type": "string"}, "required": True},
+                             ETag=ETAG),
+        "304": _with_headers({"description": "Unchanged since the `ETag` given in "
+                                             "`If-None-Match`"}, ETag=ETAG)},
     ("post", "/v1/models"): {
         "201": _with_headers(_json("The model, validated and ready"), Location=LOCATION),
         "202": _with_headers(_json("The model, still being validated"), Location=LOCATION)},
@@ -150,13 +161,30 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/jobs/{job_id}"): (400, 404),
     ("delete", "/v1/jobs/{job_id}"): (404,),
     ("get", "/v1/jobs/{job_id}/events"): (404,),
-    ("get", "/v1/jobs/{job_id}/artifacts/{name}"): (404,),
+    ("get", "/v1/jobs/{job_id}/artifacts/{name}"): (404, 416),
     ("get", "/v1/jobs/{job_id}/artifacts.tar"): (404,),
     ("get", "/v1/models"): (400,),
     ("post", "/v1/models"): (400, 409, 413, 415, 422, 429),
     ("get", "/v1/models/{model_id}"): (400, 404),
     ("delete", "/v1/models/{model_id}"): (403, 404),
     ("get", "/v1/models/{model_id}/layers"): (400, 404, 409),
+}
+
+
+# Request headers an operation reads, besides the auth schemes'.
+HEADERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("post", "/v1/jobs"): [{
+        "name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "A retried POST with the same key and request gets the first one's job "
+                       "back (422 `idempotency_key_reused` with another request)",
+        "schema": {"type": "string", "pattern": KEY_PATTERN}}],
+    ("get", "/v1/jobs/{job_id}/artifacts/{name}"): [
+        {"name": "Range", "in": "header", "required": False,
+         "description": "`bytes=a-b`: that part of the artifact (206)",
+         "schema": {"type": "string"}},
+        {"name": "If-None-Match", "in": "header", "required": False,
+         "description": "the `ETag` of an earlier answer: 304 while the artifact is unchanged",
+         "schema": {"type": "string"}}],
 }
 
 
@@ -210,6 +238,8 @@ class SpecExtras:
                 del responses[status]
             responses.update(copy.deepcopy(success))
         self.body(method, path, operation)
+        operation.setdefault("parameters", []).extend(copy.deepcopy(HEADERS.get((method, path),
+                                                                              [])))
         errors = set(ERRORS.get((method, path), ()))
         errors |= {int(s) for s in responses if s[0] in "45"}
         if method == "post" and path.startswith("/v1/"):  # forms: bodies, sizes, rate limit

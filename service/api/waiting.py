@@ -9,17 +9,17 @@ from contextlib import nullcontext
 from typing import TypeVar
 
 from apiflask import Schema
-from apiflask.fields import Float
 
 from service.backend import backend
 from service.job_events import FALLBACK_SECONDS, Change
+from service.query_fields import AsciiFloat
 from worker.contract import TERMINAL
 
 T = TypeVar("T")
 
 
 class WaitQuery(Schema):
-    wait = Float(load_default=0.0)
+    wait = AsciiFloat(load_default=0.0)
 
 
 def wait_for_job(job_id: str, read: Callable[[], dict], seconds: float,

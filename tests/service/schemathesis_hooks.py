@@ -7,6 +7,9 @@ else.
 * ``negative_data_rejection`` for a type change of a free-text multipart field (a number
   sent as ``name``): multipart has no types, the part on the wire is text, which the field
   takes. Schemathesis re-checks such bodies itself, but not when a file part is present.
+* ``positive_data_acceptance`` answered 422 ``idempotency_key_reused``: schemathesis sends
+  the same generated ``Idempotency-Key`` (``0``) with different bodies, and a key used again
+  with another request is refused, as the spec says (the IETF Idempotency-Key draft).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import schemathesis
 from schemathesis.core.failures import AcceptedNegativeData
-from schemathesis.openapi.checks import UseAfterFree
+from schemathesis.openapi.checks import RejectedPositiveData, UseAfterFree
 
 MUTATED = re.compile(r"violates `(?:type|anyOf)` at /properties/(?P<name>[^/\s]+)")
 CONSTRAINTS = ("enum", "format", "pattern", "minLength", "maxLength")
@@ -37,6 +40,9 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     if isinstance(failure, UseAfterFree):
         if failure.free.startswith("DELETE /v1/jobs/"):
             return False
+    if isinstance(failure, RejectedPositiveData) and response.status_code == 422 and \
+            b'"idempotency_key_reused"' in response.content:
+        return False
     if isinstance(failure, AcceptedNegativeData):
         found = MUTATED.search(failure.message)
         if found and _free_text_field(case, found["name"]):
