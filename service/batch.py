@@ -11,9 +11,9 @@ SOURCE is searched recursively, leaving out OUT.
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
 it is done): a second run skips every image that succeeded there, so an interrupted batch
 resumes without doing any image twice (failed images are tried again). Transient failures
-(connection errors, 429/502-504) are retried by the client's session (urllib3 ``Retry``), after
-the server's Retry-After, else with backoff; every job carries an Idempotency-Key, so a retry
-never makes a second job.
+(connection errors, 429/502-504) are retried by the client's session
+(``service.http_client``), after the server's Retry-After, else with backoff; every job
+carries an Idempotency-Key, so a retry never makes a second job.
 """
 
 from __future__ import annotations

@@ -19,17 +19,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
 from service.api_error import ApiError, is_api_url
 from service.client_map import map_images
+from service.http_client import TRANSIENT, Response, Retry, Session, TransportError
 from worker.contract import TERMINAL
 
-__all__ = ["ApiError", "Client", "retry_policy"]
+__all__ = ["TRANSIENT", "ApiError", "Client", "retry_policy"]
 
-TRANSIENT = (429, 502, 503, 504)
 POOL_SIZE = 32  # connections kept per host (Client.map's threads share the session)
 MIN_POLL = 0.1  # the shortest long-poll Client.wait asks for (the server wakes it at the end)
 
@@ -39,8 +35,7 @@ def retry_policy(attempts: int = 4) -> Retry:
     server's ``Retry-After`` when it sends one, else with jittered exponential backoff (at most
     10 s). POSTs are retried too: every job submission carries an ``Idempotency-Key``."""
     return Retry(total=attempts, connect=5, read=2, status=attempts, backoff_factor=0.5,
-                 backoff_max=10.0, backoff_jitter=0.5, status_forcelist=TRANSIENT,
-                 allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
+                 backoff_max=10.0, backoff_jitter=0.5)
 
 
 def _seconds(value: str | None) -> float | None:
@@ -85,18 +80,16 @@ class Client:
             raise ValueError(f"not an http(s) URL of the API: {url!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry if retry is not None else retry_policy(),
-                              pool_maxsize=POOL_SIZE)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session = Session(self.url, timeout, retry if retry is not None else retry_policy(),
+                               POOL_SIZE, {"Authorization": f"Bearer {api_key}"} if api_key
+                               else {})
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
-            resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
-        except requests.ConnectionError as exc:
+            resp = self.session.request(method, path, **kwargs)
+        except TransportError as exc:
+            if isinstance(exc.__cause__, TimeoutError):  # no answer in time: as it is
+                raise
             raise ApiError(503, "unreachable", f"cannot reach {self.url}: {exc}") from exc
         if resp.status_code >= 400:
             try:
@@ -253,8 +246,8 @@ class Client:
 
     def ready(self) -> bool:
         """Whether the service answers ready now (one request, no retries)."""
+        once = Session(self.url, 5.0, Retry(total=0), 1, self.session.headers)
         try:
-            return requests.get(self.url + "/readyz", timeout=5,
-                                headers=self.session.headers).status_code == 200
-        except requests.RequestException:
+            return once.request("GET", "/readyz").status_code == 200
+        except TransportError:
             return False

@@ -226,7 +226,7 @@ class Mapper:
             # described first (a worker loads it; its jobs would wait for that anyway): a
             # built-in model no worker has used yet has no input shape until then
             shape = self.client.model(model, wait=DESCRIBE_WAIT).get("input_shape")
-        except (ApiError, OSError):  # OSError: requests' errors, a read timeout among them
+        except (ApiError, OSError):  # OSError: no answer (TransportError), a timeout among them
             shape = None
         largest = job_size(most, shape, MAX_JOB_PIXELS)
         # room for the multipart framing
@@ -286,7 +286,7 @@ class Mapper:
             return self.client.wait(job, timeout=JOB_TIMEOUT)
         except ApiError as exc:
             return {**job, **_failure(exc), "id": job["id"]}
-        except OSError as exc:  # requests' errors
+        except OSError as exc:  # no answer (TransportError), a timeout among them
             return {**job, "status": "failed",
                     "error": {"code": "service_unavailable", "detail": str(exc)}}
 
@@ -324,7 +324,6 @@ class Mapper:
             return files
         bundle = f"/v1/jobs/{job['id']}/artifacts.tar"
         with self.client._request("GET", bundle, stream=True) as resp:
-            resp.raw.decode_content = True
             for member, data in tar_stream.members(resp.raw):
                 name, ext = os.path.splitext(member)
                 if name in wanted:
@@ -332,4 +331,5 @@ class Mapper:
                     path = folders[i] / f"{base}{ext}"
                     path.write_bytes(data)
                     files[i].append(path)
+            resp.raw.read()  # the end-of-archive blocks: the connection is kept alive
         return files

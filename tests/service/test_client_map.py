@@ -19,6 +19,8 @@ from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
 from service.client import Client
+from service.http_client import Response as ClientResponse
+from service.http_client import TransportError
 from tests.cli.conftest import write_shape_images
 from worker.contract import ACTIVE, TERMINAL
 
@@ -34,8 +36,8 @@ class InFlight:
         self.open: set[str] = set()
         self.most_open = self.most_active = 0
 
-    def __call__(self, resp: requests.Response, *args, **kwargs) -> None:
-        method, path = resp.request.method, resp.request.path_url.split("?")[0]
+    def __call__(self, resp: ClientResponse) -> None:
+        method, path = resp.method, resp.url.split("?")[0]
         if method == "POST" and path == "/v1/jobs" and resp.status_code == 202:
             listed = requests.get(f"{self.url}/v1/jobs", params={"limit": 100}, timeout=30)
             with self.lock:
@@ -59,10 +61,10 @@ def test_map_packs_images_bounds_jobs_and_matches_single_jobs(api_url: str,
     paths[-1] = paths[-1].rename(tmp_path / "in" / "sub" / paths[-1].name)
     client = Client(api_url)
     watch = InFlight(api_url)
-    client.session.hooks["response"].append(watch)
+    client.session.hooks.append(watch)
     records = list(client.map(paths, model="shapes", kind="gradcam", images_per_job=4,
                               in_flight=2, out_dir=tmp_path / "out"))
-    client.session.hooks["response"].remove(watch)
+    client.session.hooks.remove(watch)
 
     assert sorted(str(r["path"]) for r in records) == sorted(map(str, paths))
     assert all(r["status"] == "succeeded" for r in records), records
@@ -339,7 +341,7 @@ def test_a_job_that_cannot_be_waited_for_is_not_sent_again(tmp_path: Path,
         client = Client(f"http://127.0.0.1:{server.server_port}")
 
         def lost(*args, **kwargs):
-            raise requests.ConnectionError("connection reset")
+            raise TransportError("connection reset")
 
         monkeypatch.setattr(client, "wait", lost)
         records = list(client.map(paths, model="m", kind="gradcam"))

@@ -1,6 +1,6 @@
 """The Python client (and so the CLI and ``convscope batch``) retries transient answers with
-the session's urllib3 Retry: after Retry-After, with the same Idempotency-Key, and never
-retries a client error."""
+its session's retry policy (``service.http_client``): after Retry-After, with the same
+Idempotency-Key, and never retries a client error."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_ready_asks_once(flaky) -> None:
     url, seen, _ = flaky
     assert Client(url).ready() is False  # 503 with Retry-After: not retried
     assert seen == [{"key": None, "model": "readyz"}]
-    assert Client(url).session.get(url + "/readyz").status_code == 503
+    assert Client(url).session.request("GET", "/readyz").status_code == 503
     assert len(seen) == 6  # the session itself would have retried four times
 
 

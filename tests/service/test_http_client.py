@@ -1,0 +1,195 @@
+"""The client's HTTP transport (``service.http_client``) against servers on 127.0.0.1: a
+werkzeug app for what a server parses (multipart, query, proxies), and a scripted socket
+server for connections (kept alive, closed while idle, cut answers, retries)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from service.client import ApiError, Client
+from service.http_client import Retry, Session, TransportError, _proxy
+
+
+class Http11(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn answers
+
+
+@pytest.fixture()
+def echo() -> Iterator[tuple[str, list[dict]]]:
+    """An app echoing what it parsed, and the client port of each request."""
+    app = Flask("echo")
+    seen: list[dict] = []
+
+    @app.route("/<path:path>", methods=["GET", "POST", "DELETE"])
+    def anything(path: str):
+        seen.append({"port": request.environ.get("REMOTE_PORT"), "target": request.full_path})
+        files = {k: [(f.filename, f.read().decode("latin-1")) for f in request.files.getlist(k)]
+                 for k in request.files}
+        return {"path": "/" + path, "args": request.args.to_dict(flat=False),
+                "form": request.form.to_dict(flat=False), "files": files,
+                "auth": request.headers.get("Authorization"), "method": request.method,
+                "uri": request.environ.get("REQUEST_URI")}
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Http11)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", seen
+    server.shutdown()
+
+
+def test_multipart_fields_files_and_query_arrive_as_sent(echo) -> None:
+    url, _ = echo
+    session = Session(url + "/base", headers={"Authorization": "Bearer k"})
+    body = session.request("POST", "/v1/x", params={"wait": 2.5, "all": True},
+                           data={"model": "shapes", "options": '{"a": "é"}'},
+                           files=[("image", ('we"ird\nname é.png', b"\x89PNG\0\xff")),
+                                  ("image", ("b.png", b"second"))]).json()
+    assert body["path"] == "/base/v1/x" and body["method"] == "POST"
+    assert body["args"] == {"wait": ["2.5"], "all": ["True"]}
+    assert body["form"] == {"model": ["shapes"], "options": ['{"a": "é"}']}
+    names = [name for name, _ in body["files"]["image"]]
+    assert names[1] == "b.png" and "é.png" in names[0] and "\n" not in names[0]
+    assert [data for _, data in body["files"]["image"]] == ["\x89PNG\0\xff", "second"]
+    assert body["auth"] == "Bearer k"
+    plain = session.request("POST", "/v1/y", files={"path": (None, "/data/set")}).json()
+    assert plain["form"] == {"path": ["/data/set"]} and plain["files"] == {}
+
+
+def test_environment_proxy_and_no_proxy(echo, monkeypatch) -> None:
+    url, seen = echo  # the echo app plays the proxy: it answers with the target it was sent
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal.test")
+    assert _proxy("http", "api.example.test", 80) == url
+    assert _proxy("http", "localhost", 80) is None
+    assert _proxy("http", "a.internal.test", 80) is None
+    assert _proxy("https", "api.example.test", 443) is None  # no https_proxy set
+    body = Session("http://api.example.test:8000").request("GET", "/v1/jobs",
+                                                          params={"limit": 5}).json()
+    assert body["uri"] == "http://api.example.test:8000/v1/jobs?limit=5"  # absolute form
+
+
+class Scripted:
+    """A socket server answering each request with the next of ``script``: bytes to send
+    (then keep the connection), or a callable given the socket (to close it, cut an answer,
+    or say nothing)."""
+
+    def __init__(self, script: list[bytes | Callable[[socket.socket], None]]) -> None:
+        self.script, self.connections, self.requests = script, 0, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while self.script:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                self.requests += 1
+                step = self.script.pop(0)
+                if callable(step):
+                    step(conn)
+                    return
+                conn.sendall(step)
+
+
+def answer(status: int, body: dict, **headers: str) -> bytes:
+    data = json.dumps(body).encode()
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n" \
+           f"Content-Length: {len(data)}\r\n"
+    head += "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + data
+
+
+def close(conn: socket.socket) -> None:
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+def test_connections_are_kept_alive_and_streams_read_line_by_line() -> None:
+    ok = answer(200, {"ok": True})
+    chunked = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked"
+               b"\r\n\r\n7\r\nline 0\n\r\nE\r\nline 1\r\nline 2\r\n0\r\n\r\n")
+    server = Scripted([ok, ok, chunked, ok])
+    session = Session(server.url)
+    assert [session.request("GET", "/").json() for _ in range(2)] == [{"ok": True}] * 2
+    with session.request("GET", "/events", stream=True) as resp:
+        assert list(resp.iter_lines()) == [b"line 0", b"line 1", b"line 2"]
+    assert session.request("GET", "/").status_code == 200
+    assert server.connections == 1 and server.requests == 4
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_without_a_retry() -> None:
+    ok = answer(200, {"ok": True})
+    server = Scripted([ok, close, ok])
+    session = Session(server.url, retry=Retry(total=0))  # no retry allowed at all
+    assert session.request("GET", "/one").json() == {"ok": True}
+    assert session.request("POST", "/two", data={"a": "b"}).json() == {"ok": True}
+    assert server.connections == 2 and server.requests == 3
+
+
+def test_a_fresh_connection_closed_without_an_answer_is_a_counted_retry() -> None:
+    server = Scripted([close, close, answer(200, {"ok": 1})])
+    assert Session(server.url, retry=Retry(total=2, read=2)).request("GET", "/").json() == \
+        {"ok": 1}
+    server = Scripted([close, close, answer(200, {"ok": 1})])
+    with pytest.raises(TransportError):
+        Session(server.url, retry=Retry(total=1, read=1)).request("GET", "/")
+    assert server.requests == 2
+
+
+def test_transient_status_waits_for_retry_after_and_is_bounded() -> None:
+    busy = answer(503, {"code": "store_unavailable", "detail": "x"}, Retry_After="0")
+    server = Scripted([busy, busy, answer(202, {"id": "j"})])
+    assert Session(server.url).request("POST", "/v1/jobs", data={}).status_code == 202
+    assert server.connections == 1  # the answers were read: the connection stayed usable
+    server = Scripted([busy] * 5)
+    last = Session(server.url, retry=Retry(total=2)).request("GET", "/")
+    assert last.status_code == 503 and server.requests == 3
+
+
+def test_a_cut_answer_and_a_refused_connection_are_api_errors() -> None:
+    def cut(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"id\"")
+        close(conn)
+
+    server = Scripted([cut])
+    with pytest.raises(ApiError) as caught:
+        Client(server.url, retry=Retry(total=0)).job("j")
+    assert caught.value.status == 503 and caught.value.code == "unreachable"
+    port = server.listener.getsockname()[1]
+    server.listener.close()  # nothing listens there now
+    with pytest.raises(ApiError) as caught:
+        Client(f"http://127.0.0.1:{port}", retry=Retry(total=1, connect=1)).job("j")
+    assert caught.value.code == "unreachable"
+
+
+def test_a_read_timeout_is_not_taken_for_an_unreachable_server() -> None:
+    server = Scripted([lambda conn: conn.recv(1)])  # reads, never answers
+    with pytest.raises(TransportError) as caught:  # an OSError, not an ApiError
+        Client(server.url, timeout=0.3, retry=Retry(total=0)).job("j")
+    assert isinstance(caught.value.__cause__, TimeoutError)
