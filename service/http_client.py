@@ -16,6 +16,7 @@ Failures to connect or to read an answer raise :class:`TransportError`, an ``OSE
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 TRANSIENT = (429, 502, 503, 504)
 USER_AGENT = "convscope-client/0.1"
@@ -155,7 +156,17 @@ def _proxy(scheme: str, host: str, port: int) -> str | None:
         name = entry.lstrip(".").split(":")[0].lower()
         if entry == "*" or (name and (host == name or host.endswith("." + name))):
             return None
-    return env.get(f"{scheme}_proxy") or env.get("all_proxy") or None
+    proxy = env.get(f"{scheme}_proxy") or env.get("all_proxy") or None
+    return proxy if proxy is None or "://" in proxy else f"http://{proxy}"
+
+
+def _proxy_auth(proxy: str | None) -> dict[str, str]:
+    """The ``Proxy-Authorization`` header for a proxy URL with a user in it."""
+    parts = urlsplit(proxy or "")
+    if not parts.username:
+        return {}
+    user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
 
 
 class Session:
@@ -173,6 +184,8 @@ class Session:
         self.hooks: list[Callable[[Response], None]] = []
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue(pool_size)
         self._proxy = _proxy(self.scheme, self.host, self.port)
+        if self._proxy and self.scheme == "http":
+            self.headers.update(_proxy_auth(self._proxy))
 
     def _connect(self) -> http.client.HTTPConnection:
         target = urlsplit(self._proxy) if self._proxy else None
@@ -186,7 +199,7 @@ class Session:
         conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
                                            context=ssl.create_default_context(cafile=cafile))
         if target:
-            conn.set_tunnel(self.host, self.port)
+            conn.set_tunnel(self.host, self.port, headers=_proxy_auth(self._proxy))
         return conn
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:

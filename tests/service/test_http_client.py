@@ -4,6 +4,7 @@ server for connections (kept alive, closed while idle, cut answers, retries)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -35,7 +36,8 @@ def echo() -> Iterator[tuple[str, list[dict]]]:
         return {"path": "/" + path, "args": request.args.to_dict(flat=False),
                 "form": request.form.to_dict(flat=False), "files": files,
                 "auth": request.headers.get("Authorization"), "method": request.method,
-                "uri": request.environ.get("REQUEST_URI")}
+                "uri": request.environ.get("REQUEST_URI"),
+                "proxy_auth": request.headers.get("Proxy-Authorization")}
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Http11)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -73,6 +75,12 @@ def test_environment_proxy_and_no_proxy(echo, monkeypatch) -> None:
     body = Session("http://api.example.test:8000").request("GET", "/v1/jobs",
                                                           params={"limit": 5}).json()
     assert body["uri"] == "http://api.example.test:8000/v1/jobs?limit=5"  # absolute form
+    assert body["proxy_auth"] is None
+    monkeypatch.setenv("HTTP_PROXY", url.replace("http://", "http://me:s%40cret@"))
+    body = Session("http://api.example.test:8000").request("GET", "/v1/jobs").json()
+    assert body["proxy_auth"] == "Basic " + base64.b64encode(b"me:s@cret").decode()
+    monkeypatch.setenv("HTTP_PROXY", url.removeprefix("http://"))  # no scheme: http
+    assert Session("http://api.example.test:8000").request("GET", "/x").status_code == 200
 
 
 class Scripted:
