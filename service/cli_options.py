@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
 from service.api_error import is_api_url
+from service.http_client import TransportError
 
 F = TypeVar("F", bound=Callable[..., object])
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -28,6 +30,16 @@ client_options = [
 
 
 def with_client(func: F) -> F:
+    """The command with ``--url`` and ``--api-key``; an answer it could not read (none in
+    time, cut, not JSON) or a proxy it cannot use ends it with the reason, not a traceback."""
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> object:
+        try:
+            return func(*args, **kwargs)
+        except TransportError as exc:
+            raise click.ClickException(f"no usable answer from the API: {exc}") from exc
+
+    wrapped = cast(F, command)
     for option in reversed(client_options):
-        func = option(func)
-    return func
+        wrapped = option(wrapped)
+    return wrapped

@@ -84,17 +84,32 @@ class Client:
                                POOL_SIZE, {"Authorization": f"Bearer {api_key}"} if api_key
                                else {})
 
+    def close(self) -> None:
+        """Close the connections kept alive for later calls."""
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             resp = self.session.request(method, path, **kwargs)
         except TransportError as exc:
-            if isinstance(exc.__cause__, TimeoutError):  # no answer in time: as it is
-                raise
+            if isinstance(exc.__cause__, TimeoutError) and not exc.connect:
+                raise  # connected, and no answer in time: as it is
             raise ApiError(503, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+        if 300 <= resp.status_code < 400:  # not followed: a POST would lose its body
+            resp.close()
+            raise ApiError(resp.status_code, "redirected", f"{self.url}{path} answered "
+                           f"{resp.status_code}, moved to {resp.headers.get('Location')!r}: "
+                           "give the API's own address (--url / CONVSCOPE_URL)")
         if resp.status_code >= 400:
             try:
                 body = resp.json()
-            except ValueError:
+            except TransportError:
                 body = {}
             raise ApiError(resp.status_code, body.get("code", "error"),
                            body.get("detail", resp.text[:300]),
@@ -251,3 +266,5 @@ class Client:
             return once.request("GET", "/readyz").status_code == 200
         except TransportError:
             return False
+        finally:
+            once.close()

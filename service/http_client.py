@@ -7,19 +7,17 @@ spent before its first request on the 2-vCPU VMs (``python -c "import requests"`
 ``python -c pass``, medians of 10 starts; ``http.client`` with ``ssl`` took 0.04 s). Every
 ``convscope batch`` waits that long before its first job exists.
 
-What it does as ``requests`` did for this client: proxies from the environment
-(``http_proxy``, ``https_proxy``, ``no_proxy``), a CA bundle from ``REQUESTS_CA_BUNDLE`` or
-``SSL_CERT_FILE`` for https, retries after ``Retry-After`` or a jittered exponential backoff,
-and an idle kept-alive connection the server closed is replaced without counting a retry.
-Failures to connect or to read an answer raise :class:`TransportError`, an ``OSError``.
+What it does as ``requests`` did for this client: proxies and CA certificates from the
+environment (``service.http_env``), retries after ``Retry-After`` or a jittered exponential
+backoff, and an idle kept-alive connection the server closed is replaced without counting a
+retry. Failures to connect, or to read an answer, raise :class:`TransportError`, an
+``OSError`` (``connect`` says which); so does an answer that should be JSON and is not.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
-import os
 import queue
 import random
 import time
@@ -27,7 +25,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
+
+from service.http_env import proxy_auth, proxy_for, tls_context
 
 TRANSIENT = (429, 502, 503, 504)
 USER_AGENT = "convscope-client/0.1"
@@ -42,7 +42,16 @@ Files = Sequence[tuple[str, tuple[str | None, Any]]] | Mapping[str, tuple[str | 
 
 
 class TransportError(OSError):
-    """No answer: the connection was refused, reset or timed out (after the retries)."""
+    """No answer: the connection was refused, reset or timed out (after the retries), or
+    the answer could not be read. ``connect``: no connection was made."""
+
+    def __init__(self, message: str, connect: bool = False) -> None:
+        super().__init__(message)
+        self.connect = connect
+
+
+class _NotConnected(Exception):
+    """A connection could not be made (``__cause__`` says why)."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +77,37 @@ class Retry:
         return min(self.backoff_max, wait + random.uniform(0, self.backoff_jitter))
 
 
+class Body:
+    """A streamed answer's body, read as a file (``read``, ``readline``); it knows whether it
+    was read to its end (``http.client`` closes the answer there), so a connection is kept
+    only then. ``close()`` gives it up."""
+
+    def __init__(self, raw: http.client.HTTPResponse) -> None:
+        self._raw, self.ended = raw, False
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._raw.read() if size is None or size < 0 else self._raw.read(size)
+        self.ended = self.ended or self._raw.isclosed()
+        return data
+
+    def readline(self) -> bytes:
+        line = self._raw.readline()
+        self.ended = self.ended or self._raw.isclosed()
+        return line
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class Response:
     """An answer: ``status_code``, ``headers`` (case-insensitive ``get``), and the body as
     ``content`` / ``text`` / ``json()``, or (for a streamed request) read from ``raw`` or by
     ``iter_lines()``. Use it as a context manager, or ``close()`` it, when streamed."""
 
-    def __init__(self, method: str, url: str, raw: http.client.HTTPResponse,
+    def __init__(self, method: str, url: str, answer: http.client.HTTPResponse,
                  release: Callable[[bool], None], stream: bool) -> None:
-        self.method, self.url, self.raw = method, url, raw
-        self.status_code, self.headers = raw.status, raw.headers
+        self.method, self.url, self.raw = method, url, Body(answer)
+        self.status_code, self.headers = answer.status, answer.headers
         self._release: Callable[[bool], None] | None = release
         self._content: bytes | None = None
         if not stream:
@@ -102,7 +133,12 @@ class Response:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """The body as JSON; :class:`TransportError` when it is not (a proxy's error page)."""
+        try:
+            return json.loads(self.content)
+        except ValueError as exc:
+            raise TransportError(f"the answer from {self.url} ({self.status_code}) is not "
+                                 f"JSON: {self.text[:120]!r}") from exc
 
     def iter_lines(self) -> Iterator[bytes]:
         """The body's lines, without their ends, as they arrive."""
@@ -114,7 +150,7 @@ class Response:
         close it."""
         if self._release is not None:
             release, self._release = self._release, None
-            release(self.raw.isclosed() or self._content is not None)
+            release(self.raw.ended)
 
     def __enter__(self) -> Response:
         return self
@@ -149,26 +185,6 @@ def _quoted(value: str) -> str:
         .replace("\n", "%0A")
 
 
-def _proxy(scheme: str, host: str, port: int) -> str | None:
-    """The proxy URL the environment names for this host, as ``requests`` reads it."""
-    env = {k.lower(): v for k, v in os.environ.items() if k.lower().endswith("_proxy")}
-    for entry in (env.get("no_proxy") or "").replace(" ", "").split(","):
-        name = entry.lstrip(".").split(":")[0].lower()
-        if entry == "*" or (name and (host == name or host.endswith("." + name))):
-            return None
-    proxy = env.get(f"{scheme}_proxy") or env.get("all_proxy") or None
-    return proxy if proxy is None or "://" in proxy else f"http://{proxy}"
-
-
-def _proxy_auth(proxy: str | None) -> dict[str, str]:
-    """The ``Proxy-Authorization`` header for a proxy URL with a user in it."""
-    parts = urlsplit(proxy or "")
-    if not parts.username:
-        return {}
-    user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-    return {"Proxy-Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
-
-
 class Session:
     """Requests to one server (``base_url``), over a pool of kept-alive connections shared
     by threads; every answer is passed to each of ``hooks`` as it arrives."""
@@ -183,9 +199,13 @@ class Session:
         self.headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self.hooks: list[Callable[[Response], None]] = []
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue(pool_size)
-        self._proxy = _proxy(self.scheme, self.host, self.port)
+        try:
+            self._proxy = proxy_for(self.scheme, self.host, self.port)
+        except ValueError as exc:  # a proxy this client cannot speak to
+            raise TransportError(str(exc), connect=True) from exc
+        self._tls: Any = None  # https: the ssl.SSLContext, made with the first connection
         if self._proxy and self.scheme == "http":
-            self.headers.update(_proxy_auth(self._proxy))
+            self.headers.update(proxy_auth(self._proxy))
 
     def _connect(self) -> http.client.HTTPConnection:
         target = urlsplit(self._proxy) if self._proxy else None
@@ -193,14 +213,20 @@ class Session:
         port = (target.port or 80) if target else self.port
         if self.scheme != "https":
             return http.client.HTTPConnection(host, port, timeout=self.timeout)
-        import ssl  # http.client imports it already: no cost
-
-        cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-        conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
-                                           context=ssl.create_default_context(cafile=cafile))
+        if self._tls is None:  # made once: loading a CA bundle takes milliseconds
+            self._tls = tls_context()
+        conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
         if target:
-            conn.set_tunnel(self.host, self.port, headers=_proxy_auth(self._proxy))
+            conn.set_tunnel(self.host, self.port, headers=proxy_auth(self._proxy))
         return conn
+
+    def close(self) -> None:
+        """Close the kept-alive connections (those lent out close when given back)."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection, and whether it was kept alive from an earlier request."""
@@ -233,6 +259,11 @@ class Session:
         conn, reused = self._take()
         while True:
             try:
+                if conn.sock is None:
+                    try:
+                        conn.connect()
+                    except OSError as exc:
+                        raise _NotConnected() from exc
                 conn.request(method, target, body=body, headers=headers)
                 return conn, conn.getresponse()
             except STALE:
@@ -258,9 +289,11 @@ class Session:
         while True:
             try:
                 conn, raw = self._send(method, target, body, sent)
+            except _NotConnected as failed:
+                self._count(counts, "connect", failed.__cause__ or failed, url)
+                continue
             except (OSError, http.client.HTTPException) as exc:
-                kind = "connect" if isinstance(exc, ConnectionRefusedError) else "read"
-                self._count(counts, kind, exc, url)
+                self._count(counts, "read", exc, url)
                 continue
             response = Response(method, url, raw, self._releaser(conn, raw), stream)
             if response.status_code in TRANSIENT and self._retries_left(counts, "status"):
@@ -287,7 +320,8 @@ class Session:
         """Count a failed exchange as a retry of ``kind``, and wait; or raise when none is
         left."""
         if not self._retries_left(counts, kind):
-            raise TransportError(f"{type(exc).__name__} for {url}: {exc}") from exc
+            raise TransportError(f"{type(exc).__name__} for {url}: {exc}",
+                                 connect=kind == "connect") from exc
         counts[kind] += 1
         time.sleep(self.retry.backoff(sum(counts.values())))
 

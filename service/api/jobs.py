@@ -13,6 +13,7 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import File, List, String
 from apiflask.validators import OneOf, Range
 from flask import Response, g, request, stream_with_context
+from werkzeug.http import parse_range_header
 
 from service.api.dataset_jobs import is_dataset_job, validated_dataset_job
 from service.api.models_api import ready_model
@@ -181,9 +182,9 @@ def idempotency_key() -> str | None:
     """The request's ``Idempotency-Key``, if it sends one; 400 for one the spec's pattern
     refuses (two keys, an empty one, controls or non-ASCII characters, over 255)."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not re.match(KEY_PATTERN, key):
+    if key is not None and not re.fullmatch(KEY_PATTERN.strip("^$"), key):
         fail(400, "bad_request", "send one Idempotency-Key of 1 to 255 visible ASCII "
-             f"characters, no comma; got {key[:80]!r}")
+             f"characters or spaces, no comma; got {key[:80]!r}")
     return key
 
 
@@ -250,6 +251,18 @@ def events(job_id: str) -> Response:
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _one_range(environ: dict) -> dict:
+    """The request as the artifact's answer reads it: a ``Range`` other than one range of
+    bytes (several ranges, another unit, a malformed value) is ignored, so the whole artifact
+    is answered (RFC 9110 lets a server ignore a Range, and says to ignore unknown units);
+    werkzeug answered each with 416."""
+    ranges = parse_range_header(environ.get("HTTP_RANGE"))
+    if environ.get("HTTP_RANGE") is None or (ranges is not None and ranges.units == "bytes"
+                                             and len(ranges.ranges) == 1):
+        return environ
+    return {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
+
+
 @bp.get("/<job_id>/artifacts/<name>")
 @bp.doc(responses={200: "image/png, application/x-npy or text/csv bytes"})
 def get_artifact(job_id: str, name: str) -> Response:
@@ -263,7 +276,8 @@ def get_artifact(job_id: str, name: str) -> Response:
     response = Response(data, mimetype=content_type,
                         headers={"Cache-Control": "private, max-age=86400"})
     response.set_etag(hashlib.blake2b(data, digest_size=16).hexdigest())
-    response.make_conditional(request, accept_ranges=True, complete_length=len(data))
+    response.make_conditional(_one_range(request.environ), accept_ranges=True,
+                              complete_length=len(data))
     return response  # changed in place: 206 with the range asked for, or 304
 
 

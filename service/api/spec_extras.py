@@ -67,6 +67,7 @@ ERROR_TEXT = {
     413: "Body, image or model file too large (`payload_too_large`, `image_too_large`)",
     414: "Request URI too long (`uri_too_long`)",
     415: "The body is not `multipart/form-data` (`unsupported_media_type`)",
+    416: "The `Range` asks for bytes past the artifact's end (`range_not_satisfiable`)",
     422: "The uploaded model was refused by a worker (`unsafe_model`, `invalid_model`), or "
          "an `Idempotency-Key` was used before with a different request "
          "(`idempotency_key_reused`), or a model's name could not address it (`invalid_name`)",

@@ -97,3 +97,6 @@ def test_artifact_etag_and_ranges(client) -> None:
 
     assert_problem(client.get(url, headers={"Range": f"bytes={len(data) + 5}-"}), 416,
                    "range_not_satisfiable")
+    for ignored in ("bytes=0-1,5-6", "items=0-1", "bytes=x"):  # not one byte range: all
+        whole = client.get(url, headers={"Range": ignored})
+        assert whole.status_code == 200 and whole.data == data, ignored

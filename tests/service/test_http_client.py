@@ -15,7 +15,8 @@ from flask import Flask, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from service.client import ApiError, Client
-from service.http_client import Retry, Session, TransportError, _proxy
+from service.http_client import Retry, Session, TransportError
+from service.http_env import proxy_for
 
 
 class Http11(WSGIRequestHandler):
@@ -68,10 +69,10 @@ def test_environment_proxy_and_no_proxy(echo, monkeypatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", url)
     monkeypatch.delenv("http_proxy", raising=False)
     monkeypatch.setenv("NO_PROXY", "localhost,.internal.test")
-    assert _proxy("http", "api.example.test", 80) == url
-    assert _proxy("http", "localhost", 80) is None
-    assert _proxy("http", "a.internal.test", 80) is None
-    assert _proxy("https", "api.example.test", 443) is None  # no https_proxy set
+    assert proxy_for("http", "api.example.test", 80) == url
+    assert proxy_for("http", "localhost", 80) is None
+    assert proxy_for("http", "a.internal.test", 80) is None
+    assert proxy_for("https", "api.example.test", 443) is None  # no https_proxy set
     body = Session("http://api.example.test:8000").request("GET", "/v1/jobs",
                                                           params={"limit": 5}).json()
     assert body["uri"] == "http://api.example.test:8000/v1/jobs?limit=5"  # absolute form
@@ -201,3 +202,94 @@ def test_a_read_timeout_is_not_taken_for_an_unreachable_server() -> None:
     with pytest.raises(TransportError) as caught:  # an OSError, not an ApiError
         Client(server.url, timeout=0.3, retry=Retry(total=0)).job("j")
     assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+def test_a_connect_timeout_is_an_unreachable_server() -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)  # never accepts
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # the accept queue full: later connections' SYNs are dropped
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        queued.append(sock)
+    try:
+        with pytest.raises(ApiError) as caught:
+            Client(f"http://127.0.0.1:{port}", timeout=0.3, retry=Retry(total=0)).models()
+        assert caught.value.code == "unreachable"
+        assert isinstance(caught.value.__cause__, TransportError)
+        assert caught.value.__cause__.connect
+    finally:
+        for sock in queued:
+            sock.close()
+        listener.close()
+
+
+def test_a_redirect_is_an_error_naming_the_new_address() -> None:
+    moved = b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://api.example.test/v1/jobs" \
+            b"\r\nContent-Length: 0\r\n\r\n"
+    server = Scripted([moved])
+    with pytest.raises(ApiError) as caught:
+        Client(server.url).submit(model="shapes", kind="filters")
+    assert caught.value.status == 308 and caught.value.code == "redirected"
+    assert "https://api.example.test/v1/jobs" in caught.value.detail
+    assert server.requests == 1  # not followed: a POST would have lost its body
+
+
+def test_an_answer_that_is_not_json_is_a_transport_error() -> None:
+    page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 15\r\n\r\n" \
+           b"<html>hi</html>"
+    server = Scripted([page])
+    with pytest.raises(TransportError, match="not JSON"):  # an OSError: callers catch it
+        Client(server.url).job("j")
+
+
+def test_a_stream_given_up_early_does_not_return_its_connection() -> None:
+    long = answer(200, {"data": "x" * 5000})
+    server = Scripted([long, answer(200, {"ok": 2})])
+    session = Session(server.url, retry=Retry(total=0))
+    with session.request("GET", "/big", stream=True) as resp:
+        assert resp.raw.read(100)
+        resp.raw.close()  # as a file reader might: the rest of the body is never read
+    assert session.request("GET", "/next").json() == {"ok": 2}
+    assert server.connections == 2  # a new connection, not one holding the unread body
+
+
+def test_no_proxy_networks_ports_and_case(monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://upper.test:1")
+    monkeypatch.setenv("http_proxy", "lower.test:2")  # lower case wins; no scheme: http
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8, api.test:8000, .corp.test")
+    assert proxy_for("http", "example.test", 80) == "http://lower.test:2"
+    assert proxy_for("http", "10.1.2.3", 8000) is None
+    assert proxy_for("http", "11.1.2.3", 8000) == "http://lower.test:2"
+    assert proxy_for("http", "api.test", 8000) is None
+    assert proxy_for("http", "api.test", 9000) == "http://lower.test:2"
+    assert proxy_for("http", "x.corp.test", 80) is None
+    assert proxy_for("http", "notcorp.test", 80) == "http://lower.test:2"
+    monkeypatch.setenv("http_proxy", "socks5://127.0.0.1:1080")
+    with pytest.raises(TransportError, match="only http:// proxies"):
+        Client("http://example.test:8000")
+
+
+def _unclosed(action: Callable[[], None]) -> list[str]:
+    """The ResourceWarnings of sockets left open by ``action``."""
+    import gc
+    import warnings
+
+    gc.collect()  # what earlier tests left behind is not counted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        action()
+        gc.collect()
+    return [str(w.message) for w in caught if "unclosed" in str(w.message)]
+
+
+def test_ready_closes_its_connection(echo) -> None:
+    url, _ = echo
+    assert not _unclosed(lambda: [Client(url).ready() for _ in range(3)])
+    server = Scripted([answer(200, {"ok": 1})])  # keeps the connection alive
+    assert not _unclosed(lambda: Client(server.url).ready())
+    server = Scripted([answer(200, {"ok": 1})])
+    assert _unclosed(lambda: Session(server.url).request("GET", "/"))  # the check sees one
