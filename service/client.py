@@ -109,8 +109,9 @@ class Client:
         if resp.status_code >= 400:
             try:
                 body = resp.json()
-            except TransportError:
+            except TransportError:  # a proxy's error page
                 body = {}
+            body = body if isinstance(body, dict) else {}
             raise ApiError(resp.status_code, body.get("code", "error"),
                            body.get("detail", resp.text[:300]),
                            _seconds(resp.headers.get("Retry-After")))
