@@ -21,7 +21,14 @@ from typing import Any
 
 from service.api_error import ApiError, is_api_url
 from service.client_map import map_images
-from service.http_client import TRANSIENT, Response, Retry, Session, TransportError
+from service.http_client import (
+    TRANSIENT,
+    Response,
+    Retry,
+    Session,
+    TransportError,
+    retry_after,
+)
 from worker.contract import TERMINAL
 
 __all__ = ["TRANSIENT", "ApiError", "Client", "retry_policy"]
@@ -36,13 +43,6 @@ def retry_policy(attempts: int = 4) -> Retry:
     10 s). POSTs are retried too: every job submission carries an ``Idempotency-Key``."""
     return Retry(total=attempts, connect=5, read=2, status=attempts, backoff_factor=0.5,
                  backoff_max=10.0, backoff_jitter=0.5)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP date: not sent by convscope
-        return None
 
 
 def _sse(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
@@ -114,7 +114,7 @@ class Client:
             body = body if isinstance(body, dict) else {}
             raise ApiError(resp.status_code, body.get("code", "error"),
                            body.get("detail", resp.text[:300]),
-                           _seconds(resp.headers.get("Retry-After")))
+                           retry_after(resp.headers.get("Retry-After")))
         return resp
 
     # -- models ---------------------------------------------------------------------------

@@ -326,12 +326,17 @@ class Session:
         time.sleep(self.retry.backoff(sum(counts.values())))
 
     def _wait(self, response: Response, counts: dict[str, int]) -> float:
-        after = response.headers.get("Retry-After")
-        try:
-            return max(0.0, float(after)) if after is not None else \
-                self.retry.backoff(sum(counts.values()))
-        except ValueError:  # an HTTP date: not sent by convscope
-            return self.retry.backoff(sum(counts.values()))
+        after = retry_after(response.headers.get("Retry-After"))
+        return after if after is not None else self.retry.backoff(sum(counts.values()))
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (None without one, or for an HTTP date, which
+    convscope does not send)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _param(value: Any) -> str:
