@@ -8,7 +8,9 @@ reference of ``make bench-service``). For each run it prints:
 
 - the run's seconds against the engine's, and their ratio;
 - the CPU seconds of the CLI, the API (gunicorn), the worker (Celery, main process and
-  child) and Redis over the run, read from ``/proc`` (the CLI's from its rusage);
+  child) and Redis over the run, read from ``/proc`` (the CLI's from its rusage), and the
+  machine's idle and stolen core-seconds (``/proc/stat``): idle time is where the run left
+  a core unused, steal where the hypervisor gave it to another VM;
 - each job: its images, when it was created, started and finished (seconds from the CLI's
   start, from the job's record), and its share of the model calls (the ``seconds`` per image
   its items report, summed: a job merged with others shares their call).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -60,10 +63,18 @@ def load_reference(model: str, tmp: Path) -> tuple[object, str]:
     return loaded.model, loaded.info.preprocess
 
 
+def machine_now() -> dict[str, float]:
+    """The machine's idle and stolen core-seconds so far (``/proc/stat``'s first line)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"idle": (fields[3] + fields[4]) / tick, "steal": fields[7] / tick}
+
+
 def cpu_now(groups: dict[str, list[int]]) -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"cli": usage.ru_utime + usage.ru_stime,
-            **{name: sum(map(cpu_seconds, pids)) for name, pids in groups.items()}}
+            **{name: sum(map(cpu_seconds, pids)) for name, pids in groups.items()},
+            **machine_now()}
 
 
 def timeline(url: str, out: Path, start: float) -> list[dict]:

@@ -1,17 +1,24 @@
 """Dataset jobs scaled out: ``top_examples`` with 1 and 2 worker processes, and in-process.
 
 ``make bench-dataset`` (or ``python benchmarks/dataset.py [--quick] [--images N]
-[--chunk N]``). A shapes dataset made by ``convscope datasets make-shapes`` (5,000 images,
-500 with ``--quick``) in a temp folder is registered by folder (``CONVSCOPE_DATASET_ROOTS``
-set for the benchmark's service) with ``convscope up --workers 1`` and then ``--workers 2``;
-each runs ``top_examples`` on layer ``conv4`` of the trained ``shapes`` model, all channels,
-``k`` 9, ``chunk_images`` ``--chunk``. The reference, in the same run: an in-process loop
-over the same files, as a notebook would do it (read and decode each PNG, then
-:class:`models.top_examples_scan.TopExamplesScanner` ``partial`` per chunk, ``merge``,
-``finish``). Every figure is the median of 3 runs (1 with ``--quick``), each after an
-untimed warm-up run; targets: 2 workers >= 1.7x faster than 1, and the service's time per
-image with 1 worker within 1.5x of the in-process loop's. The CPU each process type spent
-per image (from ``/proc``) says where the time went.
+[--chunk N] [--rounds N]``). A shapes dataset made by ``convscope datasets make-shapes``
+(5,000 images, 500 with ``--quick``) in a temp folder is registered by folder
+(``CONVSCOPE_DATASET_ROOTS`` set for the benchmark's services) with ``convscope up
+--workers 1`` and with ``convscope up --workers 2``, both started at once (each with its
+own Redis; the one not being timed sits idle); each runs ``top_examples`` on layer ``conv4``
+of the trained ``shapes`` model, all channels, ``k`` 9, ``chunk_images`` ``--chunk``. The
+reference: an in-process loop over the same files, as a notebook would do it (read and
+decode each PNG, then :class:`models.top_examples_scan.TopExamplesScanner` ``partial`` per
+chunk, ``merge``, ``finish``).
+
+The three are timed in rounds (5, 1 with ``--quick``), after an untimed warm-up of each:
+each round runs the loop, 1 worker and 2 workers once, in an order that turns from round to
+round, and each ratio is taken within a round, between runs seconds apart. The VM's speed
+drifts by a third within minutes; three runs of 1 worker, then a restart and three runs of 2
+workers half a minute later, measured the drift as much as the workers. Targets (the median
+of the rounds' ratios): 2 workers >= 1.7x faster than 1, and the service's time per image
+with 1 worker within 1.5x of the in-process loop's. The CPU each process type spent per
+image (from ``/proc``) says where the time went.
 
 Workers are sized one core each (``--tf-threads 1``, ``CONVSCOPE_TF_THREADS``), the way one
 scales out: a second worker brings a second core's worth. The in-process loop keeps
@@ -56,41 +63,47 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- the in-process reference ---------------------------------------------------------------
-def in_process(files: list[Path], chunk: int, runs: int) -> dict:
-    """The notebook loop over ``files``: median wall and CPU seconds of ``runs`` runs (after
-    a warm-up that traces the forward pass), the merged partial, and the size of one chunk's
-    partial as a worker stores it in Redis (``to_bytes``, with its crops: untimed,
-    the loop itself cuts no crops and draws no picture)."""
-    import keras
+class Loop:
+    """The notebook loop over ``files``: each :meth:`timed` call one run (wall and CPU
+    seconds); after a first, untimed run that traces the forward pass, which also gives the
+    merged partial and the size of each chunk's partial as a worker stores it in Redis
+    (``to_bytes``, with its crops: untimed, the loop itself cuts no crops and draws no
+    picture)."""
 
-    from models.top_examples import finish, merge_many
-    from models.top_examples_scan import TopExamplesScanner
+    def __init__(self, files: list[Path], chunk: int) -> None:
+        import keras
 
-    model = keras.saving.load_model(ROOT / "data" / "models" / "shapes-v1.keras",
-                                    compile=False)
-    scanner = TopExamplesScanner(model, LAYER)
+        from models.top_examples_scan import TopExamplesScanner
 
-    def run() -> tuple[object, list]:
-        partials = []
+        model = keras.saving.load_model(ROOT / "data" / "models" / "shapes-v1.keras",
+                                        compile=False)
+        self.files, self.chunk = files, chunk
+        self.scanner = TopExamplesScanner(model, LAYER)
+        self.merged = self.run()
+        self.channels = len(self.merged.channels)
+        self.stored = stored_sizes(self.scanner, files, chunk)
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+
+    def run(self) -> object:
+        from models.top_examples import finish, merge_many
+
+        files, chunk, partials = self.files, self.chunk, []
         for start in range(0, len(files), chunk):
             images = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32)
                                for p in files[start:start + chunk]])
-            partials.append(scanner.partial(images, range(start, start + len(images)), k=K))
+            partials.append(self.scanner.partial(images, range(start, start + len(images)),
+                                                 k=K))
         merged = merge_many(partials)
-        finish(merged, scanner.grid())
-        return merged, partials
+        finish(merged, self.scanner.grid())
+        return merged
 
-    merged, _ = run()
-    stored = stored_sizes(scanner, files, chunk)
-    walls, cpus = [], []
-    for _ in range(runs):
+    def timed(self) -> float:
         wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"seconds": statistics.median(walls), "cpu": statistics.median(cpus),
-            "merged": merged, "channels": len(merged.channels),
-            **stored}
+        self.run()
+        self.walls.append(time.perf_counter() - wall)
+        self.cpus.append(time.process_time() - cpu)
+        return self.walls[-1]
 
 
 def stored_sizes(scanner, files: list[Path], chunk: int) -> dict:
@@ -170,39 +183,67 @@ def redis_partials(svc: Service, job_id: str) -> tuple[list[int], list[int], int
             int(client.info("memory")["used_memory"]))
 
 
-def measure_service(workers: int, tmp: Path, shapes: Path, chunk: int, runs: int,
-                    profile: Path | None = None) -> dict:
-    """Median seconds of ``runs`` jobs, the CPU per process type over them, and a result;
-    ``profile``: py-spy samples the (first) worker child over the timed runs into it."""
-    from service.client import Client
+class ServiceRuns:
+    """``convscope up --workers N`` with the dataset registered by folder and warmed up
+    (each worker loads the model, traces it, and most likely merges once); each
+    :meth:`timed` call one job, its seconds, and the CPU each process type spent in it."""
 
-    svc = Service(workers, tmp / f"up{workers}")
-    try:
-        client = Client(svc.url)
+    def __init__(self, workers: int, tmp: Path, shapes: Path, chunk: int) -> None:
+        from service.client import Client
+
+        self.svc, self.chunk = Service(workers, tmp / f"up{workers}"), chunk
+        self.client = Client(self.svc.url)
         start = time.perf_counter()
-        dataset = client.register_dataset(str(shapes), "shapes-bench", wait=600)
-        ingest = time.perf_counter() - start
+        dataset = self.client.register_dataset(str(shapes), "shapes-bench", wait=600)
+        self.ingest = time.perf_counter() - start
         if dataset["status"] != "ready":
             raise RuntimeError(f"dataset not ready: {json.dumps(dataset)[:500]}")
-        for _ in range(workers + 1):  # warm-up: each worker loads the model, traces it,
-            run_job(client, dataset["id"], chunk)  # and (most likely) merges once
-        types = process_types(svc)
-        spy = start_profile(types["worker children"][0], profile) if profile else None
-        before = cpu_by_type(types)
-        times, job = [], {}
-        for _ in range(runs):
-            seconds, job = run_job(client, dataset["id"], chunk)
-            times.append(seconds)
-        after = cpu_by_type(types)
+        self.dataset = dataset["id"]
+        for _ in range(workers + 1):
+            run_job(self.client, self.dataset, chunk)
+        self.types = process_types(self.svc)
+        self.cpu = dict.fromkeys(self.types, 0.0)
+        self.times: list[float] = []
+        self.job: dict = {}
+
+    def timed(self) -> float:
+        before = cpu_by_type(self.types)
+        seconds, self.job = run_job(self.client, self.dataset, self.chunk)
+        after = cpu_by_type(self.types)
+        for name in self.types:
+            self.cpu[name] += after[name] - before[name]
+        self.times.append(seconds)
+        return seconds
+
+    def summary(self) -> dict:
+        return {"seconds": statistics.median(self.times), "times": self.times,
+                "ingest": self.ingest, "cpu": self.cpu,
+                "processes": {name: len(pids) for name, pids in self.types.items()},
+                "job": self.job, "redis": redis_partials(self.svc, self.job["id"])}
+
+    def stop(self) -> None:
+        self.client.close()
+        self.svc.stop()
+
+
+def rounds(loop: Loop, one: ServiceRuns, two: ServiceRuns, count: int,
+           profile: Path | None) -> list[dict]:
+    """``count`` rounds, each timing the loop, 1 worker and 2 workers once, in an order
+    that turns from round to round (the VM's speed drifts within minutes; a ratio is taken
+    within a round, between runs seconds apart). ``profile``: py-spy samples the 1-worker
+    service's worker child over its timed runs."""
+    subjects = {"loop": loop, "one": one, "two": two}
+    spy = (start_profile(one.types["worker children"][0], profile) if profile else None)
+    done = []
+    try:
+        for i in range(count):
+            order = list(subjects)[i % 3:] + list(subjects)[:i % 3]
+            done.append({name: subjects[name].timed() for name in order})
+    finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
-        return {"seconds": statistics.median(times), "times": times, "ingest": ingest,
-                "cpu": {name: after[name] - before[name] for name in types},
-                "processes": {name: len(pids) for name, pids in types.items()},
-                "job": job, "redis": redis_partials(svc, job["id"])}
-    finally:
-        svc.stop()
+    return done
 
 
 # -- profile ----------------------------------------------------------------------------------
@@ -252,9 +293,10 @@ def print_cpu(name: str, run: dict, n: int, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 images, 1 run each")
+    parser.add_argument("--quick", action="store_true", help="500 images, 1 round")
     parser.add_argument("--images", type=int, default=None, help="default 5000 (500 quick)")
     parser.add_argument("--chunk", type=int, default=125, help="chunk_images (default 125)")
+    parser.add_argument("--rounds", type=int, default=None, help="default 5 (1 quick)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw output of the 1-worker service's worker child")
     parser.add_argument("--tf-threads", type=int, default=1,
@@ -265,8 +307,9 @@ def main() -> None:
     if args.tf_threads > 0:  # read by Service's environment
         os.environ["CONVSCOPE_TF_THREADS"] = str(args.tf_threads)
     n = args.images or (500 if args.quick else 5000)
-    runs = 1 if args.quick else 3
+    count = args.rounds or (1 if args.quick else 5)
     tmp = Path(tempfile.mkdtemp(prefix="convscope-bench-dataset-"))
+    services: list[ServiceRuns] = []
     try:
         shapes = tmp / "shapes"
         subprocess.run([sys.executable, "-m", "service.cli", "datasets", "make-shapes", "--n",
@@ -274,48 +317,57 @@ def main() -> None:
                        stdout=subprocess.DEVNULL)
         os.environ["CONVSCOPE_DATASET_ROOTS"] = str(tmp)  # read by Service's environment
         files = sorted(shapes.glob("*.png"))
-        local = in_process(files, args.chunk, runs)
-        one = measure_service(1, tmp, shapes, args.chunk, runs, args.profile)
-        two = measure_service(2, tmp, shapes, args.chunk, runs)
-        report(n, runs, args.chunk, files, local, one, two)
+        loop = Loop(files, args.chunk)
+        for workers in (1, 2):
+            services.append(ServiceRuns(workers, tmp, shapes, args.chunk))
+        done = rounds(loop, *services, count, args.profile)
+        one, two = (service.summary() for service in services)
+        report(n, args.chunk, files, loop, one, two, done)
         if args.profile:
             print(f"\nprofile of the worker child (1 worker), {args.profile}")
             print("\n".join("  " + line for line in profile_summary(args.profile)))
     finally:
+        for service in services:
+            service.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(n: int, runs: int, chunk: int, files: list[Path], local: dict, one: dict,
-           two: dict) -> None:
+def report(n: int, chunk: int, files: list[Path], loop: Loop, one: dict, two: dict,
+           done: list[dict]) -> None:
     from worker.settings import Settings
 
-    chunks = -(-n // chunk)
-    print(f"top_examples, {MODEL} {LAYER} ({local['channels']} channels), k {K}, {n} images, "
+    chunks, runs = -(-n // chunk), len(done)
+    seconds = statistics.median(loop.walls)
+    print(f"top_examples, {MODEL} {LAYER} ({loop.channels} channels), k {K}, {n} images, "
           f"chunk_images {chunk} ({chunks} chunks; service default "
-          f"{Settings.from_env().dataset_chunk_images}); median of {runs} run(s); TensorFlow "
-          f"threads per worker: {os.environ.get('CONVSCOPE_TF_THREADS') or 'cores / workers'}")
-    print(f"in-process loop: {local['seconds']:.2f} s = {1000 * local['seconds'] / n:.2f} "
-          f"ms/image ({local['cpu'] / local['seconds']:.2f} cores busy)")
+          f"{Settings.from_env().dataset_chunk_images}); {runs} round(s) of the loop, 1 and "
+          f"2 workers in turn; TensorFlow threads per worker: "
+          f"{os.environ.get('CONVSCOPE_TF_THREADS') or 'cores / workers'}")
+    for i, times in enumerate(done):
+        print(f"  round {i + 1}: " + ", ".join(f"{name} {t:.2f} s" for name, t in times.items())
+              + f"; 1 worker {times['one'] / times['loop']:.2f}x the loop, 2 workers "
+              f"{times['one'] / times['two']:.2f}x faster than 1")
+    print(f"in-process loop: {seconds:.2f} s = {1000 * seconds / n:.2f} ms/image "
+          f"({statistics.median(loop.cpus) / seconds:.2f} cores busy)")
     for name, run in (("1 worker", one), ("2 workers", two)):
         print(f"service, {name}: {run['seconds']:.2f} s = {1000 * run['seconds'] / n:.2f} "
-              f"ms/image, {run['seconds'] / local['seconds']:.2f}x the in-process loop's "
-              f"time (runs {', '.join(f'{t:.2f}' for t in run['times'])} s; folder "
-              f"registered in {run['ingest']:.1f} s); same top lists as in-process: "
-              f"{'yes' if agree(local['merged'], run['job'], files) else 'NO'}")
+              f"ms/image (folder registered in {run['ingest']:.1f} s); same top lists as "
+              f"in-process: {'yes' if agree(loop.merged, run['job'], files) else 'NO'}")
         print_cpu(name, run, n, runs)
     sizes, memory, used = two["redis"]
     kept = (f"{len(sizes)} left in Redis after the job, {int(statistics.median(memory))} bytes "
             "each by MEMORY USAGE" if sizes else "none left in Redis after the job")
-    sizes_in, crops_in = local["partial_bytes"], local["patches"]
+    sizes_in, crops_in = loop.stored["partial_bytes"], loop.stored["patches"]
     print(f"chunk partials (chunks in turn, each pruned by the floors before it; "
-          f"{local['channels']} channels, k {K}): the first {sizes_in[0]} bytes with "
+          f"{loop.channels} channels, k {K}): the first {sizes_in[0]} bytes with "
           f"{crops_in[0]} crops, median {int(statistics.median(sizes_in))} bytes with "
           f"{int(statistics.median(crops_in))} crops, all {len(sizes_in)} together "
           f"{sum(sizes_in) / 2**20:.1f} MB; {kept}; Redis used_memory {used / 2**20:.1f} MB "
           f"after {runs + 3} jobs")
-    values = {"two_vs_one_worker": one["seconds"] / two["seconds"],
-              "one_worker_vs_in_process": one["seconds"] / local["seconds"]}
-    print("\ntargets:")
+    values = {"two_vs_one_worker": statistics.median(t["one"] / t["two"] for t in done),
+              "one_worker_vs_in_process": statistics.median(t["one"] / t["loop"]
+                                                            for t in done)}
+    print(f"\ntargets (the median of the {runs} rounds' ratios):")
     for name, target in TARGETS.items():
         at_most = name == "one_worker_vs_in_process"
         ok = values[name] <= target if at_most else values[name] >= target
