@@ -205,6 +205,10 @@ class ServiceRuns:
         self.cpu = dict.fromkeys(self.types, 0.0)
         self.times: list[float] = []
         self.job: dict = {}
+        self.idle = [0.0, 0.0]  # CPU seconds spent, and seconds spent, while others ran
+
+    def total_cpu(self) -> float:
+        return sum(cpu_by_type(self.types).values())
 
     def timed(self) -> float:
         before = cpu_by_type(self.types)
@@ -219,11 +223,24 @@ class ServiceRuns:
         return {"seconds": statistics.median(self.times), "times": self.times,
                 "ingest": self.ingest, "cpu": self.cpu,
                 "processes": {name: len(pids) for name, pids in self.types.items()},
-                "job": self.job, "redis": redis_partials(self.svc, self.job["id"])}
+                "job": self.job, "redis": redis_partials(self.svc, self.job["id"]),
+                "idle": self.idle}
 
     def stop(self) -> None:
         self.client.close()
         self.svc.stop()
+
+
+def timed_beside(subject: Loop | ServiceRuns, services: list[ServiceRuns]) -> float:
+    """``subject.timed()``, with the CPU the services not timed spent meanwhile (idle, they
+    should spend next to none: the ratios would otherwise be skewed)."""
+    idle = [service for service in services if service is not subject]
+    before = [service.total_cpu() for service in idle]
+    seconds = subject.timed()
+    for service, cpu in zip(idle, before, strict=True):
+        service.idle[0] += service.total_cpu() - cpu
+        service.idle[1] += seconds
+    return seconds
 
 
 def rounds(loop: Loop, one: ServiceRuns, two: ServiceRuns, count: int,
@@ -238,7 +255,7 @@ def rounds(loop: Loop, one: ServiceRuns, two: ServiceRuns, count: int,
     try:
         for i in range(count):
             order = list(subjects)[i % 3:] + list(subjects)[:i % 3]
-            done.append({name: subjects[name].timed() for name in order})
+            done.append({name: timed_beside(subjects[name], [one, two]) for name in order})
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -354,6 +371,9 @@ def report(n: int, chunk: int, files: list[Path], loop: Loop, one: dict, two: di
               f"ms/image (folder registered in {run['ingest']:.1f} s); same top lists as "
               f"in-process: {'yes' if agree(loop.merged, run['job'], files) else 'NO'}")
         print_cpu(name, run, n, runs)
+        spent, beside = run["idle"]
+        print(f"  idle while the others ran: {1000 * spent / max(beside, 1e-9):.1f} ms of CPU "
+              f"a second, all its processes")
     sizes, memory, used = two["redis"]
     kept = (f"{len(sizes)} left in Redis after the job, {int(statistics.median(memory))} bytes "
             "each by MEMORY USAGE" if sizes else "none left in Redis after the job")
