@@ -193,14 +193,18 @@ class ServiceRuns:
 
         self.svc, self.chunk = Service(workers, tmp / f"up{workers}"), chunk
         self.client = Client(self.svc.url)
-        start = time.perf_counter()
-        dataset = self.client.register_dataset(str(shapes), "shapes-bench", wait=600)
-        self.ingest = time.perf_counter() - start
-        if dataset["status"] != "ready":
-            raise RuntimeError(f"dataset not ready: {json.dumps(dataset)[:500]}")
-        self.dataset = dataset["id"]
-        for _ in range(workers + 1):
-            run_job(self.client, self.dataset, chunk)
+        try:
+            start = time.perf_counter()
+            dataset = self.client.register_dataset(str(shapes), "shapes-bench", wait=600)
+            self.ingest = time.perf_counter() - start
+            if dataset["status"] != "ready":
+                raise RuntimeError(f"dataset not ready: {json.dumps(dataset)[:500]}")
+            self.dataset = dataset["id"]
+            for _ in range(workers + 1):
+                run_job(self.client, self.dataset, chunk)
+        except BaseException:
+            self.stop()
+            raise
         self.types = process_types(self.svc)
         self.cpu = dict.fromkeys(self.types, 0.0)
         self.times: list[float] = []
