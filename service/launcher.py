@@ -115,6 +115,10 @@ def tf_threads(workers: int, cores: int | None = None) -> int:
 
 
 WORKER_CONNECTIONS = 2000  # open connections per API worker process
+# Seconds an idle kept-alive connection stays open. gunicorn's default, 2, is the Retry-After
+# of a pending atlas (service/api/atlas.py): a client that waited exactly that long and asked
+# again on its connection raced the server's close (RemoteDisconnected, found by probing).
+KEEP_ALIVE = 5
 
 
 def api_command(host: str, port: int, workers: int = 2) -> list[str]:
@@ -122,8 +126,8 @@ def api_command(host: str, port: int, workers: int = 2) -> list[str]:
     # greenlet, not one of a few dozen threads; thousands can wait while /healthz answers.
     return [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
             str(workers), "--worker-class", "service.gunicorn_worker.OneWriteGeventWorker",
-            "--worker-connections",
-            str(WORKER_CONNECTIONS), "--timeout", "120", "--access-logfile", "-",
+            "--worker-connections", str(WORKER_CONNECTIONS), "--keep-alive", str(KEEP_ALIVE),
+            "--timeout", "120", "--access-logfile", "-",
             # gunicorn's request-line limit is at most 8190 bytes and answers an HTML 414: 0
             # lifts it, and the app answers long URIs itself (service.http_limits)
             "--limit-request-line", "0",

@@ -334,7 +334,8 @@ def check_options(kind: str, options: dict, row: dict, model: dict, max_steps: i
     if kind == "filters":
         _check_filters(options, given, row)
         _default_size(options, model)
-    steps = contract.MAX_SALIENCY_SAMPLES if kind == "saliency" else max_steps
+    steps = {"saliency": contract.MAX_SALIENCY_SAMPLES,
+             "quality": contract.MAX_QUALITY_STEPS}.get(kind, max_steps)
     for name, low, high in (("top_k", 1, classes), ("steps", 1, steps),
                             ("size", *contract.FILTER_SIZE_RANGE), ("seed", 0, 2**31 - 1),
                             ("k", 1, contract.MAX_TOP_EXAMPLES)):

@@ -14,6 +14,10 @@ bytes, and the caller decides where they go (see :mod:`worker.dataset_ingest`).
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
+import lzma
 import os
 import re
 import stat
@@ -23,10 +27,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 CHUNK = 2**20
+TRAILER_BYTES = 16 * 2**20  # after a tar's end marker (a record's padding is 10 KiB)
 HEADER_BYTES = 2**20  # a tar's extended (pax / GNU long name) headers, each
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first entry, or an empty zip's directory
+_COMPRESSED: tuple[tuple[bytes, Callable[[IO[bytes]], Any]], ...] = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -70,7 +79,7 @@ class Member:
 def safe_name(raw: str) -> str:
     """``raw`` as a relative POSIX path inside the dataset, or UnsafeArchiveError."""
     name = raw.replace("\\", "/")
-    if name.startswith("/") or _DRIVE.match(name) or any(ord(c) < 32 for c in name):
+    if name.startswith("/") or _DRIVE.match(name):
         raise UnsafeArchiveError(f"the entry {raw!r} points outside the dataset")
     parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
     if ".." in parts:
@@ -118,6 +127,7 @@ def _zip_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
     with archive:
         budget, infos = _Budget(limits), archive.infolist()
         for info in infos:  # the whole directory first: nothing inflated before it passes
+            info.filename = _zip_name(info)
             name = safe_name(info.filename)
             kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type stated
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
@@ -130,6 +140,16 @@ def _zip_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
             if not info.is_dir() and safe_name(info.filename):
                 yield Member(safe_name(info.filename), info.file_size,
                              partial(_zip_read, archive, info))
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as a tar's or a folder's is read: its bytes as UTF-8, any byte that
+    is not kept as a surrogate (shown as ``%XX``). A name without the zip's UTF-8 flag is
+    code page 437 by the format, but most tools write UTF-8 there without the flag; zipfile
+    decodes it as cp437, which gives each of its bytes back."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    return info.filename.encode("cp437").decode("utf-8", "surrogateescape")
 
 
 def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -154,22 +174,56 @@ class _CappedHeaders(tarfile.TarInfo):
 def _tar_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
     # Read as a stream: what is decompressed is the headers (extended ones capped) and the
     # files' stated sizes, which the budget holds to the limits before they are read.
-    with open(path, "rb") as raw:
+    with open(path, "rb") as raw, _decompressed(raw) as stream:
         try:
-            archive = tarfile.open(fileobj=raw, mode="r|*", tarinfo=_CappedHeaders)
-        except tarfile.TarError as exc:
+            archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedHeaders)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             raise InvalidArchiveError(f"not a readable tar archive: {exc}") from exc
         budget = _Budget(limits)
         with archive:
-            for info in _tar_infos(archive):
-                name = safe_name(info.name)
-                if not (info.isreg() or info.isdir()) or info.type == tarfile.GNUTYPE_SPARSE:
-                    raise UnsafeArchiveError(f"the entry {info.name!r} is not a regular file "
-                                             "(a link, a device or a FIFO)")
-                budget.entry(name, info.size if info.isreg() else 0)
-                stream = archive.extractfile(info) if info.isreg() and name else None
-                if stream is not None:
-                    yield Member(name, info.size, partial(_tar_read, stream, info.name, info.size))
+            yield from _tar_entries(archive, budget)
+        _to_the_end(stream)
+
+
+def _decompressed(raw: IO[bytes]) -> Any:
+    """``raw`` decompressed by its magic bytes (gzip, bzip2, xz), or as it is. These readers
+    check the stream's checksums and length when they reach its end, which tarfile's own
+    stream reading never does."""
+    head = raw.read(6)
+    raw.seek(0)
+    for magic, opener in _COMPRESSED:
+        if head.startswith(magic):
+            return opener(raw)
+    return contextlib.nullcontext(raw)
+
+
+def _to_the_end(stream: IO[bytes]) -> None:
+    """Read what follows the tar's end marker (its padding, and the compressed stream's
+    trailer): a damaged or cut trailer is InvalidArchiveError, as a damaged entry is; more
+    than TRAILER_BYTES there is ArchiveTooLargeError."""
+    seen = 0
+    try:
+        while chunk := stream.read(CHUNK):
+            seen += len(chunk)
+            if seen > TRAILER_BYTES:
+                raise ArchiveTooLargeError(f"more than {TRAILER_BYTES} bytes follow the tar "
+                                           "archive's end")
+    except InvalidArchiveError:
+        raise
+    except Exception as exc:  # BadGzipFile (an OSError), EOFError, zlib.error, LZMAError
+        raise InvalidArchiveError(f"the archive is damaged at its end: {exc}") from exc
+
+
+def _tar_entries(archive: tarfile.TarFile, budget: _Budget) -> Iterator[Member]:
+    for info in _tar_infos(archive):
+        name = safe_name(info.name)
+        if not (info.isreg() or info.isdir()) or info.type == tarfile.GNUTYPE_SPARSE:
+            raise UnsafeArchiveError(f"the entry {info.name!r} is not a regular file "
+                                     "(a link, a device or a FIFO)")
+        budget.entry(name, info.size if info.isreg() else 0)
+        stream = archive.extractfile(info) if info.isreg() and name else None
+        if stream is not None:
+            yield Member(name, info.size, partial(_tar_read, stream, info.name, info.size))
 
 
 def _tar_read(stream: IO[bytes], name: str, size: int) -> bytes:
@@ -203,15 +257,21 @@ def folder_members(root: Path, limits: DatasetLimits,
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for entry in sorted(files) + [d for d in dirs if Path(folder, d).is_symlink()]:
             path = Path(folder, entry)
-            name, real = path.relative_to(root).as_posix(), path.resolve()
-            if outside(real):
-                yield name, "a link to a place outside the allowed dataset folders"
-            elif not real.is_file():
-                yield name, "a linked folder (not followed) or not a regular file"
-            else:
+            name = path.relative_to(root).as_posix()
+            try:
+                real = path.resolve()
+                if outside(real):
+                    yield name, "a link to a place outside the allowed dataset folders"
+                    continue
+                if not real.is_file():
+                    yield name, "a linked folder (not followed) or not a regular file"
+                    continue
                 size = real.stat().st_size
-                budget.entry(name, size)
-                yield Member(name, size, partial(_read_file, real, name, size))
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+                yield name, f"cannot be read: {exc}"
+                continue
+            budget.entry(name, size)
+            yield Member(name, size, partial(_read_file, real, name, size))
 
 
 def _read_file(path: Path, name: str, size: int) -> bytes:
@@ -220,8 +280,12 @@ def _read_file(path: Path, name: str, size: int) -> bytes:
 
 
 def archive_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
-    """The regular files of the archive at ``path`` (zip or tar, by its magic bytes)."""
-    if zipfile.is_zipfile(path):
+    """The regular files of the archive at ``path`` (zip or tar, by its magic bytes: a zip's
+    leading ones, not ``zipfile.is_zipfile``'s look at the end, which finds the directory of a
+    zip stored as a tar's last file)."""
+    with open(path, "rb") as raw:
+        head = raw.read(4)
+    if head in _ZIP_MAGIC:
         return _zip_members(path, limits)
     try:
         is_tar = tarfile.is_tarfile(path)

@@ -34,6 +34,7 @@ from worker.datasets import (
     datasets_dir,
     decode,
     inside,
+    resolved,
     upload_file,
     write_manifest,
 )
@@ -133,8 +134,8 @@ def _readable(name: str) -> str:
 
 def _unusable(name: str, raw: str, paths: _Paths, in_folder: bool) -> str | None:
     """Why the entry ``name`` cannot be one of the dataset's files, or None: hidden; a name
-    that is not UTF-8 in a server folder (an archive's is renamed), or with control
-    characters (an archive's are refused before); a part too long for a file system; a path
+    that is not UTF-8 in a server folder (an archive's is renamed); a name with control
+    characters; a part too long for a file system; a path
     an entry kept before took, as a file or as a folder (an archive may hold a name twice,
     or ``a`` beside ``a/b.png``)."""
     if _hidden(name):
@@ -194,6 +195,13 @@ def _manifest(found: _Found, root: Path, prefix: str) -> dict:
             "has_labels": bool(labels), "has_boxes": any(boxes.values())}
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, no permission
+        return False
+
+
 def ingest(settings: Settings, record: dict) -> dict:
     """Read the dataset ``record`` names; returns what its record gains (status ``ready``).
     InvalidArchiveError (or a subclass) when it is refused."""
@@ -202,8 +210,8 @@ def ingest(settings: Settings, record: dict) -> dict:
     shutil.rmtree(files, ignore_errors=True)  # a re-run starts over
     folder.mkdir(parents=True, exist_ok=True)
     if record["source"] == "folder":
-        root = Path(record["path"]).resolve()
-        if not inside(root, settings.dataset_roots) or not root.is_dir():
+        root = resolved(record["path"])
+        if root is None or not inside(root, settings.dataset_roots) or not _is_dir(root):
             raise InvalidArchiveError(f"{record['path']} is not a folder datasets may use")
         members = folder_members(root, limits_of(settings),
                                  lambda real: not inside(real, settings.dataset_roots))

@@ -21,7 +21,8 @@ class DatasetGone(KeyError):
 
 @lru_cache(maxsize=8)
 def _manifest_at(dataset_id: str, stamp: int) -> Manifest:
-    return open_dataset(get_settings().data_dir, dataset_id)
+    settings = get_settings()
+    return open_dataset(settings.data_dir, dataset_id, settings.dataset_roots)
 
 
 def manifest(dataset_id: str) -> Manifest:

@@ -57,6 +57,7 @@ from worker.claims import LEASE_SECONDS
 from worker.contract import TASK_RUN_CHUNK
 from worker.dataset_inputs import DatasetGone, manifest, read_chunk
 from worker.dataset_kinds import TOP_EXAMPLES, DatasetKind
+from worker.datasets import DatasetMoved
 from worker.failures import engine_error, error_code, interruption
 from worker.runner import _claims, _store
 from worker.store import RUNNING, JobStore
@@ -75,7 +76,7 @@ KINDS: dict[str, DatasetKind] = {"top_examples": TOP_EXAMPLES, "class_cam": CLAS
 
 
 def _fail(store: JobStore, job_id: str, exc: BaseException) -> None:
-    if isinstance(exc, DatasetGone):
+    if isinstance(exc, (DatasetGone, DatasetMoved)):
         code = "unknown_dataset"
     elif isinstance(exc, NoReceptiveFieldError):
         code = "layer_not_spatial"

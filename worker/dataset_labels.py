@@ -36,6 +36,9 @@ def parse_labels(data: bytes, sizes: Sizes, warn: list[str]) -> dict[str, str]:
             continue
         if len(row) != 2 or not row[1].strip():
             warn.append(f"labels.csv row {line}: expected 'file,class', got {row!r}")
+        elif any(ord(c) < 32 or ord(c) == 127 for c in row[1].strip()):
+            warn.append(f"labels.csv row {line}: the class {row[1][:80]!r} holds a line break "
+                        "or another control character (a quote left open?); row dropped")
         elif _key(row[0]) not in sizes:
             warn.append(f"labels.csv row {line}: no image {row[0]!r} in the dataset")
         elif labels.setdefault(_key(row[0]), row[1].strip()) != row[1].strip():

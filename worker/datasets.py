@@ -15,7 +15,7 @@ read where it is). Its record (status, counts, tenant) is in Redis
 ``images`` is in a stable order (sorted by path), so a worker can take a chunk of a dataset
 by index range::
 
-    manifest = open_dataset(settings.data_dir, dataset_id)
+    manifest = open_dataset(settings.data_dir, dataset_id, settings.dataset_roots)
     for item in read_images(manifest, 0, 64, settings.max_image_pixels):
         item.pixels  # uint8 (H, W, 3), or None with item.error saying why
 
@@ -66,10 +66,25 @@ def upload_file(data_dir: str | os.PathLike, dataset_id: str) -> Path:
     return dataset_dir(data_dir, dataset_id) / "upload.bin"
 
 
+def resolved(path: str | os.PathLike) -> Path | None:
+    """``path`` with links and ``..`` followed, or None when it cannot be (a loop of links,
+    a name longer than the file system takes)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+        return None
+
+
 def inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bool:
     """Whether ``path`` (resolved: links and ``..`` followed) lies in one of ``roots``."""
-    real = Path(path).resolve()
-    return any(real.is_relative_to(Path(root).resolve()) for root in roots)
+    real = resolved(path)
+    return real is not None and any(real.is_relative_to(root) for root in
+                                    filter(None, map(resolved, roots)))
+
+
+class DatasetMoved(KeyError):
+    """A registered dataset's folder leads, now, outside the folders datasets may come from
+    (swapped for a link since it was read, or its root taken out of the setting)."""
 
 
 def decode(source: bytes | Path, max_pixels: int) -> Image.Image:
@@ -113,9 +128,21 @@ class Manifest:
     classes: tuple[str, ...]
     has_labels: bool
     has_boxes: bool
+    allowed: tuple[Path, ...] = ()  # where ``root`` may lead: the dataset's own folder for
+    # an upload, the folders datasets may come from for a registered one
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def real_root(self) -> Path:
+        """``root`` resolved, checked on every read (a manifest is kept for a process's
+        life, a folder can be swapped for a link at any time): DatasetMoved when it leads
+        outside ``allowed``."""
+        real = resolved(self.root)
+        if real is None or not inside(real, self.allowed):
+            raise DatasetMoved(f"dataset {self.id!r}: its folder now leads outside the "
+                               "folders datasets may come from")
+        return real
 
 
 @dataclass(frozen=True)
@@ -134,9 +161,11 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
-def open_dataset(data_dir: str | os.PathLike, dataset_id: str) -> Manifest:
+def open_dataset(data_dir: str | os.PathLike, dataset_id: str,
+                 roots: Iterable[str | os.PathLike] = ()) -> Manifest:
     """The manifest of a ready dataset; KeyError when it has none (unknown, not ready yet,
-    failed, deleted or expired)."""
+    failed, deleted or expired). ``roots``: the folders datasets may be registered from
+    (``CONVSCOPE_DATASET_ROOTS``), where a registered dataset's images must still be."""
     folder = dataset_dir(data_dir, dataset_id)
     try:
         raw = json.loads((folder / MANIFEST).read_text())
@@ -145,8 +174,9 @@ def open_dataset(data_dir: str | os.PathLike, dataset_id: str) -> Manifest:
     images = tuple(DatasetImage(i, m["file"], (m["size"][0], m["size"][1]), m.get("label"),
                                 tuple(tuple(b) for b in m.get("boxes") or ()))
                    for i, m in enumerate(raw["images"]))
+    allowed = tuple(map(Path, roots)) if os.path.isabs(raw["root"]) else (folder,)
     return Manifest(dataset_id, folder / raw["root"], images, tuple(raw.get("classes") or ()),
-                    bool(raw.get("has_labels")), bool(raw.get("has_boxes")))
+                    bool(raw.get("has_labels")), bool(raw.get("has_boxes")), allowed)
 
 
 def _real_file(root: Path, file: str) -> Path:
@@ -184,7 +214,8 @@ def read_images(manifest: Manifest, start: int, stop: int,
                 max_pixels: int = 16_777_216) -> list[ImageRead]:
     """Images ``start:stop`` of the manifest (clipped to its length), decoded to uint8 RGB.
     An image that is gone, changed into something unreadable, or reached through a link out
-    of the dataset's folder is reported in its :class:`ImageRead`, never raised."""
+    of the dataset's folder is reported in its :class:`ImageRead`, never raised; a dataset
+    whose folder leads outside the allowed ones raises :class:`DatasetMoved`."""
     return list(iter_images(manifest, start, stop, max_pixels))
 
 
@@ -192,7 +223,7 @@ def iter_images(manifest: Manifest, start: int, stop: int,
                 max_pixels: int = 16_777_216) -> Iterator[ImageRead]:
     """:func:`read_images` one image at a time: a caller that shrinks each image before the
     next holds one image at full size, not a chunk of them."""
-    root = manifest.root.resolve()
+    root = manifest.real_root()
     for image in manifest.images[max(0, start):max(0, stop)]:
         try:
             path = _real_file(root, image.file)

@@ -46,6 +46,7 @@ MODEL_WAIT = 5.0  # seconds a request waits for a built-in model to be described
 FAILED = "failed:"  # a field's value after its job's failure was answered
 ERROR_STATUS = {"unknown_dataset": 404, "unknown_model": 404, "internal_error": 500}
 LOCATION = {"description": "the job to follow", "schema": {"type": "string"}}
+POLL_AFTER = 2  # Retry-After of a pending atlas, in seconds (below the API's keep-alive)
 RESPONSES: dict[int | str, Any] = {
     200: "Every part of the page is ready: per channel `pattern` and `crops` (PNG URLs) and "
          "its `top` dataset examples",
@@ -147,7 +148,7 @@ def _pending(jobs: list[dict], base: dict) -> tuple[dict, int, dict]:
             "progress": sum(float(j.get("progress") or 0) for j in unique) / len(unique),
             "jobs": [{"id": j["id"], "kind": j["kind"], "status": j["status"],
                       "progress": j.get("progress"), "location": _link(j)} for j in unique]}
-    return body, 202, {"Location": _link(unique[0]), "Retry-After": "2"}
+    return body, 202, {"Location": _link(unique[0]), "Retry-After": str(POLL_AFTER)}
 
 
 def _channel(index: int, top: dict, top_job: dict, pattern_job: dict) -> dict:

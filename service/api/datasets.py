@@ -12,6 +12,7 @@ and its files at once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from service.errors import fail
 from service.ratelimit import limit_writes
 from worker.contract import DATASET_WAITING, TASK_INGEST_DATASET
 from worker.dataset_records import DatasetRecords
-from worker.datasets import dataset_dir, inside, new_dataset_id, upload_file
+from worker.datasets import dataset_dir, inside, new_dataset_id, resolved, upload_file
 
 bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="datasets")
 bp.before_request(require_tenant)
@@ -104,12 +105,22 @@ def _server_folder(path: str) -> str:
              "folders (the operator enables it with CONVSCOPE_DATASET_ROOTS)")
     if "\0" in path:  # no file system path holds one (and Path.resolve refuses it)
         fail(422, "invalid_request", "'path' holds a NUL character")
-    if not Path(path).is_absolute() or not inside(path, roots):
+    real = resolved(path)  # None: it cannot be (a loop of links); then, its place by name
+    allowed = inside(real, roots) if real is not None else any(
+        Path(os.path.normpath(path)).is_relative_to(root)
+        for root in filter(None, map(resolved, roots)))
+    if not Path(path).is_absolute() or not allowed:
         fail(403, "path_not_allowed", f"{path!r} is not inside the folders datasets may come "
              "from (an absolute path, links and '..' resolved)")
-    if not Path(path).resolve().is_dir():
+    if real is None:
+        fail(422, "not_a_folder", f"{path!r} cannot be resolved (a loop of links)")
+    try:
+        folder = real.is_dir()
+    except OSError:  # a name too long, no permission
+        folder = False
+    if not folder:
         fail(422, "not_a_folder", f"{path!r} is not a folder")
-    return str(Path(path).resolve())
+    return str(real)
 
 
 def _new_record(form: dict, dataset_id: str) -> dict:

@@ -3,12 +3,20 @@ what gunicorn's own response sends in two; streamed bodies are left to gunicorn.
 
 from __future__ import annotations
 
+import http.client
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http import wsgi
 
+from service.api.atlas import POLL_AFTER
 from service.gunicorn_worker import OneWriteResponse
-from service.launcher import api_command
+from service.launcher import KEEP_ALIVE, api_command
+from tests.pipeline import serve_api, worker_env
+from worker.settings import Settings
 
 
 class Socket:
@@ -62,3 +70,26 @@ def test_the_api_runs_on_this_worker() -> None:
     command = api_command("127.0.0.1", 8000)
     assert command[command.index("--worker-class") + 1] == \
         "service.gunicorn_worker.OneWriteGeventWorker"
+
+
+def test_a_connection_idle_as_long_as_a_retry_after_is_still_open(redis_url: str,
+                                                                    tmp_path: Path) -> None:
+    """A client that waits out the atlas's Retry-After and asks again on its kept-alive
+    connection gets its answer: the API keeps an idle connection open longer than that
+    (gunicorn's default, 2 s, closed it as the client asked)."""
+    assert KEEP_ALIVE > POLL_AFTER
+    env = worker_env(Settings(redis_url=redis_url, data_dir=tmp_path / "data"))
+    with serve_api(env, tmp_path / "api.log") as url:
+        where = urlsplit(url)
+        conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=10)
+        try:
+            for _ in range(2):
+                conn.request("GET", "/healthz")
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status == 200 and not answer.will_close
+                sock = conn.sock
+                time.sleep(POLL_AFTER + 0.5)
+            assert conn.sock is sock  # the same connection throughout
+        finally:
+            conn.close()

@@ -97,3 +97,16 @@ def test_explain_without_a_layer_takes_the_last_conv2d() -> None:
     assert find_layer(model, None, "explain")["name"] == "c2"
     assert find_layer(model, None, "activations")["name"] == "pool"
     assert find_layer(model, "c1", "explain")["name"] == "c1"
+
+
+def test_quality_steps_name_one_range_whichever_side_is_missed() -> None:
+    import pytest
+
+    from service.options import OptionError
+    from worker.contract import MAX_QUALITY_STEPS
+
+    for steps in (0, MAX_QUALITY_STEPS + 1):  # both said 1..128, not 1..512 below and 1..128 above
+        with pytest.raises(OptionError, match=f"out of range 1..{MAX_QUALITY_STEPS}$"):
+            check_options("quality", {"steps": steps}, ROW, MODEL, max_steps=512, image_count=0)
+    assert check_options("quality", {"steps": MAX_QUALITY_STEPS}, ROW, MODEL, max_steps=512,
+                         image_count=0)["steps"] == MAX_QUALITY_STEPS
