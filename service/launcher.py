@@ -115,10 +115,12 @@ def tf_threads(workers: int, cores: int | None = None) -> int:
 
 
 WORKER_CONNECTIONS = 2000  # open connections per API worker process
-# Seconds an idle kept-alive connection stays open. gunicorn's default, 2, is the Retry-After
-# of a pending atlas (service/api/atlas.py): a client that waited exactly that long and asked
-# again on its connection raced the server's close (RemoteDisconnected, found by probing).
-KEEP_ALIVE = 5
+# Seconds an idle kept-alive connection stays open: longer than the fixed Retry-After values
+# the API sends (a pending atlas 2 s, service/api/atlas.py; the store unavailable 5 s,
+# service/errors.py). gunicorn's default, 2, closed it just as a client that had waited out
+# an atlas's Retry-After asked again on it (RemoteDisconnected, found by probing). A 429's
+# wait can be longer: such a client's connection is closed meanwhile, and it opens another.
+KEEP_ALIVE = 8
 
 
 def api_command(host: str, port: int, workers: int = 2) -> list[str]:

@@ -88,6 +88,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(ROOT),
     })
+    if settings.dataset_roots:
+        env["CONVSCOPE_DATASET_ROOTS"] = ",".join(map(str, settings.dataset_roots))
     return env
 
 

@@ -33,9 +33,12 @@ CHUNK = 2**20
 TRAILER_BYTES = 16 * 2**20  # after a tar's end marker (a record's padding is 10 KiB)
 HEADER_BYTES = 2**20  # a tar's extended (pax / GNU long name) headers, each
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first entry, or an empty zip's directory
-_COMPRESSED: tuple[tuple[bytes, Callable[[IO[bytes]], Any]], ...] = (
-    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
-    (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+# The compressed streams tarfile's "r|*" took, by their first bytes (bzip2: "BZh", the block
+# size, the block magic; LZMA-alone: its usual properties and dictionary bytes).
+_COMPRESSED: tuple[tuple[re.Pattern[bytes], Callable[[Any], Any]], ...] = (
+    (re.compile(rb"\x1f\x8b\x08"), lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (re.compile(rb"BZh[1-9]1AY&SY", re.DOTALL), bz2.BZ2File),
+    (re.compile(rb"\xfd7zXZ\x00|\x5d\x00\x00\x80"), lzma.LZMAFile))
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -143,13 +146,16 @@ def _zip_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
-    """The entry's name as a tar's or a folder's is read: its bytes as UTF-8, any byte that
-    is not kept as a surrogate (shown as ``%XX``). A name without the zip's UTF-8 flag is
-    code page 437 by the format, but most tools write UTF-8 there without the flag; zipfile
-    decodes it as cp437, which gives each of its bytes back."""
-    if info.flag_bits & 0x800:
+    """The entry's name: without the zip's UTF-8 flag the format says code page 437, but
+    most tools write UTF-8 there without the flag; zipfile decodes it as cp437, which gives
+    each of its bytes back, so a name whose bytes are UTF-8 is read as UTF-8, and any other
+    stays cp437. A name zipfile took from a Unicode path field (Python 3.12 on) is kept."""
+    if info.flag_bits & 0x800 or info.filename != info.orig_filename:
         return info.filename
-    return info.filename.encode("cp437").decode("utf-8", "surrogateescape")
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:  # not cp437's decoding (taken elsewhere), or its bytes not UTF-8
+        return info.filename
 
 
 def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -174,25 +180,51 @@ class _CappedHeaders(tarfile.TarInfo):
 def _tar_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
     # Read as a stream: what is decompressed is the headers (extended ones capped) and the
     # files' stated sizes, which the budget holds to the limits before they are read.
-    with open(path, "rb") as raw, _decompressed(raw) as stream:
-        try:
-            archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedHeaders)
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-            raise InvalidArchiveError(f"not a readable tar archive: {exc}") from exc
-        budget = _Budget(limits)
-        with archive:
-            yield from _tar_entries(archive, budget)
-        _to_the_end(stream)
+    with open(path, "rb") as file:
+        raw = _Metered(file)
+        with _decompressed(raw) as stream:
+            try:
+                archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedHeaders)
+            except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+                raise InvalidArchiveError(f"not a readable tar archive: {exc}") from exc
+            with archive:
+                yield from _tar_entries(archive, _Budget(limits))
+            raw.limit = raw.count + TRAILER_BYTES  # the file's bytes read from here on
+            _to_the_end(stream)
 
 
-def _decompressed(raw: IO[bytes]) -> Any:
+class _Metered:
+    """A file's reads, counted; past ``limit`` (once set) ArchiveTooLargeError: what follows
+    a tar's end is held to TRAILER_BYTES of the file as well as of what it decompresses to
+    (empty gzip members cost time to parse and give no bytes)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.count = file, 0
+        self.limit: int | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.count += len(data)
+        if self.limit is not None and self.count > self.limit:
+            raise ArchiveTooLargeError(f"more than {TRAILER_BYTES} bytes follow the tar "
+                                       "archive's end")
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
+def _decompressed(raw: _Metered) -> Any:
     """``raw`` decompressed by its magic bytes (gzip, bzip2, xz), or as it is. These readers
     check the stream's checksums and length when they reach its end, which tarfile's own
     stream reading never does."""
-    head = raw.read(6)
+    head = raw.read(16)
     raw.seek(0)
     for magic, opener in _COMPRESSED:
-        if head.startswith(magic):
+        if magic.match(head):
             return opener(raw)
     return contextlib.nullcontext(raw)
 
@@ -210,7 +242,12 @@ def _to_the_end(stream: IO[bytes]) -> None:
                                            "archive's end")
     except InvalidArchiveError:
         raise
-    except Exception as exc:  # BadGzipFile (an OSError), EOFError, zlib.error, LZMAError
+    except gzip.BadGzipFile as exc:
+        if not str(exc).startswith("Not a gzipped file"):
+            raise InvalidArchiveError(f"the archive is damaged at its end: {exc}") from exc
+        # bytes that start no gzip member after whole ones (each checked as it ended): gzip
+        # itself ignores such trailing garbage
+    except Exception as exc:  # EOFError (cut short), zlib.error, LZMAError, OSError
         raise InvalidArchiveError(f"the archive is damaged at its end: {exc}") from exc
 
 
@@ -280,9 +317,9 @@ def _read_file(path: Path, name: str, size: int) -> bytes:
 
 
 def archive_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
-    """The regular files of the archive at ``path`` (zip or tar, by its magic bytes: a zip's
-    leading ones, not ``zipfile.is_zipfile``'s look at the end, which finds the directory of a
-    zip stored as a tar's last file)."""
+    """The regular files of the archive at ``path``: a zip by its leading magic bytes, then
+    a tar, then a zip with something before it (``zipfile.is_zipfile`` looks at the end,
+    where it finds the directory of a zip stored as a tar's last file)."""
     with open(path, "rb") as raw:
         head = raw.read(4)
     if head in _ZIP_MAGIC:
@@ -291,6 +328,8 @@ def archive_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
         is_tar = tarfile.is_tarfile(path)
     except (OSError, tarfile.TarError, EOFError):
         is_tar = False
-    if not is_tar:
-        raise InvalidArchiveError("not a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz archive")
-    return _tar_members(path, limits)
+    if is_tar:
+        return _tar_members(path, limits)
+    if zipfile.is_zipfile(path):  # a zip with something before it (a self-extractor's stub)
+        return _zip_members(path, limits)
+    raise InvalidArchiveError("not a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz archive")

@@ -108,7 +108,7 @@ def _server_folder(path: str) -> str:
     real = resolved(path)  # None: it cannot be (a loop of links); then, its place by name
     allowed = inside(real, roots) if real is not None else any(
         Path(os.path.normpath(path)).is_relative_to(root)
-        for root in filter(None, map(resolved, roots)))
+        for root in [*map(Path, roots), *filter(None, map(resolved, roots))])
     if not Path(path).is_absolute() or not allowed:
         fail(403, "path_not_allowed", f"{path!r} is not inside the folders datasets may come "
              "from (an absolute path, links and '..' resolved)")

@@ -70,10 +70,12 @@ def dataset_job_stack(settings: Settings, base: Path, concurrency: int,
 
     data = base / "data"
     data.mkdir(parents=True)
+    (base / "roots").mkdir()  # the one folder datasets may be registered from
     (data / "models").symlink_to(data_dir() / "models", target_is_directory=True)
     with empty_database(settings.redis_url, what) as url:
         own = dataclasses.replace(settings, redis_url=url, data_dir=data,
-                                  describe_on_start=("shapes",), api_keys=("key-a", "key-b"))
+                                  describe_on_start=("shapes",), api_keys=("key-a", "key-b"),
+                                  dataset_roots=(str(base / "roots"),))
         r = redis.Redis.from_url(url)
         proc = start_worker(own, base / "worker.log", concurrency)
         try:

@@ -188,3 +188,22 @@ def test_cli_submit_over_a_dataset_writes_the_crops(stack, shapes_id) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["crops_4.png", "crops_9.png",
                                                         "result.json"]
     assert (folder / "crops_4.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_folder_swapped_for_a_link_out_of_the_roots_fails_its_job(stack) -> None:
+    """A registered folder is read only while it is inside the roots: swapped since for a
+    link to elsewhere, a job over it fails ``unknown_dataset`` and reads nothing there."""
+    from worker.shapes_dataset import write_shapes_dataset
+
+    folder, elsewhere = stack.base / "roots" / "moved", stack.base / "elsewhere"
+    write_shapes_dataset(folder, 8, 3)
+    res = stack.client.post("/v1/datasets?wait=60", data={"path": str(folder)}, headers=A,
+                            content_type="multipart/form-data")
+    assert res.status_code == 201, res.get_json()
+    folder.rename(elsewhere)
+    folder.symlink_to(elsewhere, target_is_directory=True)
+    res = stack.submit(res.get_json()["id"], layer=LAYER, k=K)
+    assert res.status_code == 202, res.get_json()
+    job = poll(stack.client, res.get_json()["id"], timeout=240, headers=A)
+    assert job["status"] == "failed" and job["error"]["code"] == "unknown_dataset", job
+    assert "outside the folders datasets may come from" in job["error"]["message"]

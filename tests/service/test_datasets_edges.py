@@ -145,13 +145,14 @@ def _zip_named(raw_names: list[bytes]) -> bytes:
     return data
 
 
-def test_zip_names_without_the_utf8_flag_are_read_as_utf8_or_kept_with_percent_codes(
+def test_zip_names_without_the_utf8_flag_are_read_as_utf8_or_else_as_cp437(
         stack: Stack) -> None:
-    res = post(stack, _zip_named(["café.png".encode(), b"a\xff\xfe.png"]))
+    names = ["café.png".encode(), "naïve.png".encode("cp437"), b"a\xff\xfe.png"]
+    res = post(stack, _zip_named(names))
     assert res.status_code == 201, res.get_json()
-    dataset = res.get_json()["id"]
-    manifest = open_dataset(stack.settings.data_dir, dataset)
-    assert sorted(image.file for image in manifest.images) == ["a%FF%FE.png", "café.png"]
+    manifest = open_dataset(stack.settings.data_dir, res.get_json()["id"])
+    assert sorted(image.file for image in manifest.images) == sorted(
+        ["café.png", "naïve.png", b"a\xff\xfe.png".decode("cp437")])
 
 
 def test_a_quote_left_open_in_labels_is_warned_about(stack: Stack) -> None:
@@ -176,3 +177,40 @@ def test_a_zip_is_told_by_its_first_bytes(stack: Stack, tmp_path: Path) -> None:
     with tarfile.open(path, "w") as archive:  # a tar, its one file a zip
         archive.add(inner, arcname="inner.zip")
     assert [m.name for m in archive_members(path, DatasetLimits())] == ["inner.zip"]
+
+
+def _members(path: Path, data: bytes) -> list[str]:
+    from worker.dataset_archive import DatasetLimits, archive_members
+
+    path.write_bytes(data)
+    return [member.name for member in archive_members(path, DatasetLimits())]
+
+
+def test_archives_common_tools_write_are_read(tmp_path: Path) -> None:
+    """Each of these was read before the archive's type came from its first bytes, and the
+    compressed trailer was checked: the checks must not refuse them."""
+    path, image = tmp_path / "upload.bin", png(4, 4)
+    zipped = zip_of({"a.png": image})
+    assert _members(path, b"#!/bin/sh\nexit 0\n" + zipped) == ["a.png"]  # a stub before it
+    bzh = tar_of({"BZh_cats/a.png": image}, "w")  # a plain tar that starts with "BZh"
+    assert _members(path, bzh) == ["BZh_cats/a.png"]
+    tar = tar_of({"a.png": image}, "w")
+    alone = lzma.compress(tar, format=lzma.FORMAT_ALONE)  # .tar.lzma
+    assert _members(path, alone) == ["a.png"]
+    for trailing in (b"\n", b"\0" * 4096, b"junk after the stream"):  # as gzip(1) ignores
+        assert _members(path, gzip.compress(tar) + trailing) == ["a.png"]
+
+
+def test_what_follows_a_tars_end_is_bounded(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker import dataset_archive
+    from worker.dataset_archive import ArchiveTooLargeError
+
+    monkeypatch.setattr(dataset_archive, "TRAILER_BYTES", 2**16)
+    path, tar = tmp_path / "upload.bin", tar_of({"a.png": png(4, 4)}, "w")
+    assert _members(path, tar + b"\0" * 2**15) == ["a.png"]
+    for data in (tar + b"\0" * 2**17,  # decompressed bytes
+                 gzip.compress(tar) + b"\0" * 2**17,  # the file's bytes: gzip's padding
+                 gzip.compress(tar) + gzip.compress(b"") * 2**13):  # empty gzip members
+        with pytest.raises(ArchiveTooLargeError, match="follow the tar archive's end"):
+            _members(path, data)
