@@ -6,18 +6,15 @@ absolute paths, drive letters or ``..``), it must be a regular file (symlinks, h
 devices and FIFOs refuse the whole archive with :class:`UnsafeArchiveError`), and the number
 of entries, each file's size and all files' size together are held to :class:`DatasetLimits`
 (:class:`ArchiveTooLargeError` beyond). A zip's sizes are checked from its directory before
-anything is inflated; a tar is read as a stream, its decompressed bytes counted, its extended
-headers capped; every file is read through a bounded reader, so a header that lies about a
-size is caught as the bytes arrive. Nothing here writes a file: :class:`Member` hands back
-bytes, and the caller decides where they go (see :mod:`worker.dataset_ingest`).
+anything is inflated; a tar is read as a stream (decompressed and checked to its end by
+:mod:`worker.tar_streams`), its decompressed bytes counted, its extended headers capped;
+every file is read through a bounded reader, so a header that lies about a size is caught as
+the bytes arrive. Nothing here writes a file: :class:`Member` hands back bytes, and the
+caller decides where they go (see :mod:`worker.dataset_ingest`).
 """
 
 from __future__ import annotations
 
-import bz2
-import contextlib
-import gzip
-import lzma
 import os
 import re
 import stat
@@ -27,39 +24,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
+
+from worker import tar_streams
+from worker.archive_errors import ArchiveTooLargeError, InvalidArchiveError, UnsafeArchiveError
+from worker.tar_streams import Metered, decompressed, read_to_the_end
 
 CHUNK = 2**20
-TRAILER_BYTES = 16 * 2**20  # after a tar's end marker (a record's padding is 10 KiB)
 HEADER_BYTES = 2**20  # a tar's extended (pax / GNU long name) headers, each
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first entry, or an empty zip's directory
-# The compressed streams tarfile's "r|*" took, by their first bytes (bzip2: "BZh", the block
-# size, the block magic; LZMA-alone: its usual properties and dictionary bytes).
-_COMPRESSED: tuple[tuple[re.Pattern[bytes], Callable[[Any], Any]], ...] = (
-    (re.compile(rb"\x1f\x8b\x08"), lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
-    (re.compile(rb"BZh[1-9]1AY&SY", re.DOTALL), bz2.BZ2File),
-    (re.compile(rb"\xfd7zXZ\x00|\x5d\x00\x00\x80"), lzma.LZMAFile))
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-
-
-class InvalidArchiveError(ValueError):
-    """Not an archive convscope can read, or a damaged one."""
-
-    code = "invalid_archive"
-
-
-class UnsafeArchiveError(InvalidArchiveError):
-    """An entry would leave the dataset's folder, or is not a regular file."""
-
-    code = "unsafe_archive"
-
-
-class ArchiveTooLargeError(InvalidArchiveError):
-    """The archive would unpack to more than :class:`DatasetLimits` allows."""
-
-    code = "archive_too_large"
 
 
 @dataclass(frozen=True)
@@ -181,74 +157,16 @@ def _tar_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
     # Read as a stream: what is decompressed is the headers (extended ones capped) and the
     # files' stated sizes, which the budget holds to the limits before they are read.
     with open(path, "rb") as file:
-        raw = _Metered(file)
-        with _decompressed(raw) as stream:
+        raw = Metered(file)
+        with decompressed(raw) as stream:
             try:
                 archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedHeaders)
             except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
                 raise InvalidArchiveError(f"not a readable tar archive: {exc}") from exc
             with archive:
                 yield from _tar_entries(archive, _Budget(limits))
-            raw.limit = raw.count + TRAILER_BYTES  # the file's bytes read from here on
-            _to_the_end(stream)
-
-
-class _Metered:
-    """A file's reads, counted; past ``limit`` (once set) ArchiveTooLargeError: what follows
-    a tar's end is held to TRAILER_BYTES of the file as well as of what it decompresses to
-    (empty gzip members cost time to parse and give no bytes)."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self.file, self.count = file, 0
-        self.limit: int | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.file.read(size)
-        self.count += len(data)
-        if self.limit is not None and self.count > self.limit:
-            raise ArchiveTooLargeError(f"more than {TRAILER_BYTES} bytes follow the tar "
-                                       "archive's end")
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.file.tell()
-
-
-def _decompressed(raw: _Metered) -> Any:
-    """``raw`` decompressed by its magic bytes (gzip, bzip2, xz), or as it is. These readers
-    check the stream's checksums and length when they reach its end, which tarfile's own
-    stream reading never does."""
-    head = raw.read(16)
-    raw.seek(0)
-    for magic, opener in _COMPRESSED:
-        if magic.match(head):
-            return opener(raw)
-    return contextlib.nullcontext(raw)
-
-
-def _to_the_end(stream: IO[bytes]) -> None:
-    """Read what follows the tar's end marker (its padding, and the compressed stream's
-    trailer): a damaged or cut trailer is InvalidArchiveError, as a damaged entry is; more
-    than TRAILER_BYTES there is ArchiveTooLargeError."""
-    seen = 0
-    try:
-        while chunk := stream.read(CHUNK):
-            seen += len(chunk)
-            if seen > TRAILER_BYTES:
-                raise ArchiveTooLargeError(f"more than {TRAILER_BYTES} bytes follow the tar "
-                                           "archive's end")
-    except InvalidArchiveError:
-        raise
-    except gzip.BadGzipFile as exc:
-        if not str(exc).startswith("Not a gzipped file"):
-            raise InvalidArchiveError(f"the archive is damaged at its end: {exc}") from exc
-        # bytes that start no gzip member after whole ones (each checked as it ended): gzip
-        # itself ignores such trailing garbage
-    except Exception as exc:  # EOFError (cut short), zlib.error, LZMAError, OSError
-        raise InvalidArchiveError(f"the archive is damaged at its end: {exc}") from exc
+            raw.limit = raw.count + tar_streams.TRAILER_BYTES  # the file's bytes from here
+            read_to_the_end(stream)
 
 
 def _tar_entries(archive: tarfile.TarFile, budget: _Budget) -> Iterator[Member]:

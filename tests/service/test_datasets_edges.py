@@ -203,10 +203,10 @@ def test_archives_common_tools_write_are_read(tmp_path: Path) -> None:
 
 def test_what_follows_a_tars_end_is_bounded(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import dataset_archive
-    from worker.dataset_archive import ArchiveTooLargeError
+    from worker import tar_streams
+    from worker.archive_errors import ArchiveTooLargeError
 
-    monkeypatch.setattr(dataset_archive, "TRAILER_BYTES", 2**16)
+    monkeypatch.setattr(tar_streams, "TRAILER_BYTES", 2**16)
     path, tar = tmp_path / "upload.bin", tar_of({"a.png": png(4, 4)}, "w")
     assert _members(path, tar + b"\0" * 2**15) == ["a.png"]
     for data in (tar + b"\0" * 2**17,  # decompressed bytes
