@@ -212,21 +212,27 @@ def folder_members(root: Path, limits: DatasetLimits,
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for entry in sorted(files) + [d for d in dirs if Path(folder, d).is_symlink()]:
             path = Path(folder, entry)
-            name = path.relative_to(root).as_posix()
-            try:
-                real = path.resolve()
-                if outside(real):
-                    yield name, "a link to a place outside the allowed dataset folders"
-                    continue
-                if not real.is_file():
-                    yield name, "a linked folder (not followed) or not a regular file"
-                    continue
-                size = real.stat().st_size
-            except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
-                yield name, f"cannot be read: {exc}"
+            name, (real, size) = path.relative_to(root).as_posix(), _place(path, outside)
+            if isinstance(size, str):
+                yield name, size
                 continue
             budget.entry(name, size)
             yield Member(name, size, partial(_read_file, real, name, size))
+
+
+def _place(path: Path, outside: Callable[[Path], bool]) -> tuple[Path, int | str]:
+    """Where ``path`` leads and its size, or why it is no file of the dataset."""
+    try:
+        real = path.resolve()
+        if outside(real):
+            return real, "a link to a place outside the allowed dataset folders"
+        if not real.is_file():
+            return real, "a linked folder (not followed) or not a regular file"
+        return real, real.stat().st_size
+    except RuntimeError:  # before Python 3.13
+        return path, "a link that cannot be followed (a loop of links)"
+    except OSError as exc:
+        return path, f"cannot be read ({exc.strerror or type(exc).__name__})"
 
 
 def _read_file(path: Path, name: str, size: int) -> bytes:

@@ -53,7 +53,8 @@ def test_a_link_loop_inside_a_folder_is_skipped_not_fatal(stack: Stack) -> None:
     assert res.status_code == 201, res.get_json()
     body = res.get_json()
     assert body["status"] == "ready" and body["images"] == 1
-    assert [s["file"] for s in body["skipped"]] == ["self.png"]
+    assert [(s["file"], s["reason"]) for s in body["skipped"]] == [
+        ("self.png", "a link that cannot be followed (a loop of links)")]
 
 
 def test_a_folder_swapped_for_a_link_out_of_the_roots_is_no_longer_read(stack: Stack) -> None:
