@@ -161,7 +161,7 @@ def _tar_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
         with decompressed(raw) as stream:
             try:
                 archive = tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedHeaders)
-            except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            except Exception as exc:  # the decompressors' own (zlib.error, LZMAError) too
                 raise InvalidArchiveError(f"not a readable tar archive: {exc}") from exc
             with archive:
                 yield from _tar_entries(archive, _Budget(limits))
@@ -244,8 +244,14 @@ def archive_members(path: Path, limits: DatasetLimits) -> Iterator[Member]:
     """The regular files of the archive at ``path``: a zip by its leading magic bytes, then
     a tar, then a zip with something before it (``zipfile.is_zipfile`` looks at the end,
     where it finds the directory of a zip stored as a tar's last file)."""
-    with open(path, "rb") as raw:
-        head = raw.read(4)
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(4)
+    except FileNotFoundError as exc:  # a worker whose data dir is not the API's, or a re-run
+        raise InvalidArchiveError("the uploaded archive is gone: no worker can read it (do "
+                                  "the API and the workers share one data dir?)") from exc
+    except OSError as exc:
+        raise InvalidArchiveError(f"the archive cannot be read ({exc.strerror})") from exc
     if head in _ZIP_MAGIC:
         return _zip_members(path, limits)
     try:

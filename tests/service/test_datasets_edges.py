@@ -215,3 +215,13 @@ def test_what_follows_a_tars_end_is_bounded(tmp_path: Path,
                  gzip.compress(tar) + gzip.compress(b"") * 2**13):  # empty gzip members
         with pytest.raises(ArchiveTooLargeError, match="follow the tar archive's end"):
             _members(path, data)
+
+
+def test_an_upload_gone_before_a_worker_reads_it_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """As it was before the archive's type came from its first bytes: 422, not 500 (found by
+    schemathesis, whose API and worker have data dirs of their own)."""
+    from worker.archive_errors import InvalidArchiveError
+    from worker.dataset_archive import DatasetLimits, archive_members
+
+    with pytest.raises(InvalidArchiveError, match="the uploaded archive is gone"):
+        archive_members(tmp_path / "never-written.bin", DatasetLimits())
