@@ -28,9 +28,8 @@ from typing import IO
 
 from worker import tar_streams
 from worker.archive_errors import ArchiveTooLargeError, InvalidArchiveError, UnsafeArchiveError
-from worker.tar_streams import Metered, decompressed, read_to_the_end
+from worker.tar_streams import CHUNK, Metered, decompressed, read_to_the_end
 
-CHUNK = 2**20
 HEADER_BYTES = 2**20  # a tar's extended (pax / GNU long name) headers, each
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first entry, or an empty zip's directory
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -34,6 +34,7 @@ from worker.datasets import (
     datasets_dir,
     decode,
     inside,
+    is_folder,
     resolved,
     upload_file,
     write_manifest,
@@ -195,13 +196,6 @@ def _manifest(found: _Found, root: Path, prefix: str) -> dict:
             "has_labels": bool(labels), "has_boxes": any(boxes.values())}
 
 
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:  # a name too long, no permission
-        return False
-
-
 def ingest(settings: Settings, record: dict) -> dict:
     """Read the dataset ``record`` names; returns what its record gains (status ``ready``).
     InvalidArchiveError (or a subclass) when it is refused."""
@@ -211,7 +205,7 @@ def ingest(settings: Settings, record: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     if record["source"] == "folder":
         root = resolved(record["path"])
-        if root is None or not inside(root, settings.dataset_roots) or not _is_dir(root):
+        if root is None or not inside(root, settings.dataset_roots) or not is_folder(root):
             raise InvalidArchiveError(f"{record['path']} is not a folder datasets may use")
         members = folder_members(root, limits_of(settings),
                                  lambda real: not inside(real, settings.dataset_roots))

@@ -82,6 +82,15 @@ def inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bool:
                                     filter(None, map(resolved, roots)))
 
 
+def is_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder (following links); False where it cannot be looked at (a
+    name too long, no permission)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
 class DatasetMoved(KeyError):
     """A registered dataset's folder leads, now, outside the folders datasets may come from
     (swapped for a link since it was read, or its root taken out of the setting)."""

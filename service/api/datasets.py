@@ -30,7 +30,14 @@ from service.errors import fail
 from service.ratelimit import limit_writes
 from worker.contract import DATASET_WAITING, TASK_INGEST_DATASET
 from worker.dataset_records import DatasetRecords
-from worker.datasets import dataset_dir, inside, new_dataset_id, resolved, upload_file
+from worker.datasets import (
+    dataset_dir,
+    inside,
+    is_folder,
+    new_dataset_id,
+    resolved,
+    upload_file,
+)
 
 bp = APIBlueprint("datasets", __name__, url_prefix="/v1/datasets", tag="datasets")
 bp.before_request(require_tenant)
@@ -114,11 +121,7 @@ def _server_folder(path: str) -> str:
              "from (an absolute path, links and '..' resolved)")
     if real is None:
         fail(422, "not_a_folder", f"{path!r} cannot be resolved (a loop of links)")
-    try:
-        folder = real.is_dir()
-    except OSError:  # a name too long, no permission
-        folder = False
-    if not folder:
+    if not is_folder(real):
         fail(422, "not_a_folder", f"{path!r} is not a folder")
     return str(real)
 
