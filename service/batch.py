@@ -9,9 +9,11 @@ its suffix kept: ``a.png`` → ``OUT/a.png/``, ``a.jpg`` → ``OUT/a.jpg/``, ``s
 SOURCE is searched recursively, leaving out OUT.
 
 Progress is kept in ``OUT/results.jsonl`` (one line per finished image, appended as soon as
-it is done): a second run skips every image that succeeded there, so an interrupted batch
-resumes without doing any image twice (failed images are tried again). Transient failures
-(connection errors, 429/502-504) are retried by the client's session
+it is done, knowing the image by its path under SOURCE): a second run skips every image that
+succeeded there, however SOURCE is spelled, so an interrupted batch resumes without doing any
+image twice (failed images are tried again). A first Ctrl-C sends no more jobs and records
+those in flight as they end; a second quits at once (those jobs' images go again).
+Transient failures (connection errors, 429/502-504) are retried by the client's session
 (``service.http_client``), after the server's Retry-After, else with backoff; every job
 carries an Idempotency-Key, so a retry never makes a second job.
 """
@@ -22,12 +24,17 @@ import csv
 import glob
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from service.client import Client
+from service.client_map import MapRecords
 
 RATE_RETRIES = 60  # transient answers (429 after Retry-After) one request may wait out
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -52,21 +59,33 @@ RUN_KEYS = ("model", "kind", "layer", "options")  # what a resumed batch must as
 
 
 def find_images(source: str, exclude: Path | None = None) -> list[Path]:
+    """SOURCE's images: :func:`images_of`'s list."""
+    return images_of(source, exclude)[0]
+
+
+def images_of(source: str, exclude: Path | None = None) -> tuple[list[Path], int]:
     """SOURCE's images: a folder (recursively) or a glob (``**`` recurses), sorted, leaving
-    out anything under ``exclude`` (the output folder)."""
+    out anything under ``exclude`` (the output folder); and how many paths were left out
+    as a second way to a file already kept. Each file is sent once, by its real path (a
+    glob's ``**`` follows linked folders, loops included): by its path through no link when
+    it has one (``a.png`` rather than a link to it, ``sub/b.png`` rather than
+    ``linkdir/b.png``), else by the first in sorted order."""
     path = Path(source)
     found = sorted(path.rglob("*")) if path.is_dir() else \
         sorted(map(Path, glob.glob(source, recursive=True)))
     skip = os.path.abspath(exclude) + os.sep if exclude is not None else None
-    seen: set[str] = set()  # a glob's ``**`` follows linked folders, loops included: each
-    kept = []  # file once, by its real path
-    for p in found:
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES \
-                and not (skip and os.path.abspath(p).startswith(skip)) \
-                and (real := os.path.realpath(p)) not in seen:
-            seen.add(real)
-            kept.append(p)
-    return kept
+    candidates = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not (skip and os.path.abspath(p).startswith(skip))]
+    base = source_base(source)
+    real_base = os.path.realpath(base)
+
+    def through_a_link(p: Path) -> bool:
+        return os.path.realpath(p) != os.path.join(real_base, os.path.relpath(p, base))
+
+    kept: dict[str, Path] = {}
+    for p in sorted(candidates, key=lambda p: (through_a_link(p), p)):
+        kept.setdefault(os.path.realpath(p), p)
+    return sorted(kept.values()), len(candidates) - len(kept)
 
 
 def check_source(source: str, out: Path) -> None:
@@ -99,16 +118,24 @@ def check_same_run(out: Path, job_args: dict) -> None:
                                    "give another --out, or remove it to start again")
 
 
+def image_key(path: Path, base: Path) -> str:
+    """What ``results.jsonl`` knows an image by: its path relative to SOURCE (its output
+    folder), however SOURCE was spelled (``photos``, ``./photos``, ``/home/me/photos``)."""
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+
 def load_done(results: Path) -> dict[str, dict]:
+    """The rows of the images that succeeded, by :func:`image_key` (their ``folder``; a row
+    without one by its ``image``)."""
     done: dict[str, dict] = {}
     if results.exists():
-        for line in results.read_text().splitlines():
+        for line in results.read_text(errors="surrogateescape").splitlines():
             try:
                 row = json.loads(line) if line.strip() else None
             except json.JSONDecodeError:  # a line an interrupted run left half written:
                 continue  # its image is computed again
             if row and row["status"] == "succeeded":  # failures are tried again
-                done[row["image"]] = row
+                done[row.get("folder") or row["image"]] = row
     return done
 
 
@@ -128,7 +155,8 @@ def result_row(record: dict, out: Path) -> dict:
 
 
 def write_summary(out: Path, rows: list[dict]) -> None:
-    with (out / "summary.csv").open("w", newline="") as fh:
+    # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
+    with (out / "summary.csv").open("w", newline="", errors="surrogateescape") as fh:
         writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -139,7 +167,9 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
               images_per_job: int | None = None, **job_args: Any) -> dict:
     """Run SOURCE's images through ``client.map`` (the CLI gives it a client that retries up
     to :data:`RATE_RETRIES` times per request, so a rate-limited batch waits out many 429s).
-    ``concurrency`` is the number of jobs in flight."""
+    ``concurrency`` is the number of jobs in flight. A first Ctrl-C sends no more jobs and
+    records those in flight as they end (``not_sent`` counts the images left for a rerun); a
+    second one raises ``KeyboardInterrupt`` at once."""
     check_source(source, out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -148,19 +178,46 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     results = out / "results.jsonl"
     check_same_run(out, job_args)
     done = load_done(results)
-    images = find_images(source, exclude=out)
-    todo = [p for p in images if str(p) not in done]
+    base = source_base(source)
+    images, links = images_of(source, exclude=out)
+    todo = [p for p in images if image_key(p, base) not in done]
     records = client.map(todo, images_per_job=images_per_job, in_flight=concurrency,
-                         out_dir=out, base=source_base(source), **job_args)
-    with click.progressbar(length=len(todo), label="images", file=None) as bar:
+                         out_dir=out, base=base, **job_args)
+    recorded = 0
+    with click.progressbar(length=len(todo), label="images", file=None) as bar, \
+            _first_interrupt_stops(records):
         for record in records:
             row = result_row(record, out)
             with results.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            done[row["image"]] = row
+            done[image_key(record["path"], base)] = row
+            recorded += 1
             bar.update(1)
-    rows = [done[str(p)] for p in images if str(p) in done]  # the latest result per image
+    rows = [done[key] for p in images if (key := image_key(p, base)) in done]  # the latest
     write_summary(out, rows)
     failed = sum(1 for r in rows if r["status"] != "succeeded")
     return {"done": len(rows) - failed, "failed": failed,
-            "skipped": len(images) - len(todo)}
+            "skipped": len(images) - len(todo), "not_sent": len(todo) - recorded,
+            "links": links}
+
+
+@contextmanager
+def _first_interrupt_stops(records: MapRecords) -> Iterator[None]:
+    """While the batch runs (in the main thread): a first SIGINT stops ``records`` sending
+    jobs, a second raises ``KeyboardInterrupt``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if records.stopped:
+            raise KeyboardInterrupt
+        records.stop()
+        click.echo("\nstopping: no more jobs are sent; the jobs in flight are recorded as "
+                   "they end (Ctrl-C again to quit now)", err=True)
+
+    before = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

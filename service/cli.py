@@ -225,8 +225,19 @@ def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[st
                             images_per_job=images_per_job)
     except ApiError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # a second Ctrl-C: the jobs in flight are not waited for
+        click.echo("\nquit: the images of the jobs in flight were not recorded; run the "
+                   "same command again to resume", err=True)
+        sys.stderr.flush()
+        os._exit(130)  # the client's threads would otherwise hold the exit until they end
     click.echo(f"{summary['done']} done, {summary['failed']} failed, "
                f"{summary['skipped']} already done; summary in {out}/summary.csv")
+    if summary["links"]:
+        click.echo(f"{summary['links']} left out: links to images already in the batch")
+    if summary["not_sent"]:
+        click.echo(f"stopped: {summary['not_sent']} images not sent; run the same command "
+                   "again to resume")
+        sys.exit(130)
     if summary["failed"]:  # a script sees it: exit status 1 (their errors are in the summary)
         sys.exit(1)
 

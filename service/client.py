@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from service.api_error import ApiError, is_api_url
-from service.client_map import map_images
+from service.client_map import MapRecords, map_images
 from service.http_client import (
     TRANSIENT,
     Response,
@@ -35,6 +35,7 @@ __all__ = ["TRANSIENT", "ApiError", "Client", "retry_policy"]
 
 POOL_SIZE = 32  # connections kept per host (Client.map's threads share the session)
 MIN_POLL = 0.1  # the shortest long-poll Client.wait asks for (the server wakes it at the end)
+POLL_MARGIN = 1.0  # seconds a long-poll ends before the client's timeout (the answer's trip)
 
 
 def retry_policy(attempts: int = 4) -> Retry:
@@ -196,6 +197,8 @@ class Client:
             raise ValueError(f"poll must be at least {MIN_POLL} s, not {poll!r}")
         job_id = _job_id(job)
         deadline = time.monotonic() + timeout
+        # each long-poll answered before the client's own read timeout gives up on it
+        poll = max(MIN_POLL, min(poll, max(self.timeout - POLL_MARGIN, self.timeout / 2)))
         # the first request already long-polls: an ended job answers at once, a running one
         # when it ends (no separate read of the job first)
         body = self.job(job_id, wait=min(poll, max(0.0, timeout)))
@@ -251,9 +254,9 @@ class Client:
             layer: str | None = None, options: dict | None = None,
             images_per_job: int | None = None, in_flight: int = 4,
             out_dir: str | Path | None = None,
-            base: str | Path | None = None) -> Iterator[dict]:
+            base: str | Path | None = None) -> MapRecords:
         """Run many images as multi-image jobs; yield one record per path, as jobs end
-        (see :func:`service.client_map.map_images`)."""
+        (see :meth:`service.client_map.Mapper.run`; ``stop()`` sends no more jobs)."""
         if isinstance(paths, (str, Path)):  # one path: not a sequence of its characters
             raise TypeError("paths: a list of image paths, not one path (wrap it: [path])")
         return map_images(self, paths, model=model, kind=kind, layer=layer, options=options,

@@ -10,7 +10,7 @@ import os
 import tarfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,7 +134,7 @@ class _MapRun:
 
     def key(self, paths: Sequence[str | Path]) -> str:
         """The chunk's Idempotency-Key: this run and the chunk's paths."""
-        digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:32]
+        digest = hashlib.sha256(b"\n".join(map(os.fsencode, paths))).hexdigest()[:32]
         return f"map-{self.run}-{digest}"
 
     def folder(self, path: str | Path) -> Path:
@@ -156,7 +156,30 @@ def _artifact_names(item: dict) -> list[tuple[str, str]]:
     return list(names.items()) if isinstance(names, dict) else [(n, n) for n in names]
 
 
-def map_images(client: Any, paths: Iterable[str | Path], **kwargs: Any) -> Iterator[dict]:
+class MapRecords(Iterator[dict]):
+    """What :meth:`Mapper.run` returns: one record per path, as jobs end. :meth:`stop` sends
+    no more jobs: the records of the jobs already sent still come, then the iteration ends
+    (a path never sent gets no record)."""
+
+    def __init__(self, records: Generator[dict, None, None], run: _MapRun) -> None:
+        self._records, self._run = records, run
+
+    def __next__(self) -> dict:
+        return next(self._records)
+
+    def stop(self) -> None:
+        self._run.stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._run.stop.is_set()
+
+    def close(self) -> None:
+        """Stop at once, without waiting for the jobs already sent (they are not recorded)."""
+        self._records.close()
+
+
+def map_images(client: Any, paths: Iterable[str | Path], **kwargs: Any) -> MapRecords:
     """:meth:`Mapper.run` with ``client`` (a :class:`service.client.Client`)."""
     return Mapper(client).run(paths, **kwargs)
 
@@ -169,7 +192,7 @@ class Mapper:
             layer: str | None = None, options: dict | None = None,
             images_per_job: int | None = None, in_flight: int = 4,
             out_dir: str | Path | None = None,
-            base: str | Path | None = None) -> Iterator[dict]:
+            base: str | Path | None = None) -> MapRecords:
         """Run many images as multi-image jobs; yield one record per path, as jobs end.
 
         Images are packed in input order into jobs of ``images_per_job`` (at most the
@@ -189,8 +212,11 @@ class Mapper:
         succeeded``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
         base>/``, its suffix kept (``a.png/`` and ``a.jpg/`` differ): ``item.json`` and each
         artifact as ``<name>.png`` / ``<name>.npy``. ``base`` defaults to the deepest folder
-        holding every input. Stopping the iteration early sends no more jobs (it waits for
-        those already sent).
+        holding every input. ``stop()`` on what this returns sends no more jobs and still
+        yields the records of those already sent (``convscope batch``'s first Ctrl-C);
+        ``close()`` sends no more jobs and waits for those already sent, unrecorded; an
+        exception raised while waiting for the next record (``KeyboardInterrupt``) does not
+        wait for them here.
         """
         paths = list(paths)
         if in_flight < 1:
@@ -204,7 +230,7 @@ class Mapper:
         outside = [p for p in paths if run.folder(p).parts[:1] == ("..",)]
         if out_dir is not None and outside:
             raise ValueError(f"{outside[0]} is not inside base {run.base}")
-        return self._mapped(pack(paths, sizes, budget), run, in_flight)
+        return MapRecords(self._mapped(pack(paths, sizes, budget), run, in_flight), run)
 
     def _job_sizes(self, paths: list, model: str, kind: str,
                    images_per_job: int | None) -> tuple[list[int], int]:
@@ -233,17 +259,22 @@ class Mapper:
         return job_sizes(len(paths), job_size(most, shape), largest), \
             contract.get("max_content_length", 0) // 2
 
-    def _mapped(self, chunks: list[list], run: _MapRun, in_flight: int) -> Iterator[dict]:
+    def _mapped(self, chunks: list[list], run: _MapRun,
+                in_flight: int) -> Generator[dict, None, None]:
         pool = ThreadPoolExecutor(max_workers=in_flight + DOWNLOADS,
                                   thread_name_prefix="convscope-map")
         # the pool starts chunks in order, so the chunks started hold the first tickets
         futures = [pool.submit(self._map_chunk, chunk, run, i) for i, chunk in enumerate(chunks)]
+        wait = True
         try:
             for future in as_completed(futures):
                 yield from future.result()
+        except BaseException as exc:  # an interruption (Ctrl-C) waits for no job in flight
+            wait = isinstance(exc, GeneratorExit)
+            raise
         finally:  # done, or stopped early: send nothing more
             run.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     def _map_chunk(self, chunk: list, run: _MapRun, ticket: int) -> list[dict]:
         with run.slots.slot(ticket) as sent:  # a slot is a job queued or running

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import queue
 import random
 import time
@@ -180,8 +181,12 @@ def multipart(data: Fields, files: Files) -> tuple[bytes, str]:
 
 
 def _quoted(value: str) -> str:
-    """A name in a ``Content-Disposition`` header, escaped as browsers do (HTML5)."""
-    return str(value).replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D") \
+    """A name in a ``Content-Disposition`` header, escaped as browsers do (HTML5). A file
+    name that is not UTF-8 (its bytes kept by Python as surrogates) is sent with U+FFFD for
+    each byte UTF-8 cannot carry."""
+    text = os.fsencode(value).decode("utf-8", "replace") if isinstance(value, str) else \
+        str(value)
+    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D") \
         .replace("\n", "%0A")
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -67,14 +69,14 @@ def batch_cmd(source: Path, out: Path, url: str, *extra: str) -> list[str]:
             "--kind", "gradcam", "--out", str(out), "--url", url, *extra]
 
 
-def test_batch_resumes_without_repeating(settings, api_url: str, tmp_path: Path,
-                                         reaper: list) -> None:
-    """20 images, 4 per job (the test server's maximum), 2 jobs in flight: the first run is
-    held after its first two jobs, interrupted, and resumed against the live API."""
+def _held_run(settings, images: Path, out: Path, reaper: list, interrupts: int,
+              spelled: str | None = None) -> tuple[subprocess.Popen, str, int]:
+    """A ``convscope batch`` of ``images`` (2 jobs in flight) against an API that holds every
+    job after the first two: once those two are recorded, ``interrupts`` SIGINTs, then the
+    held jobs are let through. Returns the ended run, its stderr and the jobs it sent.
+    ``spelled``: SOURCE as given (run from ``images``' parent)."""
     from service.app import create_app
 
-    images = write_shape_images(tmp_path / "images", 20)
-    out = tmp_path / "out"
     app = create_app(settings)
     hold = HoldJobs(app.wsgi_app, allowed=2)
     app.wsgi_app = hold
@@ -83,32 +85,63 @@ def test_batch_resumes_without_repeating(settings, api_url: str, tmp_path: Path,
         # SIGINT as a terminal's Ctrl-C delivers it, to a CLI that handles it: a background
         # job of a shell without job control (a CI runner's, say) starts with it ignored,
         # and Python then never raises KeyboardInterrupt
-        first = subprocess.Popen(batch_cmd(tmp_path / "images", out, held_url, "-j", "2"),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        reaper.append(first)
-        wait_until(lambda: len(results(out)) >= 2 * per_job or first.poll() is not None, 120,
+        run = subprocess.Popen(batch_cmd(Path(spelled or images), out, held_url, "-j", "2"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, cwd=images.parent,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        reaper.append(run)
+        wait_until(lambda: len(results(out)) >= 2 * per_job or run.poll() is not None, 120,
                    "the first run to finish its first two jobs", interval=0.1)
-        first.send_signal(signal.SIGINT)
-        hold.release.set()  # the held submissions go on; the interrupted run records nothing
-        first.wait(60)
-    partial = results(out)
-    assert len(partial) == 2 * per_job, partial
-    assert len({row["job"] for row in partial}) == 2
+        for _ in range(interrupts):
+            run.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+        if interrupts > 1:  # quit at once: the held jobs are not waited for
+            run.wait(20)
+        hold.release.set()
+        _, err = run.communicate(timeout=120)
+    return run, err, hold.posts
 
-    second = subprocess.run(batch_cmd(tmp_path / "images", out, api_url, "-j", "2"),
-                            capture_output=True, text=True, timeout=300)
+
+def test_batch_resumes_without_repeating(settings, api_url: str, tmp_path: Path,
+                                         reaper: list) -> None:
+    """20 images, 4 per job (the test server's maximum), 2 jobs in flight: the first run is
+    held after its first two jobs and interrupted (Ctrl-C): it sends no more jobs, records
+    the two in flight as they end, and exits 130; the run resumed with SOURCE spelled
+    another way (relative, from its parent) sends only the rest."""
+    images = write_shape_images(tmp_path / "images", 20)
+    out = tmp_path / "out"
+    per_job = settings.max_images_per_job
+    first, err, sent = _held_run(settings, tmp_path / "images", out, reaper, interrupts=1)
+    assert first.returncode == 130, err
+    assert "no more jobs are sent" in err
+    partial = results(out)
+    # the jobs in flight (1 or 2: the second may not have been sent yet) recorded too
+    assert sent in (3, 4) and len(partial) == sent * per_job, (sent, partial)
+    assert len({row["job"] for row in partial}) == sent
+    assert all((out / Path(row["image"]).name / "item.json").exists() for row in partial)
+
+    second = subprocess.run(batch_cmd(Path("images"), out, api_url, "-j", "2"),
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     rows = results(out)
-    names = [row["image"] for row in rows]
-    assert sorted(names) == sorted(str(p) for p in images)  # every image exactly once
+    assert sorted(row["folder"] for row in rows) == sorted(p.name for p in images)  # once each
     assert all(row["status"] == "succeeded" for row in rows)
     assert f"{len(partial)} already done" in second.stdout
     with (out / "summary.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 20
     for image in images:
         assert (out / image.name / "overlay.png").exists()
+
+
+def test_a_second_interrupt_quits_at_once(settings, tmp_path: Path, reaper: list) -> None:
+    """Ctrl-C twice: the run quits without waiting for its jobs in flight (held here until
+    after it exited), recording only what had ended."""
+    write_shape_images(tmp_path / "images", 20)
+    out = tmp_path / "out"
+    run, err, _ = _held_run(settings, tmp_path / "images", out, reaper, interrupts=2)
+    assert run.returncode == 130, err
+    assert "quit" in err
+    assert len(results(out)) == 2 * settings.max_images_per_job
 
 
 def test_every_input_gets_its_own_folder(api_url: str, tmp_path: Path) -> None:
@@ -214,10 +247,28 @@ def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
     finally:
         server.shutdown()
     answers = dict(served.answers)
-    assert summary == {"done": len(images), "failed": 0, "skipped": 0}, answers
+    assert summary == {"done": len(images), "failed": 0, "skipped": 0, "not_sent": 0,
+                       "links": 0}, answers
     assert len(answers) == len(images) // 2  # one Idempotency-Key per job
     assert sum(codes.count(429) for codes in answers.values()) >= 1, answers  # limited ...
     for codes in answers.values():  # ... and every refusal waited out, then accepted once
         assert codes[-1] == 202 and set(codes[:-1]) <= {429}, answers
     jobs = QueueCount.read(r, tenant_of(key)).jobs
     assert jobs == len(images) // 2  # one job per 2 images: no duplicates from the retries
+
+
+def test_a_name_that_is_not_utf8_keeps_its_bytes(api_url: str, tmp_path: Path) -> None:
+    """``convscope batch`` over a file named in Latin-1: it is sent (it used to stop the whole
+    run before any job), and OUT and ``summary.csv`` hold its name's own bytes."""
+    good, odd = write_shape_images(tmp_path / "images", 2)
+    odd = odd.rename(tmp_path / "images" / os.fsdecode(b"caf\xe9.png"))
+    out = tmp_path / "out"
+    done = subprocess.run(batch_cmd(tmp_path / "images", out, api_url), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 done, 0 failed" in done.stdout
+    assert (out / odd.name / "overlay.png").is_file()
+    assert b"caf\xe9.png" in (out / "summary.csv").read_bytes()
+    again = subprocess.run(batch_cmd(tmp_path / "images", out, api_url), capture_output=True,
+                           text=True, timeout=300)
+    assert "2 done, 0 failed, 2 already done" in again.stdout, again.stdout + again.stderr

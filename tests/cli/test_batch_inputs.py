@@ -6,12 +6,20 @@ same model, kind, layer and options), the API's URL, and the paths of ``Client.m
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 import pytest
 
-from service.batch import check_same_run, check_source, find_images, load_done
+from service.batch import (
+    check_same_run,
+    check_source,
+    find_images,
+    image_key,
+    images_of,
+    load_done,
+)
 
 
 def test_a_glob_through_a_looping_link_finds_each_image_once(tmp_path: Path) -> None:
@@ -103,3 +111,43 @@ def test_an_output_folder_that_cannot_be_made_is_said_before_anything_is_sent(
         assert answer.exit_code == 1, answer.output
         assert "cannot make the output folder" in answer.output
         assert answer.exception is None or isinstance(answer.exception, SystemExit)
+
+
+def test_a_file_is_kept_by_its_path_through_no_link(tmp_path: Path) -> None:
+    """A link to an image already in the batch is left out (and counted), whichever sorts
+    first: ``a.png`` rather than ``0link.png`` (a link to it), ``sub/b.png`` rather than
+    ``linkdir/b.png`` (a linked folder a glob's ``**`` follows)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png", "sub/c.png"):
+        (src / name).write_bytes(b"x")
+    (src / "0link.png").symlink_to(src / "a.png")
+    (src / "linkdir").symlink_to(src / "sub", target_is_directory=True)
+    assert images_of(str(src)) == ([src / "a.png", src / "sub" / "b.png",
+                                    src / "sub" / "c.png"], 1)
+    assert images_of(f"{src}/**/*.png") == images_of(str(src))[:1] + (3,)
+
+
+def test_results_know_an_image_by_its_path_under_source(tmp_path: Path, monkeypatch) -> None:
+    """However SOURCE is spelled, an image's key is its path relative to SOURCE, the
+    ``folder`` its row holds (a row without one: its ``image``)."""
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    keys = {image_key(Path(spelled) / "sub" / "b.png", Path(spelled))
+            for spelled in ("photos", "./photos", str(tmp_path / "photos"), "photos/sub/..")}
+    assert keys == {"sub/b.png"}
+    rows = [{"image": "/elsewhere/photos/sub/b.png", "folder": "sub/b.png",
+             "status": "succeeded"}, {"image": "old.png", "status": "succeeded"}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert sorted(load_done(tmp_path / "results.jsonl")) == ["old.png", "sub/b.png"]
+
+
+def test_names_that_are_not_utf8_go_into_a_form_and_a_key(tmp_path: Path) -> None:
+    from service.client_map import _MapRun, _Slots
+    from service.http_client import multipart
+
+    name = os.fsdecode(b"caf\xe9 \"q\".png")
+    body, _ = multipart({"kind": "gradcam"}, [("image", (name, b"PNG"))])
+    assert b'filename="caf\xef\xbf\xbd %22q%22.png"' in body
+    run = _MapRun({}, None, tmp_path, _Slots(1))
+    assert run.key([tmp_path / name]) != run.key([tmp_path / "caf.png"])

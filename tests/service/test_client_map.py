@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,3 +351,30 @@ def test_a_job_that_cannot_be_waited_for_is_not_sent_again(tmp_path: Path,
         assert records[0]["error"]["code"] == "service_unavailable"
     finally:
         server.shutdown()
+
+
+def test_a_short_client_timeout_still_waits_out_a_long_job(api_url: str) -> None:
+    """Each long-poll ends before the client's own read timeout: a 1 s client waits for a
+    filters job of several seconds, where its 20 s long-polls timed out (TransportError)."""
+    client = Client(api_url, timeout=1.0)
+    job = client.submit(model="shapes", kind="filters", layer="conv3",
+                        options={"filters": list(range(6)), "steps": 96, "seed": 11})
+    started = client.job(job["id"])
+    done = client.wait(job, timeout=120)
+    assert started["status"] in ACTIVE  # it was still computing when the wait began
+    assert done["status"] == "succeeded", done
+
+
+def test_a_file_name_that_is_not_utf8_is_mapped(api_url: str, tmp_path: Path) -> None:
+    """Its bytes kept (surrogates in Python): the job goes, the name goes as U+FFFD, and its
+    outputs go to a folder of the same bytes."""
+    good = write_shape_images(tmp_path / "in", 2)
+    odd = good[1].rename(tmp_path / "in" / os.fsdecode(b"caf\xe9.png"))
+    client = Client(api_url)
+    records = list(client.map([good[0], odd], model="shapes", kind="gradcam",
+                              out_dir=tmp_path / "out"))
+    assert [r["status"] for r in records] == ["succeeded", "succeeded"]
+    job = client.job(records[1]["job"])
+    assert job["inputs"][records[1]["index"]]["filename"] == "caf\ufffd.png"
+    assert (tmp_path / "out" / odd.name / "overlay.png").is_file()
+    assert os.fsencode(odd.name) in os.listdir(os.fsencode(tmp_path / "out"))
