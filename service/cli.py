@@ -175,7 +175,7 @@ def submit(images: tuple[str, ...], model: str, kind: str, layer: str | None,
             return
         job = follow(client, job["id"]) if kind in PROGRESS_KINDS else client.wait(job)
         if job["status"] != "succeeded":
-            raise click.ClickException(f"job {job['status']}: {job.get('error')}")
+            raise click.ClickException(_not_succeeded(job))
         saved = client.artifacts(job, out_dir=Path(out) / job["id"])
     except ApiError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -246,6 +246,16 @@ main.add_command(models)
 main.add_command(layers)
 main.add_command(datasets)
 main.add_command(compare)
+
+
+def _not_succeeded(job: dict) -> str:
+    """What ``convscope submit`` says of a job that ended otherwise, or did not end in time."""
+    error = job.get("error") or {}
+    if job["status"] == "failed":
+        return f"job {job['id']} failed: {error.get('code')}: {error.get('message')}"
+    if job["status"] == "canceled":
+        return f"job {job['id']} was canceled"
+    return f"job {job['id']} is still {job['status']} after the wait (GET /v1/jobs/{job['id']})"
 
 
 def run() -> None:

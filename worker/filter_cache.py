@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,6 +41,18 @@ from worker.settings import get_settings
 
 NS = "convscope:v1"  # the job store's namespace (worker.store.NS; a test checks they agree)
 STATS = f"{NS}:stats:filter_patterns"  # hash: "computed" (by ascent) and "cached" filters
+
+# KEYS: the patterns' hash, the model's index, the model's record. ARGV: TTL, field, value...
+# One script: the key never exists without its TTL, and nothing is written for a model
+# deleted meanwhile (its record goes before its index is read and its keys deleted).
+_STORE = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
 
 
 def index_key(model_id: str) -> str:
@@ -98,6 +111,7 @@ class FilterCache:
 
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.r, self.ttl = client, ttl
+        self._store = client.register_script(_STORE)
 
     def lookup(self, key: str, filters: Iterable[int]) -> dict[int, CachedFilter]:
         """The cached ones among ``filters``, by channel (one round trip)."""
@@ -113,21 +127,20 @@ class FilterCache:
                 found[f] = CachedFilter(png, float(act), dead == b"1")
         return found
 
-    def store(self, model_id: str, key: str, patterns: dict[int, CachedFilter]) -> None:
-        """Add ``patterns`` under ``key`` and ``key`` to the model's index, both with the TTL."""
-        if not patterns:
-            return
-        fields: dict[str, bytes | str] = {}
+    def store(self, model_id: str, key: str, patterns: dict[int, CachedFilter]) -> bool:
+        """Add ``patterns`` under ``key`` and ``key`` to the model's index, both with the TTL,
+        while the model exists (a model deleted while its job ran leaves nothing behind);
+        False if it did not. A pattern whose activation is not finite (a model with NaN or
+        infinite weights) is not kept: it may depend on the filters computed beside it."""
+        fields: list[bytes | str] = []
         for f, pattern in patterns.items():
-            fields[f"{f}:png"] = pattern.png
-            fields[f"{f}:act"] = repr(float(pattern.activation))
-            fields[f"{f}:dead"] = "1" if pattern.dead else "0"
-        pipe = self.r.pipeline()  # MULTI/EXEC: the key never exists without its TTL
-        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-        pipe.expire(key, self.ttl)
-        pipe.sadd(index_key(model_id), key)
-        pipe.expire(index_key(model_id), self.ttl)
-        pipe.execute()
+            if math.isfinite(pattern.activation):
+                fields += [f"{f}:png", pattern.png, f"{f}:act", repr(float(pattern.activation)),
+                           f"{f}:dead", "1" if pattern.dead else "0"]
+        if not fields:
+            return False
+        return bool(self._store(keys=[key, index_key(model_id), f"{NS}:model:{model_id}"],
+                                args=[self.ttl, *fields]))
 
     def count(self, computed: int, cached: int) -> None:
         """Count filters made by gradient ascent and filters answered from the cache."""

@@ -99,3 +99,16 @@ def test_models_weights_installs_a_local_file(tmp_path: Path) -> None:
                   env=clean_env(CONVSCOPE_DATA_DIR=str(data)))
     assert refused.returncode == 2 and ".h5" in refused.stderr
     assert cli("models", "weights", "shapes", str(modern)).returncode == 2  # not an application
+
+
+def test_submit_says_how_a_job_ended_otherwise() -> None:
+    """A failed job's code and message; a canceled one without a null error; one still
+    running after the wait with where to follow it."""
+    from service.cli import _not_succeeded
+
+    failed = {"id": "j1", "status": "failed",
+              "error": {"code": "invalid_image", "message": "image 0 is empty"}}
+    assert _not_succeeded(failed) == "job j1 failed: invalid_image: image 0 is empty"
+    assert _not_succeeded({"id": "j2", "status": "canceled", "error": None}) == \
+        "job j2 was canceled"
+    assert "GET /v1/jobs/j3" in _not_succeeded({"id": "j3", "status": "running"})

@@ -44,6 +44,13 @@ def _pattern(value: int, activation: float, channels: int = 3) -> fc.CachedFilte
     return fc.CachedFilter(render.to_png(pixels), activation)
 
 
+def _model(client: redis.Redis) -> str:
+    """A new model's id, its record stored (the cache keeps patterns only of a live model)."""
+    model_id = uuid.uuid4().hex
+    client.set(f"{STORE_NS}:model:{model_id}", b"{}", ex=TTL)
+    return model_id
+
+
 def _key(model_id: str = "m1", **change: object) -> str:
     return fc.pattern_key(model_id, **{**BASE, **change})  # type: ignore[arg-type]
 
@@ -107,8 +114,8 @@ def test_the_weights_digest_follows_weights_and_architecture() -> None:
     assert fc.weights_digest(model) != digest
 
 
-def test_store_and_lookup_round_trip(cache: fc.FilterCache) -> None:
-    model_id = uuid.uuid4().hex
+def test_store_and_lookup_round_trip(cache: fc.FilterCache, client: redis.Redis) -> None:
+    model_id = _model(client)
     key = _key(model_id)
     activation = float(np.float32(0.1))  # not exact in decimal: must survive as a float
     stored = {3: _pattern(10, activation), 7: _pattern(20, -2.5, channels=1),
@@ -126,7 +133,7 @@ def test_store_and_lookup_round_trip(cache: fc.FilterCache) -> None:
 
 
 def test_every_key_has_the_ttl(cache: fc.FilterCache, client: redis.Redis) -> None:
-    model_id = uuid.uuid4().hex
+    model_id = _model(client)
     keys = [_key(model_id, seed=s) for s in (0, 1)]
     for key in keys:
         cache.store(model_id, key, {0: _pattern(1, 1.0)})
@@ -141,7 +148,7 @@ def test_every_key_has_the_ttl(cache: fc.FilterCache, client: redis.Redis) -> No
 
 def test_forget_model_removes_its_keys_and_index_only(cache: fc.FilterCache,
                                                       client: redis.Redis) -> None:
-    gone, kept = uuid.uuid4().hex, uuid.uuid4().hex
+    gone, kept = _model(client), _model(client)
     for model_id in (gone, kept):
         for seed in (0, 1):
             cache.store(model_id, _key(model_id, seed=seed), {0: _pattern(seed, 1.0)})
@@ -151,6 +158,22 @@ def test_forget_model_removes_its_keys_and_index_only(cache: fc.FilterCache,
     assert cache.lookup(_key(kept), [0])
     assert fc.forget_model(client, gone) == 0
     assert fc.forget_model(client, kept) == 3
+
+
+def test_nothing_is_kept_for_a_deleted_model_or_a_pattern_not_finite(
+        cache: fc.FilterCache, client: redis.Redis) -> None:
+    """A filters job that ends after its model was deleted (its record gone, its keys
+    forgotten) leaves no keys behind; a NaN or infinite activation is not kept."""
+    model_id = _model(client)
+    key = _key(model_id)
+    assert cache.store(model_id, key, {0: _pattern(1, 1.0), 1: _pattern(2, float("nan")),
+                                       2: _pattern(3, float("-inf"))})
+    assert set(cache.lookup(key, [0, 1, 2])) == {0}
+    client.delete(f"{STORE_NS}:model:{model_id}")  # what delete_model does first
+    assert fc.forget_model(client, model_id) == 2
+    assert not cache.store(model_id, key, {0: _pattern(1, 1.0)})
+    assert list(client.scan_iter(f"{fc.index_key(model_id)}*")) == []
+    assert not cache.store(_model(client), key, {1: _pattern(2, float("nan"))})
 
 
 def test_count_adds_to_the_stats_hash(cache: fc.FilterCache, client: redis.Redis) -> None:
