@@ -32,10 +32,13 @@ def objective_settings(options: dict[str, Any]) -> dict[str, Any]:
     return {"objective": name, **{k: options[k] for k in OBJECTIVE_OPTIONS.get(name, ())}}
 
 
-def _cache_key(ctx: JobContext, opts: AscentOptions, objective: dict[str, Any]) -> str:
+def _cache_key(ctx: JobContext, opts: AscentOptions, side: int,
+               objective: dict[str, Any]) -> str:
+    """The patterns' key, with the side the ascent uses (``size`` null or the model's own
+    size: one entry)."""
     digest = ctx.tool(("weights_digest",), lambda m: weights_digest(m.model))
     return pattern_key(ctx.loaded.info.id, digest, ctx.layer, ctx.loaded.info.preprocess,
-                       opts.steps, opts.size, opts.seed, opts.learning_rate, ASCENT_VERSION,
+                       opts.steps, side, opts.seed, opts.learning_rate, ASCENT_VERSION,
                        objective)
 
 
@@ -52,7 +55,8 @@ def run_filters(ctx: JobContext) -> tuple[dict, Artifacts]:
     diverse = name == "diversity"
     # Cache fields: the filters, or (diversity) the numbers of the channel's images.
     slots = list(range(ctx.options["n"])) if diverse else wanted
-    key = _cache_key(ctx, opts, {**settings, "channels": wanted} if diverse else settings)
+    key = _cache_key(ctx, opts, viz.side(opts.size),
+                     {**settings, "channels": wanted} if diverse else settings)
     cache = worker_cache()
     patterns = cache.lookup(key, slots)
     cached = set(patterns)

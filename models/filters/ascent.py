@@ -205,6 +205,11 @@ class FilterVisualizer:
         probe = self.redirected_probe if redirect_relu else self.probe
         return probe(pixels * 255.0)
 
+    def side(self, size: int | None) -> int:
+        """The side of the images an ascent with ``size`` makes: ``size``, else the model's
+        input height (128 for a model of free input size)."""
+        return size or self.height or 128
+
     def _program(self, n: int, size: int, objective: Objective | None = None) -> _AscentProgram:
         objective = objective or make_objective("channel")
         with self._programs_lock:
@@ -228,7 +233,7 @@ class FilterVisualizer:
         objective = objective or make_objective("channel")
         plan = objective.plan(self._check(filters, objective))
         images = [f for f, _ in plan]
-        size = options.size or self.height or 128
+        size = self.side(options.size)
         if None in (self.height, self.width) and (reason := too_small(self.model, size, size)):
             raise InvalidInputError(f"size {size} is too small for the model: {reason}")
         program = self._program(len(plan), size, objective)

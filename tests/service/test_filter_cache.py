@@ -156,3 +156,14 @@ def test_deleting_the_model_removes_its_cache(client, r, tmp_path) -> None:
     assert list(r.scan_iter(f"{fc.index_key(model)}*"))
     assert client.delete(f"/v1/models/{model}").status_code == 204
     assert list(r.scan_iter(f"{fc.index_key(model)}*")) == []
+
+
+def test_no_size_and_the_models_own_size_share_patterns(client, r, models) -> None:
+    """``size`` left out means the model's input side (16 here): a job naming that side is
+    answered from the first one's patterns."""
+    model = models[2]
+    first, first_files, computed = _filters(client, r, model, [5, 6], size=None, seed=21)
+    assert computed == 2 and _cached(first) == [False, False]
+    named, named_files, computed = _filters(client, r, model, [5, 6], size=16, seed=21)
+    assert computed == 0 and _cached(named) == [True, True]
+    assert named_files == first_files
