@@ -146,7 +146,7 @@ def _failure(exc: Exception) -> dict:
     """A job-like record for a submission that made no job."""
     code, detail = (exc.code, exc.detail) if isinstance(exc, ApiError) else \
         ("unreadable", str(exc))
-    return {"id": None, "status": "failed", "error": {"code": code, "detail": detail}}
+    return {"id": None, "status": "failed", "error": {"code": code, "message": detail}}
 
 
 def _artifact_names(item: dict) -> list[tuple[str, str]]:
@@ -209,7 +209,7 @@ class Mapper:
         Record: ``{"path"`` (as given), ``"job"`` (id, None when no job was made), ``"index"``
         (the image's position in its job), ``"status"``, ``"item"`` (``result.items[index]``,
         None unless succeeded), ``"files"`` (paths written), and ``"error"`` unless it
-        succeeded``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
+        succeeded (``{"code", "message"}``, as a failed job's, also when no job was made)``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
         base>/``, its suffix kept (``a.png/`` and ``a.jpg/`` differ): ``item.json`` and each
         artifact as ``<name>.png`` / ``<name>.npy``. ``base`` defaults to the deepest folder
         holding every input. ``stop()`` on what this returns sends no more jobs and still
@@ -319,7 +319,7 @@ class Mapper:
             return {**job, **_failure(exc), "id": job["id"]}
         except OSError as exc:  # no answer (TransportError), a timeout among them
             return {**job, "status": "failed",
-                    "error": {"code": "service_unavailable", "detail": str(exc)}}
+                    "error": {"code": "service_unavailable", "message": str(exc)}}
 
     def _records(self, job: dict, paths: list, run: _MapRun) -> list[dict]:
         ok = job["status"] == "succeeded"

@@ -106,6 +106,7 @@ def test_an_unreadable_image_fails_alone(api_url: str, tmp_path: Path) -> None:
     assert len(records) == 3
     assert by_path[bad]["status"] == "failed" and by_path[bad]["job"] is None
     assert by_path[bad]["error"]["code"] == "invalid_image"
+    assert "image 0" in by_path[bad]["error"]["message"]  # the keys of a failed job's error
     assert all(by_path[p]["status"] == "succeeded" for p in good)
     assert (tmp_path / "out" / "img01.png" / "overlay.png").is_file()
 
