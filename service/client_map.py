@@ -209,7 +209,8 @@ class Mapper:
         Record: ``{"path"`` (as given), ``"job"`` (id, None when no job was made), ``"index"``
         (the image's position in its job), ``"status"``, ``"item"`` (``result.items[index]``,
         None unless succeeded), ``"files"`` (paths written), and ``"error"`` unless it
-        succeeded (``{"code", "message"}``, as a failed job's, also when no job was made)``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
+        succeeded (``{"code", "message"}``, as a failed job's, also when no job was
+        made)``}``. With ``out_dir``, image *p*'s outputs go to ``out_dir/<p relative to
         base>/``, its suffix kept (``a.png/`` and ``a.jpg/`` differ): ``item.json`` and each
         artifact as ``<name>.png`` / ``<name>.npy``. ``base`` defaults to the deepest folder
         holding every input. ``stop()`` on what this returns sends no more jobs and still

@@ -1,6 +1,7 @@
 """Several jobs computed as one: their images go through one kind run (one model call per
 image size), and the result is split back so each job gets what it would get alone (up to
-float rounding: a batch adds in another order), with its own artifacts (named by its own image positions) and its own progress."""
+float rounding: a batch adds in another order), with its own artifacts (named by its own
+image positions) and its own progress."""
 
 from __future__ import annotations
 
