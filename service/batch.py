@@ -100,22 +100,30 @@ def check_source(source: str, out: Path) -> None:
         raise click.ClickException(f"--out {out} is SOURCE or holds it: give another folder")
 
 
-def check_same_run(out: Path, job_args: dict) -> None:
-    """OUT resumes only the run it holds: its model, kind, layer and options are kept in
-    ``OUT/run.json``, and a batch asking for others is refused (its finished images would
-    otherwise be counted done with the other run's results)."""
+def check_same_run(out: Path, job_args: dict, source: str | None = None) -> None:
+    """OUT resumes only the run it holds: its model, kind, layer and options, and the folder
+    SOURCE's paths are taken under (``source``: real, however SOURCE is spelled) are kept in
+    ``OUT/run.json``, and a batch asking for others is refused (its images would otherwise be
+    counted done with the other run's results: ``cats/IMG_1.png`` as ``dogs/IMG_1.png``). A
+    ``run.json`` from before it kept the folder gets it now."""
     asked = json.loads(json.dumps({k: job_args.get(k) for k in RUN_KEYS}))
     kept = out / "run.json"
     try:
         before = json.loads(kept.read_text())
     except (OSError, ValueError):  # a new folder, or one from before run.json
-        kept.write_text(json.dumps(asked, indent=1) + "\n")
-        return
-    if before != asked:
-        changed = ", ".join(f"{k} {before.get(k)!r} -> {asked[k]!r}" for k in RUN_KEYS
-                            if before.get(k) != asked[k])
-        raise click.ClickException(f"{out} holds the results of another run ({changed}); "
-                                   "give another --out, or remove it to start again")
+        before = None
+    if isinstance(before, dict):
+        now = {**asked, "source": source}
+        differ = [k for k in RUN_KEYS if before.get(k) != asked[k]]
+        differ += ["source"] if source and before.get("source") not in (None, source) else []
+        if differ:
+            changed = ", ".join(f"{k} {before.get(k)!r} -> {now[k]!r}" for k in differ)
+            raise click.ClickException(f"{out} holds the results of another run ({changed}); "
+                                       "give another --out, or remove it to start again")
+        if "source" in before or source is None:
+            return
+    kept.write_text(json.dumps({**asked, **({"source": source} if source else {})},
+                               indent=1) + "\n")
 
 
 def image_key(path: Path, base: Path) -> str:
@@ -124,9 +132,10 @@ def image_key(path: Path, base: Path) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
 
-def load_done(results: Path) -> dict[str, dict]:
-    """The rows of the images that succeeded, by :func:`image_key` (their ``folder``; a row
-    without one by its ``image``)."""
+def load_done(results: Path, base: Path = Path(".")) -> dict[str, dict]:
+    """The rows of the images that succeeded, by :func:`image_key` under SOURCE's ``base``:
+    their ``folder`` (a row written before rows had one: its ``image``, as spelled then,
+    from the folder the command runs in)."""
     done: dict[str, dict] = {}
     if results.exists():
         for line in results.read_text(errors="surrogateescape").splitlines():
@@ -135,7 +144,7 @@ def load_done(results: Path) -> dict[str, dict]:
             except json.JSONDecodeError:  # a line an interrupted run left half written:
                 continue  # its image is computed again
             if row and row["status"] == "succeeded":  # failures are tried again
-                done[row.get("folder") or row["image"]] = row
+                done[row.get("folder") or image_key(Path(row["image"]), base)] = row
     return done
 
 
@@ -176,16 +185,17 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     except OSError as exc:
         raise click.ClickException(f"cannot make the output folder {out}: {exc}") from exc
     results = out / "results.jsonl"
-    check_same_run(out, job_args)
-    done = load_done(results)
     base = source_base(source)
+    check_same_run(out, job_args, os.path.realpath(base))
+    done = load_done(results, base)
     images, links = images_of(source, exclude=out)
     todo = [p for p in images if image_key(p, base) not in done]
     records = client.map(todo, images_per_job=images_per_job, in_flight=concurrency,
                          out_dir=out, base=base, **job_args)
     recorded = 0
+    interrupts: list[int] = []
     with click.progressbar(length=len(todo), label="images", file=None) as bar, \
-            _first_interrupt_stops(records):
+            _first_interrupt_stops(records, interrupts):
         for record in records:
             row = result_row(record, out)
             with results.open("a") as fh:
@@ -198,19 +208,22 @@ def run_batch(client: Client, source: str, out: Path, concurrency: int = 4,
     failed = sum(1 for r in rows if r["status"] != "succeeded")
     return {"done": len(rows) - failed, "failed": failed,
             "skipped": len(images) - len(todo), "not_sent": len(todo) - recorded,
-            "links": links}
+            "links": links, "interrupted": bool(interrupts)}
 
 
 @contextmanager
-def _first_interrupt_stops(records: MapRecords) -> Iterator[None]:
-    """While the batch runs (in the main thread): a first SIGINT stops ``records`` sending
-    jobs, a second raises ``KeyboardInterrupt``."""
-    if threading.current_thread() is not threading.main_thread():
+def _first_interrupt_stops(records: MapRecords, interrupts: list) -> Iterator[None]:
+    """While the batch runs (in the main thread, unless SIGINT was ignored when it started:
+    ``nohup``, a background job): a first SIGINT stops ``records`` sending jobs, a second
+    raises ``KeyboardInterrupt``. Each is appended to ``interrupts``."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
 
     def stop(signum: int, frame: Any) -> None:
-        if records.stopped:
+        interrupts.append(signum)
+        if len(interrupts) > 1:
             raise KeyboardInterrupt
         records.stop()
         click.echo("\nstopping: no more jobs are sent; the jobs in flight are recorded as "

@@ -228,13 +228,14 @@ def batch(source: str, model: str, kind: str, layer: str | None, pairs: tuple[st
     except KeyboardInterrupt:  # a second Ctrl-C: the jobs in flight are not waited for
         click.echo("\nquit: the images of the jobs in flight were not recorded; run the "
                    "same command again to resume", err=True)
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)  # the client's threads would otherwise hold the exit until they end
     click.echo(f"{summary['done']} done, {summary['failed']} failed, "
                f"{summary['skipped']} already done; summary in {out}/summary.csv")
     if summary["links"]:
         click.echo(f"{summary['links']} left out: links to images already in the batch")
-    if summary["not_sent"]:
+    if summary["interrupted"]:  # a script sees it, whatever was left
         click.echo(f"stopped: {summary['not_sent']} images not sent; run the same command "
                    "again to resume")
         sys.exit(130)
@@ -252,7 +253,8 @@ def _not_succeeded(job: dict) -> str:
     """What ``convscope submit`` says of a job that ended otherwise, or did not end in time."""
     error = job.get("error") or {}
     if job["status"] == "failed":
-        return f"job {job['id']} failed: {error.get('code')}: {error.get('message')}"
+        return f"job {job['id']} failed: {error.get('code') or 'internal_error'}: " \
+            f"{error.get('message') or 'no reason given'}"
     if job["status"] == "canceled":
         return f"job {job['id']} was canceled"
     return f"job {job['id']} is still {job['status']} after the wait (GET /v1/jobs/{job['id']})"

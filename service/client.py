@@ -198,7 +198,8 @@ class Client:
         job_id = _job_id(job)
         deadline = time.monotonic() + timeout
         # each long-poll answered before the client's own read timeout gives up on it
-        poll = max(MIN_POLL, min(poll, max(self.timeout - POLL_MARGIN, self.timeout / 2)))
+        if self.timeout is not None:
+            poll = max(MIN_POLL, min(poll, max(self.timeout - POLL_MARGIN, self.timeout / 2)))
         # the first request already long-polls: an ended job answers at once, a running one
         # when it ends (no separate read of the job first)
         body = self.job(job_id, wait=min(poll, max(0.0, timeout)))

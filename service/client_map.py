@@ -131,6 +131,11 @@ class _MapRun:
     slots: _Slots
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
     stop: threading.Event = field(default_factory=threading.Event)
+    halted: bool = False  # set by MapRecords.stop (a plain flag: safe in a signal handler)
+
+    def sending(self) -> bool:
+        """Whether jobs may still be sent."""
+        return not (self.halted or self.stop.is_set())
 
     def key(self, paths: Sequence[str | Path]) -> str:
         """The chunk's Idempotency-Key: this run and the chunk's paths."""
@@ -168,14 +173,11 @@ class MapRecords(Iterator[dict]):
         return next(self._records)
 
     def stop(self) -> None:
-        self._run.stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._run.stop.is_set()
+        """Send no more jobs (safe to call from a signal handler: it takes no lock)."""
+        self._run.halted = True
 
     def close(self) -> None:
-        """Stop at once, without waiting for the jobs already sent (they are not recorded)."""
+        """Send no more jobs and wait for those already sent, unrecorded."""
         self._records.close()
 
 
@@ -270,8 +272,8 @@ class Mapper:
         try:
             for future in as_completed(futures):
                 yield from future.result()
-        except BaseException as exc:  # an interruption (Ctrl-C) waits for no job in flight
-            wait = isinstance(exc, GeneratorExit)
+        except KeyboardInterrupt:  # Ctrl-C: no waiting here for the jobs in flight
+            wait = False
             raise
         finally:  # done, or stopped early: send nothing more
             run.stop.set()
@@ -279,7 +281,7 @@ class Mapper:
 
     def _map_chunk(self, chunk: list, run: _MapRun, ticket: int) -> list[dict]:
         with run.slots.slot(ticket) as sent:  # a slot is a job queued or running
-            if run.stop.is_set():
+            if not run.sending():
                 return []
             finished = self._finish_chunk(chunk, run, sent)
         return [record for job, paths in finished
@@ -299,6 +301,8 @@ class Mapper:
             return [(self._wait(job), chunk)]
         finished = []
         for path in chunk:
+            if not run.sending():  # stopped: the rest of the chunk is not sent
+                break
             try:
                 finished.append((self._wait(self._submit([path], run, sent)), [path]))
             except (ApiError, OSError) as exc:

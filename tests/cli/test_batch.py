@@ -248,7 +248,7 @@ def test_batch_waits_out_429s(settings, worker, tmp_path: Path) -> None:
         server.shutdown()
     answers = dict(served.answers)
     assert summary == {"done": len(images), "failed": 0, "skipped": 0, "not_sent": 0,
-                       "links": 0}, answers
+                       "links": 0, "interrupted": False}, answers
     assert len(answers) == len(images) // 2  # one Idempotency-Key per job
     assert sum(codes.count(429) for codes in answers.values()) >= 1, answers  # limited ...
     for codes in answers.values():  # ... and every refusal waited out, then accepted once

@@ -137,9 +137,23 @@ def test_results_know_an_image_by_its_path_under_source(tmp_path: Path, monkeypa
             for spelled in ("photos", "./photos", str(tmp_path / "photos"), "photos/sub/..")}
     assert keys == {"sub/b.png"}
     rows = [{"image": "/elsewhere/photos/sub/b.png", "folder": "sub/b.png",
-             "status": "succeeded"}, {"image": "old.png", "status": "succeeded"}]
+             "status": "succeeded"}, {"image": "photos/old.png", "status": "succeeded"}]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert sorted(load_done(tmp_path / "results.jsonl")) == ["old.png", "sub/b.png"]
+    assert sorted(load_done(tmp_path / "results.jsonl", Path("./photos"))) == \
+        ["old.png", "sub/b.png"]  # an old row (no folder): its image as spelled then
+
+
+def test_out_resumes_only_the_source_it_holds(tmp_path: Path) -> None:
+    """``cats/IMG_1.png`` is not ``dogs/IMG_1.png``: another SOURCE into the same OUT is
+    refused; a run.json from before it kept SOURCE takes it on."""
+    run = {"model": "shapes", "kind": "gradcam", "layer": None, "options": {}}
+    cats, dogs = str(tmp_path / "cats"), str(tmp_path / "dogs")
+    (tmp_path / "run.json").write_text(json.dumps(run))  # an older OUT
+    check_same_run(tmp_path, run, cats)
+    assert json.loads((tmp_path / "run.json").read_text()) == {**run, "source": cats}
+    check_same_run(tmp_path, run, cats)
+    with pytest.raises(click.ClickException, match="source .*cats.* -> .*dogs"):
+        check_same_run(tmp_path, run, dogs)
 
 
 def test_names_that_are_not_utf8_go_into_a_form_and_a_key(tmp_path: Path) -> None:
@@ -151,3 +165,31 @@ def test_names_that_are_not_utf8_go_into_a_form_and_a_key(tmp_path: Path) -> Non
     assert b'filename="caf\xef\xbf\xbd %22q%22.png"' in body
     run = _MapRun({}, None, tmp_path, _Slots(1))
     assert run.key([tmp_path / name]) != run.key([tmp_path / "caf.png"])
+
+
+def test_ctrl_c_stops_sending_then_quits(capsys) -> None:
+    """A first SIGINT stops the records sending (no exception), a second raises
+    KeyboardInterrupt; with SIGINT ignored at the start (nohup), nothing is installed."""
+    import signal
+
+    from service.batch import _first_interrupt_stops
+
+    class Records:
+        stopped = 0
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    records, interrupts = Records(), []
+    with pytest.raises(KeyboardInterrupt):
+        with _first_interrupt_stops(records, interrupts):  # type: ignore[arg-type]
+            os.kill(os.getpid(), signal.SIGINT)
+            assert records.stopped == 1 and interrupts == [signal.SIGINT]
+            os.kill(os.getpid(), signal.SIGINT)
+    assert "no more jobs are sent" in capsys.readouterr().err
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _first_interrupt_stops(records, []):  # type: ignore[arg-type]
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

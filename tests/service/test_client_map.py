@@ -359,7 +359,7 @@ def test_a_short_client_timeout_still_waits_out_a_long_job(api_url: str) -> None
     filters job of several seconds, where its 20 s long-polls timed out (TransportError)."""
     client = Client(api_url, timeout=1.0)
     job = client.submit(model="shapes", kind="filters", layer="conv3",
-                        options={"filters": list(range(6)), "steps": 96, "seed": 11})
+                        options={"filters": list(range(8)), "steps": 160, "seed": 11})
     started = client.job(job["id"])
     done = client.wait(job, timeout=120)
     assert started["status"] in ACTIVE  # it was still computing when the wait began
